@@ -1,0 +1,115 @@
+"""Command line: ``python run_benchmark.py [--config FILE] [--key.sub VALUE ...]``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from benchmark.config import RunConfig, apply_override, load_yaml
+from benchmark.errors import UserError
+
+EMBEDDED_DEFAULT = Path(__file__).parent / "presets" / "embedded.yaml"
+EPILOG = """Without --config, the embedded default (benchmark/presets/embedded.yaml) runs.
+Any config key can be overridden with a dotted flag, e.g. --train.lr 1e-4,
+--model.name ViT-B-32 --model.pretrained openai, --hparams.ldifs.alpha 5. A composition
+of methods is written with '+', e.g. --methods finetune,ldifs+replay."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_benchmark.py", description=__doc__.splitlines()[0], epilog=EPILOG)
+    p.add_argument("--config", help="YAML config file (a partial one is fine)")
+    p.add_argument("--methods", help="comma-separated methods, e.g. finetune,ldifs ('all' for every one)")
+    p.add_argument("--sequence", help="registered sequence name or a YAML file")
+    p.add_argument("--seed", type=int, help="one seed (shorthand for --seeds N)")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--results-dir", dest="results_dir", help="where run directories are written")
+    p.add_argument("--name", help="run directory name (default <sequence>-<config hash>)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (batch jobs)")
+    p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
+    p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
+    p.add_argument("--list-sequences", action="store_true", help="print the sequence registry and exit")
+    return p
+
+
+def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
+    args, rest = build_parser().parse_known_args(argv)
+    cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
+    for flag in ("sequence", "device", "results_dir", "name"):
+        if getattr(args, flag) is not None:
+            apply_override(cfg, flag, getattr(args, flag))
+    if args.methods is not None:
+        apply_override(cfg, "methods", _expand_methods(args.methods))
+    if args.seed is not None:
+        cfg.seeds = [args.seed]
+    if args.seeds is not None:
+        apply_override(cfg, "seeds", args.seeds)
+    for key, value in _dotted_pairs(rest):
+        apply_override(cfg, key, value)
+    return args, cfg
+
+
+def _expand_methods(text: str) -> str:
+    if text.strip() == "all":
+        from methods import METHODS
+        return ",".join(METHODS.names())
+    return text
+
+
+def _dotted_pairs(rest: list[str]) -> list[tuple[str, str]]:
+    """['--train.lr', '1e-4', '--eval.kinds=lp,zs'] -> [('train.lr', '1e-4'), ('eval.kinds', 'lp,zs')]."""
+    pairs, i = [], 0
+    while i < len(rest):
+        token = rest[i]
+        if not token.startswith("--") or "." not in token.split("=")[0]:
+            raise UserError(f"unrecognised argument {token!r}; see --help (config keys are dotted: --train.lr 1e-4)")
+        if "=" in token:
+            key, value = token[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(rest):
+                raise UserError(f"{token} needs a value")
+            key, value = token[2:], rest[i + 1]
+            i += 2
+        pairs.append((key.replace("-", "_"), value))
+    return pairs
+
+
+def print_registries(args: argparse.Namespace) -> None:
+    from methods import METHODS
+    from tasks import SEQUENCES, TASKS, load_sequence
+
+    if args.list_methods:
+        for name in METHODS.names():
+            print(f"{name:14s} {METHODS.get(name).describe()}")
+    if args.list_tasks:
+        for name in TASKS.names():
+            doc = (TASKS.get(name).__doc__ or "").strip().splitlines()
+            print(f"{name:14s} {doc[0] if doc else ''}")
+    if args.list_sequences:
+        for name in SEQUENCES.names():
+            seq = load_sequence(name)
+            print(f"{name:14s} {seq.description}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    warnings.filterwarnings("ignore", module="avalanche|qpsolvers|open_clip")
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
+    try:
+        args, cfg = parse_config(argv)
+        if args.list_methods or args.list_tasks or args.list_sequences:
+            print_registries(args)
+            return 0
+        from benchmark.runner import run
+        from benchmark.summary import print_headline
+
+        run_dir = run(cfg, progress=not args.quiet)
+        print_headline(run_dir)
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,255 @@
+"""Run configuration: dataclasses with YAML round-trip and type-checked dotted overrides."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from benchmark.errors import UserError
+
+
+@dataclass
+class PretrainConfig:
+    """Contrastive pretraining of the embedded tiny model on the procedural world."""
+
+    images: int = 12000
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Which open_clip model, and where its weights come from."""
+
+    # An open_clip architecture (ViT-B-32), a suite config in configs/models (tiny-rn),
+    # or an open_clip schema (local-dir:PATH, hf-hub:ORG/REPO).
+    name: str = "tiny-rn"
+    # "suite" (pretrained here on the procedural world, cached), an open_clip tag
+    # (openai, laion2b_s34b_b79k), a checkpoint file, or "none" for random weights.
+    pretrained: str = "suite"
+    cache_dir: str = ""  # suite-pretrained models; default $LDIFS_BENCH_CACHE or ~/.cache/ldifs-bench
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning protocol per stage; defaults follow the LDIFS authors (REFERENCE.md)."""
+
+    epochs: int = 10  # default for tasks the sequence gives no epoch count
+    lr: float = 1e-5
+    weight_decay: float = 0.1
+    batch_size: int = 128
+    warmup_steps: int = 500
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    head_init: str = "zeroshot"  # zeroshot | lp
+    train_limit: Optional[int] = None  # fine-tune on at most this many images per task
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+
+
+@dataclass
+class EvalConfig:
+    """The tracker: which evaluations, on how much data."""
+
+    kinds: list[str] = field(default_factory=lambda: ["head", "lp", "zs"])
+    batch_size: int = 512
+    lp_train_limit: Optional[int] = None  # linear-probe fit on at most this many train images
+    test_limit: Optional[int] = None  # score on at most this many test images
+    lp_max_iter: int = 100  # L-BFGS iterations of the linear probe
+    lp_weight_decay: float = 1e-4
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; ``results/<name>/config.yaml`` is this, resolved."""
+
+    name: str = ""  # run directory name; default <sequence>-<config hash>
+    sequence: str = "default"  # a registered sequence or a YAML file
+    methods: list[str] = field(default_factory=lambda: ["zeroshot", "finetune", "ldifs"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    results_dir: str = "results"
+    data_root: str = "data"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Per-method hyperparameters, e.g. {"ldifs": {"alpha": 10.0}}; checked against each
+    # method's Params dataclass when the method is built.
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- coercion
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` (YAML-parsed or raw CLI string) to type ``tp`` or raise UserError."""
+    origin = typing.get_origin(tp)
+    if origin is Union:  # Optional[X]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return _coerce(value, args[0], key)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(_parse_scalar(v) if isinstance(v, str) and item_tp is not str else v, item_tp, key)
+                for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+        if not isinstance(value, bool):
+            raise UserError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise UserError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse a CLI value the way YAML would ('1e-4' -> 1e-4, 'true' -> True)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads '1e-4' as a string; Python reads it as a float
+            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict; unknown keys are refused by name."""
+    if not isinstance(data, dict):
+        raise UserError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    fields = _fields(cls)
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise UserError(f"unknown config key {dotted!r}; valid keys: {', '.join(prefix + k for k in fields)}")
+        tp = fields[key]
+        kwargs[key] = from_dict(tp, value, dotted + ".") if dataclasses.is_dataclass(tp) else _coerce(value, tp, dotted)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def apply_override(cfg: RunConfig, dotted: str, raw: Any) -> None:
+    """Set ``cfg.a.b = raw`` after checking that ``a.b`` exists and ``raw`` has its type."""
+    parts = dotted.split(".")
+    target: Any = cfg
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(target, dict):
+            target = target.setdefault(part, {})
+            continue
+        fields = _fields(type(target))
+        if part not in fields:
+            raise UserError(f"unknown config key {'.'.join(parts[:i + 1])!r}; valid keys: {', '.join(fields)}")
+        target = getattr(target, part)
+    last = parts[-1]
+    if isinstance(target, dict):  # free-form section (hparams.<method>.<name>)
+        target[last] = _parse_scalar(raw) if isinstance(raw, str) else raw
+        return
+    fields = _fields(type(target))
+    if last not in fields:
+        prefix = ".".join(parts[:-1])
+        valid = ", ".join(f"{prefix}.{k}" if prefix else k for k in fields)
+        raise UserError(f"unknown config key {dotted!r}; valid keys: {valid}")
+    tp = fields[last]
+    if dataclasses.is_dataclass(tp):
+        raise UserError(f"config key {dotted!r} is a section; set one of its keys, e.g. {dotted}.{next(iter(_fields(tp)))}")
+    setattr(target, last, _coerce(raw, tp, dotted))
+
+
+def load_yaml(path: Union[str, Path]) -> RunConfig:
+    """Read a config file (a partial config is fine: missing keys keep their defaults)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise UserError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return from_dict(RunConfig, data)
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """A short stable hash of everything that changes results (not where they go)."""
+    data = to_dict(cfg)
+    for key in ("name", "results_dir", "device"):
+        data.pop(key)
+    data["model"].pop("cache_dir")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks that types alone cannot express; raise UserError naming the value."""
+    checks = [
+        ("train.lr", cfg.train.lr, cfg.train.lr > 0, "must be > 0"),
+        ("train.weight_decay", cfg.train.weight_decay, cfg.train.weight_decay >= 0, "must be >= 0"),
+        ("train.batch_size", cfg.train.batch_size, cfg.train.batch_size >= 1, "must be >= 1"),
+        ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "must be >= 1"),
+        ("train.warmup_steps", cfg.train.warmup_steps, cfg.train.warmup_steps >= 0, "must be >= 0"),
+        ("train.grad_clip", cfg.train.grad_clip, cfg.train.grad_clip >= 0, "must be >= 0"),
+        ("train.train_limit", cfg.train.train_limit, (cfg.train.train_limit or 1) >= 1, "must be >= 1"),
+        ("eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1, "must be >= 1"),
+        ("eval.lp_max_iter", cfg.eval.lp_max_iter, cfg.eval.lp_max_iter >= 1, "must be >= 1"),
+        ("model.pretrain.epochs", cfg.model.pretrain.epochs, cfg.model.pretrain.epochs >= 1, "must be >= 1"),
+        ("model.pretrain.images", cfg.model.pretrain.images, cfg.model.pretrain.images >= 2, "must be >= 2"),
+        ("model.pretrain.batch_size", cfg.model.pretrain.batch_size, cfg.model.pretrain.batch_size >= 2, "must be >= 2"),
+        ("model.pretrain.lr", cfg.model.pretrain.lr, cfg.model.pretrain.lr > 0, "must be > 0"),
+        ("methods", cfg.methods, len(cfg.methods) >= 1, "must name at least one method"),
+        ("seeds", cfg.seeds, len(cfg.seeds) >= 1, "must name at least one seed"),
+    ]
+    for key, value, ok, why in checks:
+        if not ok:
+            raise UserError(f"{key}={value!r} {why}")
+    choices = {"train.head_init": (cfg.train.head_init, ("zeroshot", "lp")),
+               "train.amp": (cfg.train.amp, ("auto", "bf16", "off"))}
+    for key, (value, valid) in choices.items():
+        if value not in valid:
+            raise UserError(f"{key}={value!r} is not valid; valid choices: {', '.join(valid)}")
+    bad_kinds = [k for k in cfg.eval.kinds if k not in ("head", "lp", "zs")]
+    if bad_kinds or not cfg.eval.kinds:
+        raise UserError(f"eval.kinds={cfg.eval.kinds!r} is not valid; valid choices: head, lp, zs")

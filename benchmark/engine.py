@@ -1,0 +1,184 @@
+"""The one training engine: Avalanche's SupervisedTemplate fed whole device-resident batches.
+
+Every method is a set of Avalanche plugins on this engine, so ours (LDIFS, L2-SP, ...) and
+Avalanche's own (EWC, LwF, replay, ...) compose. What the engine changes of Avalanche's
+template is only where time goes: batches are drawn from uint8 tensors already on the
+device (no per-sample Python), preprocessed there in one call, and stepped under bf16
+autocast on CUDA; the optimiser and the warm-up + cosine schedule are rebuilt per stage
+as in the LDIFS authors' protocol.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from avalanche.models import MultiTaskModule
+from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
+from tqdm.auto import tqdm
+
+from benchmark.config import TrainConfig
+from benchmark.models import BatchPreprocess
+
+PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
+
+
+class ClipClassifier(MultiTaskModule):
+    """CLIP's image tower with one linear head per task on the l2-normalised embedding.
+
+    As in Mukhoti et al. (2024) and WiSE-FT: logits = W f/|f| + b, W initialised from the
+    zero-shot text head (scaled by exp(logit_scale)) or a linear probe.
+    """
+
+    def __init__(self, visual: nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+        self.heads = nn.ModuleDict()
+
+    def add_head(self, task_label: int, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> None:
+        head = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.device)
+        with torch.no_grad():
+            head.weight.copy_(weight)
+            head.bias.copy_(bias if bias is not None else torch.zeros(weight.shape[0]))
+        self.heads[str(task_label)] = head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.visual(x), dim=-1)  # [B, D]
+
+    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+        return self.heads[str(task_label)](self.features(x))
+
+    def forward_all_tasks(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        feats = self.features(x)  # one pass of the tower for every head (LwF asks for all)
+        return {int(t): head(feats) for t, head in self.heads.items()}
+
+    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
+        if task_labels is None:
+            return self.forward_all_tasks(x)
+        if isinstance(task_labels, int):
+            return self.forward_single_task(x, task_labels)
+        feats = self.features(x)
+        width = max(h.out_features for h in self.heads.values())
+        out = feats.new_full((x.shape[0], width), PAD_LOGIT)
+        for t in torch.unique(task_labels).tolist():  # mixed-task batches only (replay)
+            mask = task_labels == t
+            logits = self.heads[str(t)](feats[mask])
+            out[mask, : logits.shape[1]] = logits.to(out.dtype)
+        return out
+
+
+class DeviceBatchLoader:
+    """Shuffled mini-batches sliced from tensors that live on the device."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, generator: torch.Generator,
+                 single_task: Optional[int]) -> None:
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.generator = generator
+        self.single_task = single_task  # the task label when every sample shares it
+
+    @classmethod
+    def from_dataset(cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator):
+        """Materialise an Avalanche dataset once per stage (not once per epoch)."""
+        loader = torch.utils.data.DataLoader(dataset, batch_size=4096, shuffle=False)
+        parts = list(zip(*loader))
+        tensors = [torch.cat(p).to(device) for p in parts]
+        tasks = tensors[-1].unique()
+        return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.tensors[0]) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        n = len(self.tensors[0])
+        order = torch.randperm(n, generator=self.generator).to(self.tensors[0].device)
+        for idx in order.split(self.batch_size):
+            yield [t[idx] for t in self.tensors]
+
+
+class Engine(SupervisedTemplate):
+    """Avalanche's supervised template with a device-resident data path (see module doc)."""
+
+    def __init__(self, model: ClipClassifier, train_cfg: TrainConfig, preprocess: BatchPreprocess,
+                 plugins: list[SupervisedPlugin], device: torch.device, seed: int, progress: bool = True) -> None:
+        self.cfg = train_cfg
+        self.seed = seed
+        self.stage_index = 0
+        self.preprocess = preprocess.to(device)
+        self.amp = device.type == "cuda" and train_cfg.amp != "off"
+        self.progress = progress
+        self.lr_schedule: Optional[torch.optim.lr_scheduler.LambdaLR] = None
+        self.last_loss = float("nan")
+        optimizer = self._new_optimizer(model, device)
+        super().__init__(model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(),
+                         train_mb_size=train_cfg.batch_size, train_epochs=1, eval_mb_size=train_cfg.batch_size,
+                         device=device, plugins=plugins, evaluator=EvaluationPlugin(loggers=[]), eval_every=-1)
+
+    def _new_optimizer(self, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+        params = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                                 fused=device.type == "cuda")
+
+    def autocast(self):
+        """bf16 autocast on CUDA (plugins running forward passes use this too)."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    # ---- data path
+    def make_train_dataloader(self, **kwargs) -> None:
+        gen = torch.Generator().manual_seed(self.seed * 1000 + self.stage_index)
+        self.dataloader = DeviceBatchLoader.from_dataset(self.adapted_dataset, self.train_mb_size, self.device, gen)
+
+    def _unpack_minibatch(self) -> None:
+        self.mbatch = [t.to(self.device, non_blocking=True) for t in self.mbatch]
+        if self.mbatch[0].dtype == torch.uint8:
+            self.mbatch[0] = self.preprocess(self.mbatch[0])
+
+    def forward(self):
+        single = getattr(self.dataloader, "single_task", None)
+        with self.autocast():  # an int task label skips the per-task split (and its host sync)
+            return self.model(self.mb_x, single if single is not None else self.mb_task_id)
+
+    def criterion(self):
+        return self._criterion(self.mb_output.float(), self.mb_y)
+
+    # ---- optimiser, schedule, clipping: fresh for every stage (authors' protocol)
+    def make_optimizer(self, **kwargs) -> None:
+        self.optimizer = self._new_optimizer(self.model, self.device)
+
+    def _before_training_exp(self, **kwargs) -> None:
+        super()._before_training_exp(**kwargs)  # plugins may swap the dataloader (replay)
+        total = max(1, self.train_epochs * len(self.dataloader))
+        warm = min(self.cfg.warmup_steps, total // 2)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self._bar = tqdm(total=total, desc=f"  stage {self.stage_index}", unit="step", leave=False,
+                         disable=not self.progress)
+
+    def optimizer_step(self) -> None:
+        if self.cfg.grad_clip > 0:  # after plugins' after_backward/before_update hooks
+            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.cfg.grad_clip)
+        self.optimizer.step()
+
+    def _after_update(self, **kwargs) -> None:
+        super()._after_update(**kwargs)
+        self.lr_schedule.step()
+        self._bar.update(1)
+        if self._bar.n % 25 == 0 or self._bar.n == self._bar.total:  # rare host syncs only
+            self.last_loss = float(self.loss.detach())
+            self._bar.set_postfix(loss=f"{self.last_loss:.3f}")
+
+    def _after_training_exp(self, **kwargs) -> None:
+        self.last_loss = float(self.loss.detach())
+        self._bar.close()
+        super()._after_training_exp(**kwargs)

@@ -1,0 +1,52 @@
+"""A tiny timm-style registry: filled by a decorator, duplicates refused, glob-listable."""
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable, Generic, Iterator, TypeVar
+
+from benchmark.errors import choices_error
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to objects (classes or factories) for one extension point."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("name")``. Refuses a name registered twice."""
+
+        def wrap(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is already registered by {self._items[name]!r}")
+            self._items[name] = obj
+            return obj
+
+        return wrap
+
+    def unregister(self, name: str) -> None:
+        """Remove a name (used by tests that register toy entries)."""
+        self._items.pop(name, None)
+
+    def get(self, name: str) -> T:
+        """Look a name up; an unknown name is a UserError naming the valid choices."""
+        try:
+            return self._items[name]
+        except KeyError:
+            raise choices_error(self.kind, name, self._items) from None
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names matching a glob, like ``timm.list_models('*vit*')``."""
+        return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)

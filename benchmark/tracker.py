@@ -1,0 +1,95 @@
+"""The accuracy-matrix tracker: every task, after every stage, three ways (head, lp, zs)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from benchmark.config import EvalConfig
+from benchmark.heads import accuracy, fit_linear_probe
+from benchmark.models import BatchPreprocess
+from tasks import Task
+
+
+@dataclass
+class EvalSet:
+    """A task's evaluation data, subsampled once per run so every stage sees the same images."""
+
+    task: Task
+    probe_images: torch.Tensor  # uint8 [N, 3, H, W], train split, for the linear probe
+    probe_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    zeroshot: torch.Tensor  # [K, D] zero-shot head from the original text tower
+
+
+class Tracker:
+    """Evaluates an image tower on every task; returns rows of the long accuracy table.
+
+    Features are extracted once per (stage, task) in inference mode and serve all three
+    kinds: ``head`` (the method's head for the task, else the zero-shot head), ``lp`` (a
+    linear probe fitted on the frozen train features) and ``zs`` (zero-shot prompts).
+    """
+
+    def __init__(self, eval_sets: dict[str, EvalSet], cfg: EvalConfig, preprocess: BatchPreprocess,
+                 device: torch.device, progress: bool = True) -> None:
+        self.sets = eval_sets
+        self.cfg = cfg
+        self.preprocess = preprocess.to(device)
+        self.device = device
+        self.progress = progress
+
+    @torch.inference_mode()
+    def features(self, visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """l2-normalised embeddings [N, D] in float32."""
+        was_training = visual.training
+        visual.eval()
+        out = []
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else _null()
+        with amp:
+            for chunk in images.split(self.cfg.batch_size):
+                x = self.preprocess(chunk.to(self.device, non_blocking=True))
+                out.append(F.normalize(visual(x).float(), dim=-1))
+        visual.train(was_training)
+        return torch.cat(out)
+
+    def evaluate(self, visual: nn.Module, heads: dict[str, nn.Module], stage: int, desc: str = "") -> list[dict]:
+        """Rows {eval_task, kind, accuracy} for every task; ``heads`` maps trained task -> head."""
+        rows = []
+        names = list(self.sets)
+        for name in tqdm(names, desc=f"  evaluating {desc}stage {stage}", leave=False, disable=not self.progress):
+            rows += self._evaluate_task(visual, self.sets[name], heads.get(name))
+        return rows
+
+    def _evaluate_task(self, visual: nn.Module, es: EvalSet, head: Optional[nn.Module]) -> list[dict]:
+        test = self.features(visual, es.test_images)
+        y = es.test_labels.to(self.device)
+        rows = []
+        for kind in self.cfg.kinds:
+            if kind == "zs" or (kind == "head" and head is None):
+                acc = accuracy(test @ es.zeroshot.T, y)
+            elif kind == "head":
+                with torch.no_grad():
+                    acc = accuracy(head(test), y)
+            else:
+                probe = self.fit_probe(visual, es)
+                acc = accuracy(probe(test), y)
+            rows.append({"eval_task": es.task.name, "kind": kind, "accuracy": round(acc, 4)})
+        return rows
+
+    def fit_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:
+        feats = self.features(visual, es.probe_images)
+        return fit_linear_probe(feats, es.probe_labels.to(self.device), es.task.num_classes,
+                                self.cfg.lp_weight_decay, self.cfg.lp_max_iter)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

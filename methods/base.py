@@ -1,0 +1,80 @@
+"""What a method is: a named set of Avalanche plugin hooks on the shared engine."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
+
+from avalanche.training.plugins import SupervisedPlugin
+
+from benchmark.config import _coerce, _fields
+from benchmark.errors import UserError
+from benchmark.registry import Registry
+
+
+class Method(SupervisedPlugin):
+    """Base class of registered methods. Subclasses override Avalanche hooks
+    (``before_training_exp``, ``before_backward``, ``after_backward``, ...) and declare
+    their hyperparameters as a ``Params`` dataclass; the docstring's first line is the
+    one-line description ``--list-methods`` prints."""
+
+    @dataclass
+    class Params:
+        pass
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    trains: ClassVar[bool] = True  # False: the encoder and heads never change (zero-shot)
+    head_init: ClassVar[Optional[str]] = None  # overrides train.head_init when set
+
+    def __init__(self, params: Optional["Method.Params"] = None) -> None:
+        super().__init__()
+        self.params = params if params is not None else self.Params()
+
+    @classmethod
+    def describe(cls) -> str:
+        doc = (cls.__doc__ or "").strip().splitlines()
+        first = doc[0] if doc else ""
+        params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Params))
+        return f"{first}" + (f" [{params}]" if params else "") + (f" ({cls.paper})" if cls.paper else "")
+
+
+METHODS: Registry[type] = Registry("method")
+
+
+def register_method(name: str):
+    """Class decorator: ``@register_method("ldifs")`` names the method and registers it."""
+
+    def wrap(cls: type) -> type:
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return wrap
+
+
+def build_params(cls: type, values: dict[str, Any]) -> Any:
+    """The method's Params from ``hparams.<method>``, each value checked against its type."""
+    fields = _fields(cls.Params)
+    for key in values:
+        if key not in fields:
+            raise UserError(f"unknown hyperparameter {cls.name}.{key}; valid: {', '.join(fields) or '(none)'}")
+    return cls.Params(**{k: _coerce(v, fields[k], f"hparams.{cls.name}.{k}") for k, v in values.items()})
+
+
+def build_method(spec: str, hparams: dict[str, dict[str, Any]]) -> list[Method]:
+    """Instantiate ``"ldifs"`` or a composition ``"ldifs+replay"`` as a list of plugins."""
+    parts = [p for p in spec.split("+") if p]
+    classes = [METHODS.get(p) for p in parts]
+    if len(parts) != len(set(parts)):
+        raise UserError(f"method {spec!r} names a part twice")
+    if len(classes) > 1 and not all(c.trains for c in classes):
+        frozen = [c.name for c in classes if not c.trains]
+        raise UserError(f"method {spec!r} cannot be composed: {', '.join(frozen)} trains nothing, "
+                        "so nothing else can act on its training")
+    inits = {c.head_init for c in classes if c.head_init}
+    if len(inits) > 1:
+        raise UserError(f"method {spec!r} cannot be composed: its parts ask for different head inits {sorted(inits)}")
+    methods = [c(build_params(c, hparams.get(c.name, {}))) for c in classes]
+    for m in methods:
+        m.validate() if hasattr(m, "validate") else None
+    return methods

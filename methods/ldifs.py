@@ -1,0 +1,81 @@
+"""LDIFS: l2 distance between intermediate features of the fine-tuned and a reference encoder."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from benchmark.errors import UserError
+from benchmark.models import Tap, TapRecorder, image_taps
+from methods.base import Method, register_method
+
+
+def normalise_tap(x: torch.Tensor, tap: Tap, axis: str) -> torch.Tensor:
+    """l2-normalise a tap along dim 1 (the authors', an LPIPS habit: tokens of a ViT
+    [B, tokens, width], channels of a conv map [B, C, H, W]) or along the feature axis
+    (width of a ViT, channels of a conv map)."""
+    dim = -1 if (axis == "features" and tap.token_major) else 1
+    return x / (x.pow(2).sum(dim=dim, keepdim=True) + 1e-10).sqrt()
+
+
+def ldifs_distance(feats: list[torch.Tensor], ref_feats: list[torch.Tensor], taps: list[Tap],
+                   axis: str = "authors") -> torch.Tensor:
+    """Mean over the batch of the mean over taps of the mean squared difference of the
+    normalised taps (Mukhoti et al., TMLR 2024, Eq. 2)."""
+    per_tap = []
+    for f, r, tap in zip(feats, ref_feats, taps):
+        diff = normalise_tap(f.float(), tap, axis) - normalise_tap(r.float(), tap, axis)
+        per_tap.append(diff.pow(2).flatten(1).mean(1))  # [B]
+    return torch.stack(per_tap).mean(0).mean()
+
+
+@register_method("ldifs")
+class LDIFS(Method):
+    """Fine-tuning + alpha * feature-space distance to a frozen reference encoder."""
+
+    paper = "Mukhoti, Gal, Torr, Dokania, TMLR 2024 (arXiv 2308.13320)"
+
+    @dataclass
+    class Params:
+        alpha: float = 10.0
+        reference: str = "previous"  # previous (the encoder after stage t-1) | pretrained
+        norm_axis: str = "authors"  # authors (dim 1) | features
+
+    def validate(self) -> None:
+        p = self.params
+        if p.reference not in ("previous", "pretrained"):
+            raise UserError(f"hparams.ldifs.reference={p.reference!r}; valid choices: previous, pretrained")
+        if p.norm_axis not in ("authors", "features"):
+            raise UserError(f"hparams.ldifs.norm_axis={p.norm_axis!r}; valid choices: authors, features")
+        if p.alpha < 0:
+            raise UserError(f"hparams.ldifs.alpha={p.alpha!r} must be >= 0")
+
+    def __init__(self, params: Optional["LDIFS.Params"] = None) -> None:
+        super().__init__(params)
+        self.reference: Optional[nn.Module] = None
+        self._live: Optional[TapRecorder] = None
+        self._ref: Optional[TapRecorder] = None
+        self.last_distance = torch.tensor(0.0)
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        if self.reference is None or self.params.reference == "previous":
+            self.reference = copy.deepcopy(strategy.model.visual).eval().requires_grad_(False)
+        # Taps of the trained encoder come from the forward pass that gives the logits.
+        self._live = TapRecorder(image_taps(strategy.model.visual))
+        self._ref = TapRecorder(image_taps(self.reference))
+
+    def before_backward(self, strategy, **kwargs) -> None:
+        feats = self._live.take()
+        with torch.no_grad(), strategy.autocast():
+            self.reference(strategy.mb_x)  # fills self._ref
+        self.last_distance = ldifs_distance(feats, self._ref.take(), self._live.taps, self.params.norm_axis)
+        strategy.loss += self.params.alpha * self.last_distance
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        for rec in (self._live, self._ref):
+            rec.remove()
+        if self.params.reference == "previous":
+            self.reference = None  # the next stage copies the then-current encoder

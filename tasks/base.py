@@ -1,0 +1,72 @@
+"""What a downstream task is: labelled image splits, class names and prompt templates."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from benchmark.registry import Registry
+
+
+@dataclass
+class Split:
+    """One split of a task, held in memory as uint8 images (the fast path on any device)."""
+
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    labels: torch.Tensor  # int64 [N]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 [N, 3, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, limit: Optional[int], seed: int = 0) -> "Split":
+        """A seeded random subset of at most ``limit`` examples (all of them if None)."""
+        if limit is None or limit >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:limit]
+        return Split(self.images[idx], self.labels[idx])
+
+
+@dataclass
+class Task:
+    """A classification task: splits plus what zero-shot classification needs."""
+
+    name: str
+    classnames: list[str]
+    templates: list[str]  # each with one "{}" where the class name goes
+    train: Split
+    test: Split
+    description: str = ""
+    source: str = ""  # where the data came from, for the manifest
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    def prompts(self) -> list[list[str]]:
+        """Prompts per class: [num_classes][num_templates]."""
+        return [[t.format(c) for t in self.templates] for c in self.classnames]
+
+
+@dataclass
+class TaskContext:
+    """What a task factory may use: where data lives, a seed, size limits."""
+
+    data_root: Path = field(default_factory=lambda: Path("data"))
+    seed: int = 0
+    train_limit: Optional[int] = None
+    test_limit: Optional[int] = None
+    download: bool = False
+
+
+TaskFactory = Callable[[TaskContext], Task]
+TASKS: Registry[TaskFactory] = Registry("task")
+register_task = TASKS.register

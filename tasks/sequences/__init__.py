@@ -1,0 +1,82 @@
+"""Task sequences are data: every ``*.yaml`` beside this file is registered by its name."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import yaml
+
+from benchmark.errors import UserError
+from benchmark.registry import Registry
+
+
+@dataclass
+class Stage:
+    task: str
+    epochs: Optional[int] = None  # None: train.epochs from the run config
+
+
+@dataclass
+class Sequence:
+    """Ordered downstream tasks to fine-tune on, and tasks only ever evaluated."""
+
+    name: str
+    stages: list[Stage]
+    eval_only: list[str] = field(default_factory=list)
+    description: str = ""
+    path: str = ""
+
+    @property
+    def tasks(self) -> list[str]:
+        return [s.task for s in self.stages]
+
+    @property
+    def all_tasks(self) -> list[str]:
+        return self.tasks + [t for t in self.eval_only if t not in self.tasks]
+
+
+SEQUENCES: Registry[Path] = Registry("sequence")
+_HERE = Path(__file__).parent
+
+
+def parse_sequence(data: dict, source: str) -> Sequence:
+    """Build a Sequence from its YAML mapping, naming the file in every error."""
+    if not isinstance(data, dict) or "stages" not in data:
+        raise UserError(f"sequence file {source!r} needs a 'stages' list")
+    unknown = set(data) - {"name", "description", "stages", "eval_only"}
+    if unknown:
+        raise UserError(f"sequence file {source!r}: unknown key {sorted(unknown)[0]!r}; "
+                        "valid keys: name, description, stages, eval_only")
+    stages = []
+    for item in data["stages"] or []:
+        item = {"task": item} if isinstance(item, str) else item
+        if not isinstance(item, dict) or set(item) - {"task", "epochs"} or "task" not in item:
+            raise UserError(f"sequence file {source!r}: bad stage {item!r}; write 'task: NAME' (and optionally 'epochs: N')")
+        epochs = item.get("epochs")
+        if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
+            raise UserError(f"sequence file {source!r}: epochs={epochs!r} for task {item['task']!r} must be an integer >= 1")
+        stages.append(Stage(str(item["task"]), epochs))
+    if not stages:
+        raise UserError(f"sequence file {source!r} has an empty 'stages' list; name at least one task")
+    eval_only = [str(t) for t in data.get("eval_only") or []]
+    return Sequence(str(data.get("name", Path(source).stem)), stages, eval_only, str(data.get("description", "")), source)
+
+
+def load_sequence(name_or_path: str) -> Sequence:
+    """A registered sequence by name, or a YAML file by path."""
+    path = Path(name_or_path)
+    if name_or_path not in SEQUENCES and path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise UserError(f"sequence file {name_or_path!r} does not exist")
+    else:
+        path = SEQUENCES.get(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"cannot read sequence file {str(path)!r}: {e}") from None
+    return parse_sequence(data, str(path))
+
+
+for _file in sorted(_HERE.glob("*.yaml")):
+    SEQUENCES.register(_file.stem)(_file)
