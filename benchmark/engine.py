@@ -113,6 +113,8 @@ class Engine(SupervisedTemplate):
         self.progress = progress
         self.lr_schedule: Optional[torch.optim.lr_scheduler.LambdaLR] = None
         self.last_loss = float("nan")
+        self.bundle = None  # ClipBundle of the original model; set by the scheduler
+        self.current_task = None  # tasks.Task of the stage being trained; set by the scheduler
         optimizer = self._new_optimizer(model, device)
         super().__init__(model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(),
                          train_mb_size=train_cfg.batch_size, train_epochs=1, eval_mb_size=train_cfg.batch_size,

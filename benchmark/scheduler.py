@@ -62,7 +62,10 @@ def run_method(setup: "RunSetup", spec: str, seed: int, stage0: list[dict]) -> M
         for stage, st in enumerate(seq.stages, 1):
             result.rows += _label(stage0, spec, seed, stage, st.task)
         return result
+    if any(p.freeze_encoder for p in plugins):
+        model.visual.requires_grad_(False)  # the optimiser only takes what requires grad
     engine = Engine(model, cfg.train, setup.preprocess, plugins, setup.device, seed, setup.progress)
+    engine.bundle = setup.bundle  # the original CLIP (text tower, tokenizer) for methods that need it
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
     head_init = next((p.head_init for p in plugins if p.head_init), cfg.train.head_init)
     trained: dict[str, torch.nn.Module] = {}
@@ -70,6 +73,7 @@ def run_method(setup: "RunSetup", spec: str, seed: int, stage0: list[dict]) -> M
         t0 = time.time()
         _add_head(model, setup, st.task, stage - 1, head_init)
         engine.stage_index, engine.train_epochs = stage, st.epochs or cfg.train.epochs
+        engine.current_task = setup.tasks[st.task]
         engine.train(exp, eval_streams=[])
         t1 = time.time()
         trained[st.task] = model.heads[str(stage - 1)]

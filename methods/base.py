@@ -26,6 +26,7 @@ class Method(SupervisedPlugin):
     paper: ClassVar[str] = ""
     trains: ClassVar[bool] = True  # False: the encoder and heads never change (zero-shot)
     head_init: ClassVar[Optional[str]] = None  # overrides train.head_init when set
+    freeze_encoder: ClassVar[bool] = False  # True: only the heads train (linear probing)
 
     def __init__(self, params: Optional["Method.Params"] = None) -> None:
         super().__init__()
