@@ -117,6 +117,7 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
 
 
 def _write_outputs(folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float) -> None:
+    from benchmark.leaderboard import write_leaderboard
     from benchmark.reports import write_report
 
     rows = [row for r in results for row in r.rows]
@@ -124,3 +125,4 @@ def _write_outputs(folder: Path, setup: RunSetup, results: list[MethodResult], s
     (folder / "config.yaml").write_text(dump_yaml(setup.cfg))
     write_manifest(folder / "manifest.json", setup, results, seconds)
     write_report(folder)
+    write_leaderboard(folder)

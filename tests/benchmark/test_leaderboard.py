@@ -1,0 +1,309 @@
+"""The leaderboard: numbers, ranks and spread marks on a hand-made long CSV; writers; merging runs."""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from benchmark import leaderboard, reports
+from benchmark.config import RunConfig, dump_yaml
+
+SEQUENCE = ["shapes", "digits"]  # the "micro" sequence: stage 1, stage 2
+EVAL_ONLY = "textures"
+LP_BEFORE, ZS_BEFORE = 70.0, 50.0  # pre-trained accuracy on the eval-only task
+
+# Per (method, seed): (final head accuracy averaged over the two sequence tasks, final dLP, final dZS).
+OUTCOMES = {
+    "finetune": {0: (85.0, -12.0, -6.0), 1: (89.0, -8.0, -6.0)},
+    "ldifs": {0: (84.0, -2.0, -1.0), 1: (85.0, -1.0, -1.0), 2: (86.0, 0.0, -1.0)},
+    "ldifs+replay": {0: (88.0, -1.5, -2.0), 1: (88.0, -2.5, -4.0)},
+}
+# Hand-computed means and population stds (ddof 0) of OUTCOMES:
+#   last head acc: finetune 87 ± 2, ldifs 85 ± sqrt(2/3), ldifs+replay 88 ± 0
+#   dLP:           finetune -10 ± 2, ldifs -1 ± sqrt(2/3), ldifs+replay -2 ± 0.5
+#   dZS:           finetune -6 ± 0, ldifs -1 ± 0,         ldifs+replay -3 ± 1
+SQRT_2_3 = math.sqrt(2 / 3)
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def seed_rows(method: str, seed: int, head: float, dlp: float, dzs: float, status: str = "ok") -> list[tuple]:
+    """Long rows of one (method, seed) over stages 0..2 whose final numbers are head, dlp and dzs."""
+    # kind -> stage -> accuracies on (shapes, digits, textures); heads exist only for sequence tasks
+    accuracy = {
+        "head": [(20, 30, None), (90, 35, None), (head - 5, head + 5, None)],
+        "lp": [(50, 60, LP_BEFORE), (80, 55, LP_BEFORE + dlp / 2), (75, 90, LP_BEFORE + dlp)],
+        "zs": [(30, 40, ZS_BEFORE), (70, 38, ZS_BEFORE + dzs / 2), (60, 85, ZS_BEFORE + dzs)],
+    }
+    rows = []
+    for kind, stages in accuracy.items():
+        for stage, values in enumerate(stages):
+            trained = "pretrained" if stage == 0 else SEQUENCE[stage - 1]
+            for task, value in zip(SEQUENCE + [EVAL_ONLY], values):
+                if value is not None:
+                    rows.append((method, seed, stage, trained, task, kind, float(value), status))
+    return rows
+
+
+def long_frame(outcomes: Optional[dict] = None) -> pd.DataFrame:
+    """The long rows of ``outcomes`` (default OUTCOMES), with a ``status`` column."""
+    rows = [row for method, seeds in (outcomes or OUTCOMES).items()
+            for seed, values in seeds.items() for row in seed_rows(method, seed, *values)]
+    return pd.DataFrame(rows, columns=[*reports.LONG_COLUMNS, "status"])
+
+
+def board_row(board: pd.DataFrame, method: str) -> pd.Series:
+    return board[board["method"] == method].iloc[0]
+
+
+# ---------------------------------------------------------------- numbers, ranks, marks
+
+def test_means_and_stds_over_seeds():
+    board = leaderboard.build_leaderboard(long_frame())
+    expected = {  # method: (n_seeds, acc, acc_std, dlp, dlp_std, dzs, dzs_std)
+        "finetune": (2, 87.0, 2.0, -10.0, 2.0, -6.0, 0.0),
+        "ldifs": (3, 85.0, SQRT_2_3, -1.0, SQRT_2_3, -1.0, 0.0),
+        "ldifs+replay": (2, 88.0, 0.0, -2.0, 0.5, -3.0, 1.0),
+    }
+    for method, values in expected.items():
+        row = board_row(board, method)
+        columns = ["n_seeds", "last_head_acc", "last_head_acc_std", "dlp", "dlp_std", "dzs", "dzs_std"]
+        assert [row[column] for column in columns] == pytest.approx(list(values)), method
+        assert row["status"] == "ok" and row["failed_seeds"] == ""
+    assert list(board.columns) == leaderboard.leaderboard_columns()
+
+
+def test_ranks_and_row_order():
+    board = leaderboard.build_leaderboard(long_frame())
+    assert list(board["method"]) == ["ldifs+replay", "finetune", "ldifs"]  # by last head acc
+    assert list(board["rank_acc"]) == [1, 2, 3]
+    # higher dLP = less forgetting = better: ldifs -1, ldifs+replay -2, finetune -10
+    assert dict(zip(board["method"], board["rank_dlp"])) == {"ldifs": 1, "ldifs+replay": 2, "finetune": 3}
+
+
+def test_ties_share_a_rank():
+    outcomes = {**OUTCOMES, "finetune": {0: (88.0, -12.0, -6.0), 1: (88.0, -8.0, -6.0)}}
+    board = leaderboard.build_leaderboard(long_frame(outcomes))
+    assert dict(zip(board["method"], board["rank_acc"])) == {"finetune": 1, "ldifs+replay": 1, "ldifs": 3}
+    assert board_row(board, "finetune")["acc_vs_best"] == "best"
+
+
+def test_spread_marks():
+    board = leaderboard.build_leaderboard(long_frame())
+    marks = {method: tuple(board_row(board, method)[["acc_vs_best", "dlp_vs_best", "dzs_vs_best"]])
+             for method in OUTCOMES}
+    # acc: best 88 ± 0; finetune |87 - 88| = 1 <= 0 + 2 -> ≈; ldifs 3 > 0 + 0.82 -> <
+    # dLP: best ldifs -1 ± 0.82; ldifs+replay 1 <= 0.82 + 0.5 -> ≈; finetune 9 > 0.82 + 2 -> <
+    # dZS: best ldifs -1 ± 0; ldifs+replay 2 > 0 + 1 -> <; finetune 5 > 0 -> <
+    assert marks == {
+        "ldifs+replay": ("best", "≈", "<"),
+        "finetune": ("≈", "<", "<"),
+        "ldifs": ("<", "best", "best"),
+    }
+
+
+def test_spread_marks_with_one_seed_say_so():
+    nan = float("nan")
+    means, stds = np.array([80.0, 70.0, 79.0, nan]), np.array([0.6, 1.0, 0.5, nan])
+    # the best has one seed: nothing can be said of anyone
+    one_seed_best = leaderboard.spread_marks(means, stds, np.array([1, 3, 3, 0]))
+    assert one_seed_best == ["best", "n/a (1 seed)", "n/a (1 seed)", "n/a"]
+    # the best has seeds; a one-seed method still cannot be judged; |79 - 80| <= 0.6 + 0.5 -> ≈
+    assert leaderboard.spread_marks(means, stds, np.array([2, 1, 2, 0])) == ["best", "n/a (1 seed)", "≈", "n/a"]
+    assert leaderboard.spread_marks(np.array([nan]), np.array([nan]), np.array([0])) == ["n/a"]
+
+
+def test_failed_seeds_set_status_and_are_left_out():
+    failed = pd.DataFrame(seed_rows("finetune", 2, 0.0, -70.0, -50.0, status="failed"), columns=long_frame().columns)
+    board = leaderboard.build_leaderboard(pd.concat([long_frame(), failed], ignore_index=True),
+                                          failed_runs=[("zeroshot", 0)])
+    row = board_row(board, "finetune")
+    assert (row["status"], row["failed_seeds"], row["n_seeds"]) == ("failed", "2", 2)
+    assert row["last_head_acc"] == pytest.approx(87.0)  # the failed seed's zeros do not count
+    lost = board_row(board, "zeroshot")  # failed with no rows at all: listed, unranked
+    assert lost["status"] == "failed" and math.isnan(lost["last_head_acc"]) and pd.isna(lost["rank_acc"])
+    assert board["method"].iloc[-1] == "zeroshot"
+    assert board_row(board, "ldifs")["status"] == "ok"
+
+
+def test_without_eval_only_tasks_dlp_is_missing():
+    df = long_frame()
+    board = leaderboard.build_leaderboard(df[df["eval_task"] != EVAL_ONLY])
+    assert board["dlp"].isna().all() and board["rank_dlp"].isna().all()
+    assert set(board["dlp_vs_best"]) == {"n/a"}
+    assert list(board["rank_acc"]) == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- writers
+
+def write_run(folder: Path, outcomes: dict, **config_overrides) -> Path:
+    """A fake finished run: accuracy_long.csv, config.yaml (a RunConfig dump) and manifest.json."""
+    folder.mkdir(parents=True)
+    long_frame(outcomes).drop(columns="status").to_csv(folder / reports.LONG_CSV, index=False)
+    config = RunConfig(name=folder.name, sequence="micro", methods=list(outcomes),
+                       seeds=sorted({seed for seeds in outcomes.values() for seed in seeds}))
+    config.eval.test_limit = 200
+    for section_and_key, value in config_overrides.items():  # e.g. eval__test_limit=500
+        section, key = section_and_key.split("__")
+        if section == "hparams":
+            config.hparams[key] = value
+        else:
+            setattr(getattr(config, section), key, value)
+    (folder / "config.yaml").write_text(dump_yaml(config))
+    runs = [{"method": method, "seed": seed, "status": "ok", "stages": []}
+            for method, seeds in outcomes.items() for seed in seeds]
+    (folder / "manifest.json").write_text(json.dumps({"runs": runs}))
+    return folder
+
+
+def test_write_leaderboard_files(tmp_path):
+    run_dir = write_run(tmp_path / "run", OUTCOMES)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["runs"].append({"method": "ldifs", "seed": 7, "status": "failed", "stages": []})
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    paths = leaderboard.write_leaderboard(run_dir)
+    assert [path.name for path in paths] == ["leaderboard.csv", "leaderboard.md", "leaderboard.html"]
+    board = pd.read_csv(run_dir / "leaderboard.csv", keep_default_na=False, na_values=[""],
+                        dtype={"failed_seeds": str})
+    assert list(board["method"]) == ["ldifs+replay", "finetune", "ldifs"]
+    assert board_row(board, "ldifs")[["status", "failed_seeds"]].tolist() == ["failed", "7"]
+    assert board_row(board, "finetune")["last_head_acc_std"] == pytest.approx(2.0)
+    markdown = (run_dir / "leaderboard.md").read_text(encoding="utf-8")
+    assert "| ldifs+replay | ok | 2 | 88.0 ± 0.0 | 1 | best |" in markdown
+    assert "not a significance test" in markdown
+    assert not list(run_dir.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_one_seed_shows_the_mean_alone_and_staging_folders_get_the_final_name(tmp_path):
+    run_dir = write_run(tmp_path / ".solo.partial-123", {"finetune": {0: OUTCOMES["finetune"][0]}})
+    leaderboard.write_leaderboard(run_dir)
+    markdown = (run_dir / "leaderboard.md").read_text(encoding="utf-8")
+    assert markdown.startswith("# Leaderboard: solo\n")  # the runner writes into .NAME.partial-PID
+    assert "| finetune | ok | 1 | 85.0 | 1 | best | -12.0 | 1 | best |" in markdown
+
+
+def test_html_is_self_contained_and_embeds_the_plots(tmp_path):
+    run_dir = write_run(tmp_path / "run", OUTCOMES)
+    plots = run_dir / reports.PLOTS_DIR
+    plots.mkdir()
+    for name in ("forgetting_curve.png", "dlp_ldifs.png", "heatmap_ldifs_replay_lp.png", "heatmap_gone_head.png"):
+        (plots / name).write_bytes(TINY_PNG)
+    leaderboard.write_leaderboard(run_dir)
+    page = (run_dir / "leaderboard.html").read_text(encoding="utf-8")
+    assert "<script>" in page and "<style>" in page
+    assert "http://" not in page and "https://" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(?!data:)[a-z]+:""", page)  # no external resource at all
+    assert page.count("data:image/png;base64,") == 3  # the stale heatmap of a method not on the board is skipped
+    assert base64.b64encode(TINY_PNG).decode() in page
+    assert 'data-sort="88.0"' in page and "ldifs+replay" in page
+
+
+def test_html_without_plots_still_has_the_table(tmp_path):
+    run_dir = write_run(tmp_path / "run", OUTCOMES)
+    leaderboard.write_leaderboard(run_dir)
+    page = (run_dir / "leaderboard.html").read_text(encoding="utf-8")
+    assert "<table" in page and "data:image" not in page and "<script>" in page
+
+
+# ---------------------------------------------------------------- merging
+
+def split_runs(tmp_path: Path, second_overrides: Optional[dict] = None, second: Optional[dict] = None) -> list[str]:
+    """OUTCOMES made as two separate runs: finetune + ldifs seeds 0-1, then ldifs+replay + ldifs seed 2."""
+    first = {"finetune": OUTCOMES["finetune"], "ldifs": {seed: OUTCOMES["ldifs"][seed] for seed in (0, 1)}}
+    second = second or {"ldifs+replay": OUTCOMES["ldifs+replay"], "ldifs": {2: OUTCOMES["ldifs"][2]}}
+    return [str(write_run(tmp_path / "run-a", first)),
+            str(write_run(tmp_path / "run-b", second, **(second_overrides or {})))]
+
+
+def refusal(capsys, argv: list[str]) -> str:
+    """Run the CLI, assert it exits 2 with a one-line message, and return that line."""
+    assert leaderboard.main(argv) == 2
+    message = capsys.readouterr().err
+    assert message.startswith("error: ") and message.count("\n") == 1, message
+    return message
+
+
+def test_merge_pools_seeds_across_runs(tmp_path, capsys):
+    out = tmp_path / "merged"
+    # eval.batch_size only changes speed, so it may differ
+    runs = split_runs(tmp_path, {"eval__batch_size": 64})
+    assert leaderboard.main([*runs, "--out", str(out), "--no-plots"]) == 0
+    merged = pd.read_csv(out / "leaderboard.csv", keep_default_na=False, na_values=[""])
+    expected = leaderboard.build_leaderboard(long_frame())
+    assert list(merged["method"]) == list(expected["method"])
+    for column in ("n_seeds", "last_head_acc", "last_head_acc_std", "dlp", "dlp_std", "rank_acc", "rank_dlp"):
+        np.testing.assert_allclose(merged[column].to_numpy(float), expected[column].to_numpy(float), err_msg=column)
+    assert list(merged["acc_vs_best"]) == list(expected["acc_vs_best"])
+    assert len(pd.read_csv(out / reports.LONG_CSV)) == len(long_frame())
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["methods"] == ["finetune", "ldifs", "ldifs+replay"] and config["seeds"] == [0, 1, 2]
+    assert json.loads((out / "manifest.json").read_text())["merged_from"] == runs
+    assert (out / "leaderboard.html").is_file() and (out / "leaderboard.md").is_file()
+
+
+def test_merge_refuses_a_different_stage_order(tmp_path, capsys):
+    runs = split_runs(tmp_path)
+    csv = Path(runs[1]) / reports.LONG_CSV
+    df = pd.read_csv(csv)
+    df["trained_task"] = df["trained_task"].replace({"shapes": "digits", "digits": "shapes"})
+    df.to_csv(csv, index=False)
+    message = refusal(capsys, [*runs, "--out", str(tmp_path / "merged")])
+    assert "sequence stage order" in message and "['shapes', 'digits']" in message and "run-b" in message
+    assert not (tmp_path / "merged").exists()  # nothing written when refused
+
+
+def test_merge_refuses_a_different_sequence_name(tmp_path, capsys):
+    runs = split_runs(tmp_path)
+    config_path = Path(runs[1]) / "config.yaml"
+    config_path.write_text(config_path.read_text().replace("sequence: micro", "sequence: other.yaml"))
+    message = refusal(capsys, [*runs, "--out", str(tmp_path / "merged")])
+    assert "sequence (config.yaml) differs ('micro' vs 'other.yaml')" in message
+
+
+def test_merge_refuses_a_different_eval_setting(tmp_path, capsys):
+    runs = split_runs(tmp_path, {"eval__test_limit": 500})
+    message = refusal(capsys, [*runs, "--out", str(tmp_path / "merged")])
+    assert "eval.test_limit differs (200 vs 500)" in message
+    assert "run-a" in message and "run-b" in message
+
+
+def test_merge_refuses_a_different_model(tmp_path, capsys):
+    runs = split_runs(tmp_path, {"model__pretrained": "openai"})
+    assert "model.pretrained differs" in refusal(capsys, [*runs, "--out", str(tmp_path / "merged")])
+
+
+def test_merge_refuses_a_duplicate_method_seed(tmp_path, capsys):
+    runs = split_runs(tmp_path, second={"ldifs": {1: OUTCOMES["ldifs"][1]}})
+    message = refusal(capsys, [*runs, "--out", str(tmp_path / "merged")])
+    assert "both hold method 'ldifs' seed 1" in message
+
+
+def test_merge_refuses_different_hparams_of_a_shared_method(tmp_path, capsys):
+    runs = split_runs(tmp_path, {"hparams__ldifs": {"alpha": 1.0}})
+    assert "hparams.ldifs differs" in refusal(capsys, [*runs, "--out", str(tmp_path / "merged")])
+
+
+def test_merge_refuses_missing_inputs(tmp_path, capsys):
+    runs = split_runs(tmp_path)
+    assert "does not exist" in refusal(capsys, [runs[0], str(tmp_path / "nowhere")])
+    (Path(runs[1]) / reports.LONG_CSV).unlink()
+    assert "has no accuracy_long.csv" in refusal(capsys, runs)
+    assert "given twice" in refusal(capsys, [runs[0], runs[0]])
+
+
+def test_module_entry_point_exits_2_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmark.leaderboard", str(tmp_path / "missing")],
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
