@@ -46,6 +46,7 @@ class Task:
     test: Split
     description: str = ""
     source: str = ""  # where the data came from, for the manifest
+    val: Optional[Split] = None  # held out of the train split (the authors' 10%), e.g. to pick LP's lr
 
     @property
     def num_classes(self) -> int:

@@ -1,0 +1,233 @@
+"""From an on-disk image dataset to in-memory Splits: the authors' split, limits, a memory budget.
+
+Shared by tasks/torchvision_tasks.py and tasks/folder_tasks.py. The protocol follows the
+LDIFS authors' code (omegafragger/ldifs_code ``datasets/registry.py``, see REFERENCE.md):
+fine-tuning uses 90% of the train split and the other 10%, at most 20,000 images, is the
+validation split, drawn by ``torch.utils.data.random_split`` with a generator seeded 0.
+``train_val_indices`` reproduces that draw index for index.
+
+Every index set is chosen before any image is decoded, so a limit also saves decoding time,
+and a task that would not fit the memory budget fails at once with a UserError naming the
+limits to set, rather than after minutes of decoding or with an out-of-memory kill.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from benchmark.errors import UserError
+from tasks.base import Split, Task, TaskContext
+
+SPLIT_SEED = 0  # the authors' random_split generator seed; fixed, whatever the run seed
+VAL_FRACTION = 0.1
+MAX_VAL_IMAGES = 20_000
+# Datasets without an official test split (EuroSAT and Caltech101 in torchvision, a folder
+# dataset without a test folder) hold out this seeded fraction as the test split.
+HELD_OUT_TEST_FRACTION = 0.2
+# Large-image datasets are stored at CLIP ViT-B's input size: resize the shorter side
+# (bicubic, as CLIP's preprocessing does) and centre-crop, so batches need no resize later.
+LARGE_IMAGE_SIZE = 224
+MEMORY_BUDGET_ENV = "LDIFS_BENCH_TASK_MEMORY_GB"
+DEFAULT_MEMORY_BUDGET_GB = 8.0
+# Below this many images the worker processes cost more than they save.
+MIN_IMAGES_FOR_WORKERS = 512
+DECODE_BATCH = 64
+
+
+# ----------------------------------------------------------------------------- indices
+
+def _seeded_perm(n: int, seed: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def train_val_indices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) positions of the authors' split of n train images.
+
+    Same draw as ``random_split(ds, [n - v, v], generator=torch.Generator().manual_seed(0))``
+    with v = min(int(0.1 n), 20000): one randperm of n, the first n - v go to train.
+    """
+    n_val = min(int(n * VAL_FRACTION), MAX_VAL_IMAGES)
+    perm = _seeded_perm(n, SPLIT_SEED)
+    return perm[: n - n_val], perm[n - n_val:]
+
+
+def held_out_indices(n: int, fraction: float = HELD_OUT_TEST_FRACTION) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rest, held-out) positions: a seeded test split for datasets that ship none."""
+    n_held = max(1, int(round(n * fraction))) if n > 1 else 0
+    perm = _seeded_perm(n, SPLIT_SEED + 1)  # a different draw from the train/val one
+    return perm[n_held:], perm[:n_held]
+
+
+def limit_indices(indices: torch.Tensor, limit: Optional[int], seed: int) -> torch.Tensor:
+    """At most ``limit`` of ``indices``: the same draw as ``Split.subset(limit, seed)``."""
+    if limit is None or limit >= len(indices):
+        return indices
+    return indices[_seeded_perm(len(indices), seed)[:limit]]
+
+
+# ----------------------------------------------------------------------------- sources
+
+@dataclass
+class ArraySource:
+    """A dataset already decoded by its reader (CIFAR, MNIST, SVHN, STL10): no decoding work."""
+
+    images: torch.Tensor  # uint8 [N, C, H, W], C = 1 (grey, expanded on selection) or 3
+    labels: torch.Tensor  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def select(self, indices: torch.Tensor, what: str) -> Split:
+        images = self.images[indices]
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        return Split(images.contiguous(), self.labels[indices].long())
+
+
+@dataclass
+class DecodeSource:
+    """A dataset of (PIL image, label) pairs decoded, resized and centre-cropped on selection."""
+
+    dataset: Any  # anything with __len__ and __getitem__ -> (PIL.Image, int)
+    image_size: int
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def select(self, indices: torch.Tensor, what: str) -> Split:
+        return decode(self.dataset, indices, self.image_size, what)
+
+
+def to_square_uint8(image: Any, size: int) -> torch.Tensor:
+    """PIL image -> uint8 [3, size, size]: RGB, shorter side to ``size`` (bicubic), centre crop."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    image = image.convert("RGB")
+    if min(image.size) != size:
+        image = TF.resize(image, size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+    if image.size != (size, size):
+        image = TF.center_crop(image, [size, size])
+    return TF.pil_to_tensor(image)
+
+
+class _Selected(Dataset):
+    """The chosen items of a dataset, as uint8 tensors (runs inside DataLoader workers)."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int], size: int) -> None:
+        self.dataset, self.indices, self.size = dataset, list(indices), size
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[self.indices[i]]
+        return to_square_uint8(image, self.size), int(label)
+
+
+def decode_workers(n_images: int) -> int:
+    if n_images < MIN_IMAGES_FOR_WORKERS:
+        return 0
+    return min(8, os.cpu_count() or 1)
+
+
+def decode(dataset: Any, indices: torch.Tensor, size: int, what: str) -> Split:
+    """Decode the chosen images in parallel into one preallocated uint8 tensor, with progress."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    n = len(indices)
+    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    labels = torch.empty(n, dtype=torch.long)
+    loader = DataLoader(_Selected(dataset, indices.tolist(), size), batch_size=DECODE_BATCH,
+                        num_workers=decode_workers(n), shuffle=False)
+    done = 0
+    # disable=None: a bar on a terminal, silence in logs and tests
+    with tqdm(total=n, desc=f"decoding {what}", unit="img", leave=False, disable=None) as bar:
+        for batch_images, batch_labels in loader:
+            k = len(batch_labels)
+            images[done:done + k] = batch_images
+            labels[done:done + k] = batch_labels
+            done += k
+            bar.update(k)
+    return Split(images, labels)
+
+
+# ----------------------------------------------------------------------------- budget
+
+def memory_budget_bytes() -> float:
+    raw = os.environ.get(MEMORY_BUDGET_ENV, "")
+    try:
+        return float(raw or DEFAULT_MEMORY_BUDGET_GB) * 2**30
+    except ValueError:
+        raise UserError(f"{MEMORY_BUDGET_ENV}={raw!r} must be a number of GiB") from None
+
+
+def check_memory_budget(task: str, counts: dict[str, int], image_size: int) -> None:
+    """Refuse, before decoding, a task whose chosen images would not fit the budget."""
+    needed = sum(counts.values()) * 3 * image_size * image_size
+    budget = memory_budget_bytes()
+    if needed <= budget:
+        return
+    listed = " + ".join(f"{n:,} {split}" for split, n in counts.items())
+    raise UserError(
+        f"task {task!r}: {listed} images at {image_size}x{image_size} need {needed / 2**30:.1f} GiB in memory, "
+        f"over the budget of {budget / 2**30:.1f} GiB per task; cap the images loaded with train.train_limit and "
+        f"eval.lp_train_limit (train split) and eval.test_limit (test and val splits), "
+        f"or raise the budget with {MEMORY_BUDGET_ENV}")
+
+
+# ----------------------------------------------------------------------------- assembly
+
+@dataclass
+class TaskSpec:
+    """What a loaded dataset contributes to a Task, besides its images."""
+
+    name: str
+    classnames: list[str]
+    templates: list[str]
+    description: str
+    source: str
+
+
+def build_task(spec: TaskSpec, ctx: TaskContext, train: ArraySource | DecodeSource,
+               test: Optional[ArraySource | DecodeSource]) -> Task:
+    """Split, limit, check the budget, then load: train = 90%, val = 10% (<= 20k), test.
+
+    ``test`` None: the test split is a seeded held-out part of ``train`` (before the 90/10
+    split). ``ctx.train_limit`` caps train; ``ctx.test_limit`` caps test and val.
+    """
+    pool = torch.arange(len(train))
+    test_pool = None
+    if test is None:
+        pool, test_pool = held_out_indices(len(train))
+        test = train
+    else:
+        test_pool = torch.arange(len(test))
+    train_pos, val_pos = train_val_indices(len(pool))
+    chosen = {
+        "train": limit_indices(pool[train_pos], ctx.train_limit, ctx.seed),
+        "val": limit_indices(pool[val_pos], ctx.test_limit, ctx.seed),
+        "test": limit_indices(test_pool, ctx.test_limit, ctx.seed),
+    }
+    if isinstance(train, DecodeSource):
+        check_memory_budget(spec.name, {k: len(v) for k, v in chosen.items()}, train.image_size)
+    splits = {k: (test if k == "test" else train).select(idx, f"{spec.name} {k}") for k, idx in chosen.items()}
+    _check_labels(spec, splits)
+    return Task(spec.name, spec.classnames, spec.templates, splits["train"], splits["test"],
+                spec.description, spec.source, val=splits["val"] if len(splits["val"]) else None)
+
+
+def _check_labels(spec: TaskSpec, splits: dict[str, Split]) -> None:
+    for what, split in splits.items():
+        if len(split) and int(split.labels.max()) >= len(spec.classnames):
+            raise UserError(f"task {spec.name!r}: {what} label {int(split.labels.max())} but only "
+                            f"{len(spec.classnames)} class names; the dataset on disk has more classes than expected")
