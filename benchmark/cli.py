@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--results-dir", dest="results_dir", help="where run directories are written")
     p.add_argument("--name", help="run directory name (default <sequence>-<config hash>)")
+    p.add_argument("--data-root", dest="data_root", help="folder of real datasets (default ./data)")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="let torchvision download missing datasets (needs network)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (batch jobs)")
     p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
@@ -38,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     args, rest = build_parser().parse_known_args(argv)
     cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
-    for flag in ("sequence", "device", "results_dir", "name"):
+    for flag in ("sequence", "device", "results_dir", "name", "data_root", "download"):
         if getattr(args, flag) is not None:
             apply_override(cfg, flag, getattr(args, flag))
     if args.methods is not None:

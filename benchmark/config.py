@@ -77,7 +77,8 @@ class RunConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     results_dir: str = "results"
-    data_root: str = "data"
+    data_root: str = "data"  # where real datasets live (torchvision layouts, ImageFolder trees)
+    download: bool = False  # let torchvision download missing datasets (needs network)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

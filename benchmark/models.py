@@ -46,25 +46,40 @@ def default_cache_dir(cfg: ModelConfig) -> Path:
     return Path(root)
 
 
-def load_clip(cfg: ModelConfig, device: torch.device, progress: bool = True) -> ClipBundle:
-    """Load the model the config names; every route ends in open_clip's own loader."""
+def check_model_config(cfg: ModelConfig) -> None:
+    """Refuse an unknown model or a missing local folder/file before any work starts."""
     import open_clip
 
     if cfg.pretrained == "suite":
         if cfg.name not in suite_model_names():
             raise UserError(f"model.pretrained=suite needs a suite model config; unknown model {cfg.name!r}; "
                             f"valid choices: {', '.join(suite_model_names())}")
+    elif cfg.name.startswith("local-dir:"):
+        folder = Path(cfg.name[len("local-dir:"):])
+        if not (folder / "open_clip_config.json").is_file():
+            raise UserError(f"model folder {str(folder)!r} has no open_clip_config.json; a local-dir: model needs "
+                            "open_clip_config.json and open_clip_pytorch_model.bin (or .safetensors) inside")
+    elif not cfg.name.startswith("hf-hub:"):
+        known = open_clip.list_models()
+        if cfg.name not in known:
+            raise UserError(f"unknown model {cfg.name!r}; valid choices: open_clip architectures such as "
+                            f"{', '.join(known[:6])}, ... ({len(known)} in all, see open_clip.list_models()), "
+                            f"suite models {', '.join(suite_model_names())}, or local-dir:PATH / hf-hub:ID")
+        looks_like_file = os.sep in cfg.pretrained or cfg.pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+        if looks_like_file and not os.path.isfile(cfg.pretrained):
+            raise UserError(f"checkpoint file {cfg.pretrained!r} (model.pretrained) does not exist")
+
+
+def load_clip(cfg: ModelConfig, device: torch.device, progress: bool = True) -> ClipBundle:
+    """Load the model the config names; every route ends in open_clip's own loader."""
+    check_model_config(cfg)
+    if cfg.pretrained == "suite":
         from benchmark.pretrain import ensure_pretrained
 
         folder = ensure_pretrained(cfg, default_cache_dir(cfg), progress=progress)
         return _from_open_clip(f"local-dir:{folder}", None, device, f"suite-pretrained {cfg.name} at {folder}")
     if cfg.name.startswith(("local-dir:", "hf-hub:")):
         return _from_open_clip(cfg.name, None, device, cfg.name)
-    known = open_clip.list_models()
-    if cfg.name not in known:
-        raise UserError(f"unknown model {cfg.name!r}; valid choices: open_clip architectures such as "
-                        f"{', '.join(known[:6])}, ... ({len(known)} in all, see open_clip.list_models()), "
-                        f"suite models {', '.join(suite_model_names())}, or local-dir:PATH / hf-hub:ID")
     pretrained = None if cfg.pretrained in ("", "none") else cfg.pretrained
     return _from_open_clip(cfg.name, pretrained, device, f"{cfg.name} pretrained={cfg.pretrained}")
 

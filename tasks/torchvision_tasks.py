@@ -53,7 +53,7 @@ from tasks.loading import LARGE_IMAGE_SIZE, ArraySource, DecodeSource, TaskSpec,
 
 GTSRB_IMAGE_SIZE = 64
 # How to get a dataset that is not on disk; one place to change if the CLI grows a flag.
-DOWNLOAD_HINT = "let torchvision download it (TaskContext(download=True))"
+DOWNLOAD_HINT = "rerun with --download (where the network allows)"
 
 # torchvision's EuroSAT folders (sorted = label order) -> CLIP's names, which are published
 # in another order (the same mapping as the LDIFS authors' datasets/eurosat.py).

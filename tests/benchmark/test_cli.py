@@ -1,0 +1,92 @@
+"""The command line: registries, bad inputs (exit 2, one line, nothing left behind), one end-to-end run."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from benchmark.config import dump_yaml
+from run_benchmark import main
+
+
+def write_cfg(cfg, tmp_path) -> str:
+    path = tmp_path / "micro.yaml"
+    path.write_text(dump_yaml(cfg))
+    return str(path)
+
+
+def test_list_registries(capsys):
+    assert main(["--list-methods", "--list-tasks", "--list-sequences"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ldifs", "finetune", "zeroshot", "digits", "shapes", "default", "micro"):
+        assert name in out
+    assert "Mukhoti" in out  # each method cites its paper
+
+
+BAD_INPUTS = [
+    (["--methods", "finetune,bogus"], "unknown method 'bogus'; valid choices:"),
+    (["--sequence", "nope"], "unknown sequence 'nope'; valid choices:"),
+    (["--model.name", "NoSuchNet"], "unknown model 'NoSuchNet'"),
+    (["--model.pretrained", "/no/such/ckpt.pt", "--model.name", "RN50"], "checkpoint file '/no/such/ckpt.pt'"),
+    (["--train.lrr", "1"], "unknown config key 'train.lrr'"),
+    (["--train.epochs", "two"], "train.epochs: expected an integer, got 'two'"),
+    (["--train.lr", "-0.1"], "train.lr=-0.1 must be > 0"),
+    (["--train.batch_size", "0"], "train.batch_size=0 must be >= 1"),
+    (["--device", "tpu9"], "unknown device 'tpu9'"),
+    (["--hparams.ldifs.alpha", "-1"], "hparams.ldifs.alpha=-1.0 must be >= 0"),
+    (["--hparams.ldifs.reference", "yesterday"], "valid choices: previous, pretrained"),
+    (["--hparams.ldifs.beta", "1"], "unknown hyperparameter ldifs.beta"),
+    (["--methods", "zeroshot+ldifs"], "cannot be composed"),
+    (["--eval.kinds", "lp,acc"], "valid choices: head, lp, zs"),
+    (["--frobnicate"], "unrecognised argument '--frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[a[0] for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_nothing_written(args, message, micro_cfg, tmp_path, capsys):
+    code = main(["--config", write_cfg(micro_cfg, tmp_path), "-q", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    results = Path(micro_cfg.results_dir)
+    assert not results.exists() or not any(results.iterdir())
+
+
+def test_bad_files(micro_cfg, tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read config file" in capsys.readouterr().err
+    (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
+    assert main(["--config", str(tmp_path / "broken.yaml")]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+    (tmp_path / "empty_seq.yaml").write_text("name: empty\nstages: []\n")
+    assert main(["--config", write_cfg(micro_cfg, tmp_path), "--sequence", str(tmp_path / "empty_seq.yaml")]) == 2
+    assert "empty 'stages' list" in capsys.readouterr().err
+    (tmp_path / "bad_task.yaml").write_text("stages: [shapes, imagenet-9000]\n")
+    assert main(["--config", write_cfg(micro_cfg, tmp_path), "--sequence", str(tmp_path / "bad_task.yaml")]) == 2
+    assert "unknown task 'imagenet-9000'" in capsys.readouterr().err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["--config", write_cfg(micro_cfg, tmp_path), "--results-dir", str(blocker / "sub")]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+
+
+def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
+    assert main(["--config", write_cfg(micro_cfg, tmp_path), "-q", "--name", "e2e"]) == 0
+    out = capsys.readouterr().out
+    run = Path(micro_cfg.results_dir) / "e2e"
+    assert str(run) in out and "ldifs" in out
+    for name in ("config.yaml", "manifest.json", "accuracy_long.csv", "summary.csv", "report.md"):
+        assert (run / name).is_file(), name
+    assert list((run / "plots").glob("*.png")) and list((run / "plots").glob("*.svg"))
+    long = pd.read_csv(run / "accuracy_long.csv")
+    assert list(long.columns) == ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy"]
+    # 3 methods x 3 stages (0..2) x 3 eval tasks x 3 kinds
+    assert len(long) == 3 * 3 * 3 * 3
+    assert set(long.trained_task) == {"pretrained", "shapes", "digits"}
+    assert long.accuracy.between(0, 100).all()
+    summary = pd.read_csv(run / "summary.csv")
+    assert {"method", "kind", "last", "bwt", "fwt", "forgetting_if", "forgetting_max", "mtil_transfer",
+            "delta_final_untrained"} <= set(summary.columns)
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["train"]["lr"] == micro_cfg.train.lr
+    assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind

@@ -1,0 +1,56 @@
+"""The tracker: rows per task and kind, head fallbacks, and a probe that really fits."""
+import torch
+
+from benchmark.config import EvalConfig
+from benchmark.heads import accuracy, fit_linear_probe
+from benchmark.models import BatchPreprocess
+from benchmark.tracker import EvalSet, Tracker
+from tasks.base import Split, Task
+
+
+class MeanColour(torch.nn.Module):
+    """A fake image tower: the mean colour of the image, so colour tasks are linearly separable."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3)) + 1e-3
+
+
+def colour_task(n: int) -> Task:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    images = torch.zeros(n, 3, 4, 4, dtype=torch.uint8)
+    images[torch.arange(n), labels] = 200  # class k = bright channel k
+    images += torch.randint(0, 30, images.shape, generator=g, dtype=torch.uint8)
+    split = Split(images, labels)
+    return Task("rgb", ["red", "green", "blue"], ["{}"], split, split)
+
+
+def make_tracker(kinds):
+    task = colour_task(60)
+    zs = torch.eye(3) * 10  # a zero-shot head that happens to be right for MeanColour
+    es = EvalSet(task, task.train.images, task.train.labels, task.test.images, task.test.labels, zs)
+    prep = BatchPreprocess(4, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    return Tracker({"rgb": es}, EvalConfig(kinds=kinds), prep, torch.device("cpu"), progress=False)
+
+
+def test_rows_per_kind_and_values():
+    tracker = make_tracker(["head", "lp", "zs"])
+    wrong_head = torch.nn.Linear(3, 3)
+    with torch.no_grad():
+        wrong_head.weight.copy_(torch.eye(3)[[1, 2, 0]] * 10)  # predicts the next class: always wrong
+        wrong_head.bias.zero_()
+    rows = tracker.evaluate(MeanColour(), {"rgb": wrong_head}, stage=1)
+    acc = {r["kind"]: r["accuracy"] for r in rows}
+    assert acc == {"head": 0.0, "lp": 100.0, "zs": 100.0}
+    # without a trained head, "head" falls back to the zero-shot head
+    rows = tracker.evaluate(MeanColour(), {}, stage=0)
+    assert {r["kind"]: r["accuracy"] for r in rows}["head"] == 100.0
+
+
+def test_linear_probe_fits_separable_data():
+    g = torch.Generator().manual_seed(1)
+    centres = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    labels = torch.arange(200) % 4
+    feats = torch.nn.functional.normalize(centres[labels] + 0.05 * torch.randn(200, 8, generator=g), dim=1)
+    probe = fit_linear_probe(feats, labels, 4, max_iter=50)
+    assert accuracy(probe(feats), labels) == 100.0
