@@ -16,7 +16,7 @@ from benchmark.config import RunConfig, config_hash, dump_yaml, validate
 from benchmark.errors import UserError
 from benchmark.heads import zeroshot_weights
 from benchmark.manifest import write_manifest
-from benchmark.models import BatchPreprocess, ClipBundle, load_clip
+from benchmark.models import BatchPreprocess, ClipBundle, check_model_config, load_clip
 from benchmark.scheduler import MethodResult, run_method
 from benchmark.tracker import EvalSet, Tracker
 from methods import build_method
@@ -64,6 +64,7 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, Path]:
     for task in sequence.all_tasks:
         TASKS.get(task)
     resolve_device(cfg.device)
+    check_model_config(cfg.model)
     run_dir = Path(cfg.results_dir) / (cfg.name or f"{sequence.name}-{config_hash(cfg)}")
     _check_writable(Path(cfg.results_dir))
     return sequence, run_dir
@@ -83,11 +84,18 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
     device = resolve_device(cfg.device)
     bundle = load_clip(cfg.model, device, progress)
     preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std)
-    ctx = TaskContext(data_root=Path(cfg.data_root), seed=0)
+    ctx = TaskContext(data_root=Path(cfg.data_root), seed=0, train_limit=_load_limit(cfg),
+                      test_limit=cfg.eval.test_limit, download=cfg.download)
     tasks = {name: TASKS.get(name)(ctx) for name in sequence.all_tasks}
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
     tracker = Tracker(sets, cfg.eval, preprocess, device, progress)
     return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress)
+
+
+def _load_limit(cfg: RunConfig):
+    """Images per train split worth decoding: what fine-tuning or the probe will use."""
+    limits = (cfg.train.train_limit, cfg.eval.lp_train_limit)
+    return None if None in limits else max(limits)
 
 
 def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.device) -> EvalSet:
