@@ -1,0 +1,151 @@
+"""Step-time benchmark: a bare PyTorch loop vs the suite's engine (FT, LDIFS, ...), one process.
+
+    python -m benchmark.perf                                   # CPU, the embedded tiny model
+    python -m benchmark.perf --device cuda --model ViT-B-32    # GPU, real architecture
+
+Every variant trains the same model on the same device-resident uint8 data (32 px, resized
+on the device to the model's resolution) with the same batch, optimiser and schedule.
+Variants are interleaved over repeats and the median is kept, so a noisy shared machine
+biases no variant; ratios are computed within the run. Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import statistics
+import sys
+import time
+import warnings
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.config import TrainConfig
+from benchmark.engine import ClipClassifier, Engine
+from benchmark.manifest import device_name
+from benchmark.models import OPENAI_MEAN, OPENAI_STD, BatchPreprocess, suite_model_names, suite_model_config
+
+
+def build_visual(name: str) -> tuple[torch.nn.Module, int]:
+    """A randomly initialised image tower (weights do not change step time)."""
+    import open_clip
+
+    if name in suite_model_names():
+        model = open_clip.CLIP(**suite_model_config(name))
+    else:
+        model = open_clip.create_model(name, pretrained=None)
+    size = model.visual.image_size
+    return model.visual, size[0] if isinstance(size, (tuple, list)) else size
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_loop(visual, head_w, data, cfg: TrainConfig, prep, device, steps: int) -> float:
+    """The reference: plain PyTorch, no framework. Returns seconds per step."""
+    model = ClipClassifier(copy.deepcopy(visual)).to(device)
+    model.add_head(0, head_w)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    x_all, y_all = data
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _Null()
+    _sync(device)
+    start = time.perf_counter()
+    for idx in torch.randperm(len(y_all), device=device).split(cfg.batch_size):
+        with amp:
+            logits = model(prep(x_all[idx]), 0)
+        loss = F.cross_entropy(logits.float(), y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def suite_loop(method: str, visual, head_w, data, cfg: TrainConfig, prep, device, steps: int) -> float:
+    """The suite's engine with a registered method's plugins. Returns seconds per step."""
+    from benchmark.scheduler import make_stream
+    from methods import build_method
+    from tasks.base import Split, Task
+
+    model = ClipClassifier(copy.deepcopy(visual)).to(device)
+    model.add_head(0, head_w)
+    x_all, y_all = data
+    split = Split(x_all.cpu(), y_all.cpu())
+    task = Task("perf", [str(i) for i in range(head_w.shape[0])], ["{}"], split, split)
+    exp = make_stream([task], None, 0)[0]
+    engine = Engine(model, cfg, prep, build_method(method, {}), device, seed=0, progress=False)
+    engine.train_epochs = 1
+    _sync(device)
+    start = time.perf_counter()
+    engine.train(exp, eval_streams=[])
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def measure(variants: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median seconds/step per variant, variants interleaved in every repeat."""
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            times[name].append(fn())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default="tiny-rn")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--methods", default="finetune,ldifs", help="suite methods to time, comma-separated")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    visual, size = build_visual(args.model)
+    visual = visual.to(device).to(memory_format=torch.channels_last)
+    prep = BatchPreprocess(size, OPENAI_MEAN, OPENAI_STD).to(device)
+    n = args.steps * args.batch_size
+    data = (torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device),
+            torch.randint(0, 10, (n,), device=device))
+    with torch.no_grad():
+        head_w = F.normalize(torch.randn(10, visual(prep(data[0][:2])).shape[-1], device=device), dim=-1) * 20
+    cfg = TrainConfig(lr=1e-5, batch_size=args.batch_size, warmup_steps=0)
+    methods = [m for m in args.methods.split(",") if m]
+    variants = {"bare": lambda: bare_loop(visual, head_w, data, cfg, prep, device, args.steps)}
+    for m in methods:
+        variants[m] = (lambda m=m: suite_loop(m, visual, head_w, data, cfg, prep, device, args.steps))
+    measure(variants, 1)  # warm-up: allocator, kernels, lazy imports
+    sec = measure(variants, args.repeats)
+    out = {"device": device_name(device), "model": args.model, "image_size": size, "batch": args.batch_size,
+           "steps": args.steps, "repeats": args.repeats,
+           "img_per_s": {k: round(args.batch_size / v, 1) for k, v in sec.items()},
+           "ms_per_step": {k: round(1000 * v, 2) for k, v in sec.items()}}
+    ratios = {f"{m}_vs_bare_throughput": round(sec["bare"] / sec[m], 3) for m in methods}
+    ratios.update({f"{m}_vs_finetune_time": round(sec[m] / sec["finetune"], 3)
+                   for m in methods if m != "finetune" and "finetune" in sec})
+    out["ratios"] = ratios
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
