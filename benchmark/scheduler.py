@@ -36,17 +36,26 @@ class _TensorTaskDataset(TensorDataset):
 
 
 def make_stream(tasks: list[Task], train_limit, seed: int) -> list:
-    """Avalanche experiences, one per stage, task label = stage index (task-incremental)."""
+    """Avalanche experiences, one per stage, task label = stage index (task-incremental).
+
+    The datasets are task-aware (``task_set``, ``targets_task_labels``): Avalanche's LwF and
+    task-balanced replay look their stage's data up by task label.
+    """
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
     from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
-    from avalanche.benchmarks.scenarios.task_aware import task_incremental_benchmark
-    from avalanche.benchmarks.utils import as_classification_dataset
+    from avalanche.benchmarks.scenarios.task_aware import with_task_labels
+    from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
+    from avalanche.benchmarks.utils.data_attribute import DataAttribute, TaskLabels
+    from avalanche.benchmarks.utils.flat_data import ConstantSequence
 
     data = []
-    for task in tasks:
+    for label, task in enumerate(tasks):
         split = task.train.subset(train_limit, seed)
-        data.append(as_classification_dataset(_TensorTaskDataset(split.images, split.labels)))
-    bench = with_classes_timeline(task_incremental_benchmark(benchmark_from_datasets(train=data)))
+        data.append(TaskAwareSupervisedClassificationDataset(
+            [_TensorTaskDataset(split.images, split.labels)],
+            data_attributes=[DataAttribute(split.labels.tolist(), "targets"),
+                             TaskLabels(ConstantSequence(label, len(split)))]))
+    bench = with_classes_timeline(with_task_labels(benchmark_from_datasets(train=data)))
     return list(bench.train_stream)
 
 
@@ -62,9 +71,9 @@ def run_method(setup: "RunSetup", spec: str, seed: int, stage0: list[dict]) -> M
         for stage, st in enumerate(seq.stages, 1):
             result.rows += _label(stage0, spec, seed, stage, st.task)
         return result
-    if any(p.freeze_encoder for p in plugins):
-        model.visual.requires_grad_(False)  # the optimiser only takes what requires grad
     engine = Engine(model, cfg.train, setup.preprocess, plugins, setup.device, seed, setup.progress)
+    if any(p.freeze_encoder for p in plugins):  # after the engine: its first optimiser needs a parameter
+        model.visual.requires_grad_(False)  # each stage's optimiser only takes what requires grad
     engine.bundle = setup.bundle  # the original CLIP (text tower, tokenizer) for methods that need it
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
     head_init = next((p.head_init for p in plugins if p.head_init), cfg.train.head_init)

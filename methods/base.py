@@ -27,6 +27,9 @@ class Method(SupervisedPlugin):
     trains: ClassVar[bool] = True  # False: the encoder and heads never change (zero-shot)
     head_init: ClassVar[Optional[str]] = None  # overrides train.head_init when set
     freeze_encoder: ClassVar[bool] = False  # True: only the heads train (linear probing)
+    # True: acts only on the image encoder (a penalty on it, a change of its weights), so it
+    # would silently do nothing beside a method that freezes the encoder: refused.
+    needs_encoder_training: ClassVar[bool] = False
 
     def __init__(self, params: Optional["Method.Params"] = None) -> None:
         super().__init__()
@@ -72,6 +75,11 @@ def build_method(spec: str, hparams: dict[str, dict[str, Any]]) -> list[Method]:
         frozen = [c.name for c in classes if not c.trains]
         raise UserError(f"method {spec!r} cannot be composed: {', '.join(frozen)} trains nothing, "
                         "so nothing else can act on its training")
+    frozen_by = [c.name for c in classes if c.freeze_encoder]
+    idle = [c.name for c in classes if c.needs_encoder_training]
+    if frozen_by and idle:
+        raise UserError(f"method {spec!r} cannot be composed: {', '.join(frozen_by)} freezes the image encoder, "
+                        f"so {', '.join(idle)} (which only acts on the encoder) would change nothing")
     inits = {c.head_init for c in classes if c.head_init}
     if len(inits) > 1:
         raise UserError(f"method {spec!r} cannot be composed: its parts ask for different head inits {sorted(inits)}")

@@ -37,6 +37,7 @@ class LDIFS(Method):
     """Fine-tuning + alpha * feature-space distance to a frozen reference encoder."""
 
     paper = "Mukhoti, Gal, Torr, Dokania, TMLR 2024 (arXiv 2308.13320)"
+    needs_encoder_training = True
 
     @dataclass
     class Params:

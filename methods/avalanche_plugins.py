@@ -1,0 +1,179 @@
+"""Avalanche's own continual-learning plugins as registered methods, through one adapter.
+
+Every entry of ``AVALANCHE_METHODS`` maps a method name to an Avalanche plugin class and a
+Params dataclass whose fields are that class's constructor arguments; ``register_avalanche``
+turns the entry into a ``Method`` that builds the plugin from ``hparams.<name>`` and
+delegates every Avalanche hook to it. Nothing is re-implemented: the penalty, buffer or
+projection is Avalanche's code, and it composes with our methods (``ldifs+replay``) because
+both are plugins of the same engine. Registering another plugin is one Params dataclass and
+one table row.
+
+What the adapter adds is one forward pre-hook on the model (installed once, shared by every
+wrapped plugin): plugins that build their own DataLoader over ``experience.dataset`` (EWC's
+and MAS's importance passes, A-GEM's and GEM's memories) feed the raw uint8 images that the
+engine otherwise preprocesses in ``_unpack_minibatch``; the hook preprocesses such inputs
+and moves their task labels to the device. Batches the engine prepared pass untouched.
+
+Tried with this engine (ClipClassifier = multi-head on a CLIP image tower, device-resident
+uint8 batches, replay's mixed-task batches through ClipClassifier's padded forward), on
+ViT and ResNet towers, on the CPU and on CUDA (bf16 autocast, fused AdamW):
+
+| plugin | status | notes |
+| --- | --- | --- |
+| EWCPlugin | registered ``ewc`` | Fisher pass over the stage's raw data after each stage (through the pre-hook, in fp32); penalty from stage 2 |
+| LwFPlugin | registered ``lwf`` | distils every previous head (all-heads forward of the model and of a frozen copy); needs task-aware experience datasets (``task_set``), which ``benchmark.scheduler.make_stream`` builds |
+| ReplayPlugin | registered ``replay`` | swaps the engine's loader for its ReplayDataLoader (per-sample Python collation, CPU tensors moved by the engine); mixed-task batches padded |
+| SynapticIntelligencePlugin | registered ``si`` | path integral over every step; keeps CPU copies of every parameter and refreshes them twice a step, so slow on large towers |
+| MASPlugin | registered ``mas`` | importance pass like EWC's |
+| AGEMPlugin | not registered | flattens gradients with ``p.grad.view(-1)``, which fails on the channels-last convolution weights ``load_clip`` gives (ResNet towers, the ViT patch embedding): "view size is not compatible with input tensor's size and stride"; it ran on a contiguous model |
+| GEMPlugin | not registered | needs a QP solver (``quadprog``) that is not a dependency, and solves a QP on the CPU over the full gradient every step: impractical for CLIP |
+| GDumbPlugin | not registered | replaces ``strategy.model`` with a copy of the first model each stage, which breaks the scheduler's ownership of the model (heads added to and evaluated on the original object; the copy lacks the new task's head); training a foundation model "from scratch on the buffer" is also not this benchmark's question |
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+from avalanche.training.plugins import (EWCPlugin, LwFPlugin, MASPlugin, ReplayPlugin,
+                                        SupervisedPlugin, SynapticIntelligencePlugin)
+
+from benchmark.errors import UserError
+from methods.base import Method, register_method
+
+# Every callback Avalanche may invoke on a supervised plugin (before_training, ...,
+# after_eval_iteration); the adapter forwards each of them.
+HOOKS: tuple[str, ...] = tuple(sorted(n for n in dir(SupervisedPlugin) if n.startswith(("before_", "after_"))))
+
+
+class AvalancheMethod(Method):
+    """Base of the adapters: builds ``plugin_class(**kwargs)`` and forwards every hook."""
+
+    plugin_class: ClassVar[type] = SupervisedPlugin
+
+    def __init__(self, params: Optional[Any] = None) -> None:
+        super().__init__(params)
+        try:
+            self.plugin = self.plugin_class(**self.plugin_kwargs())
+        except (AssertionError, ValueError, TypeError) as e:  # Avalanche checks its arguments with asserts
+            raise UserError(f"hparams.{self.name}: Avalanche's {self.plugin_class.__name__} refused "
+                            f"{self.plugin_kwargs()}: {e}") from None
+
+    def plugin_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the plugin: the Params fields, by the same names."""
+        return dataclasses.asdict(self.params)
+
+    def before_training(self, strategy, **kwargs) -> None:
+        install_raw_batch_preprocessing(strategy)
+        self.plugin.before_training(strategy, **kwargs)
+
+
+def _forward(hook: str) -> Callable:
+    def call(self: AvalancheMethod, strategy, **kwargs):
+        return getattr(self.plugin, hook)(strategy, **kwargs)
+
+    call.__name__ = hook
+    return call
+
+
+for _hook in HOOKS:
+    if _hook != "before_training":  # before_training also installs the pre-hook (above)
+        setattr(AvalancheMethod, _hook, _forward(_hook))
+
+
+def install_raw_batch_preprocessing(strategy) -> None:
+    """Let the model take raw uint8 batches (plugins' own loaders): preprocess them on the
+    device as the engine's ``_unpack_minibatch`` would. Installed once per model."""
+    model = strategy.model
+    if getattr(model, "_raw_batch_hook", None) is not None:
+        return
+
+    def preprocess_raw(_module, args):
+        x, *rest = args
+        if x.dtype != torch.uint8:
+            return None  # the engine's own batches: already preprocessed
+        x = strategy.preprocess(x.to(strategy.device, non_blocking=True))
+        rest = [t.to(x.device) if isinstance(t, torch.Tensor) else t for t in rest]
+        return (x, *rest)
+
+    model._raw_batch_hook = model.register_forward_pre_hook(preprocess_raw)
+
+
+# ----------------------------------------------------------------------------- the table
+
+@dataclass
+class EWCParams:
+    ewc_lambda: float = 1.0  # no published value for CLIP fine-tuning: sweep it per sequence
+    mode: str = "separate"  # separate (one penalty per past stage) | online (decayed sum)
+    decay_factor: Optional[float] = None  # online mode only
+    keep_importance_data: bool = False
+
+
+@dataclass
+class LwFParams:
+    alpha: float = 1.0  # weight of the distillation term (Li & Hoiem: 1)
+    temperature: float = 2.0  # Li & Hoiem: 2
+
+
+@dataclass
+class ReplayParams:
+    mem_size: int = 200  # Avalanche's default; balanced over past stages
+    batch_size: Optional[int] = None  # current-stage samples per step; None: train.batch_size
+    batch_size_mem: Optional[int] = None  # buffer samples per step; None: train.batch_size
+    task_balanced_dataloader: bool = False
+
+
+@dataclass
+class SIParams:
+    si_lambda: float = 1.0
+    eps: float = 1e-7
+    excluded_parameters: list[str] = field(default_factory=list)  # name globs, e.g. heads.*
+
+
+@dataclass
+class MASParams:
+    lambda_reg: float = 1.0
+    alpha: float = 0.5  # weight of the old importance when merging with the new one
+
+
+@dataclass(frozen=True)
+class AvalancheEntry:
+    """One registered Avalanche plugin: its class, its Params, what it is and where from."""
+
+    plugin: type
+    params: type
+    summary: str  # the one-line description --list-methods prints
+    paper: str
+    needs_encoder_training: bool = True  # pointless with a frozen encoder (see methods.base)
+
+
+AVALANCHE_METHODS: dict[str, AvalancheEntry] = {
+    "ewc": AvalancheEntry(EWCPlugin, EWCParams, "Elastic weight consolidation: Fisher-weighted l2 to past "
+                          "stages' weights (Avalanche's EWCPlugin).", "Kirkpatrick et al., PNAS 2017"),
+    "lwf": AvalancheEntry(LwFPlugin, LwFParams, "Learning without forgetting: distil the previous model's "
+                          "old heads on new data (Avalanche's LwFPlugin).", "Li & Hoiem, ECCV 2016 / TPAMI 2017"),
+    "replay": AvalancheEntry(ReplayPlugin, ReplayParams, "Experience replay: a class-agnostic buffer of past "
+                             "stages mixed into every batch (Avalanche's ReplayPlugin).",
+                             "Chaudhry et al., 2019 (tiny episodic memories); Rolnick et al., NeurIPS 2019",
+                             needs_encoder_training=False),
+    "si": AvalancheEntry(SynapticIntelligencePlugin, SIParams, "Synaptic intelligence: path-integral "
+                         "importance-weighted l2 to past weights (Avalanche's plugin).",
+                         "Zenke, Poole, Ganguli, ICML 2017"),
+    "mas": AvalancheEntry(MASPlugin, MASParams, "Memory aware synapses: output-sensitivity-weighted l2 to "
+                          "past weights (Avalanche's MASPlugin).", "Aljundi et al., ECCV 2018"),
+}
+
+
+def register_avalanche(name: str, entry: AvalancheEntry) -> type:
+    """Make and register the Method class that wraps ``entry.plugin`` under ``name``."""
+    cls = type(f"Avalanche_{name}", (AvalancheMethod,), {
+        "__doc__": entry.summary, "__module__": __name__, "Params": entry.params,
+        "plugin_class": entry.plugin, "paper": entry.paper,
+        "needs_encoder_training": entry.needs_encoder_training,
+    })
+    return register_method(name)(cls)
+
+
+for _name, _entry in AVALANCHE_METHODS.items():
+    register_avalanche(_name, _entry)

@@ -1,0 +1,155 @@
+"""FLYP: fine-tune like you pretrain, with CLIP's contrastive loss between images and class prompts.
+
+How it sits on the engine, which is built for cross-entropy on head logits:
+
+- Text tower: a trainable copy of the original model's text tower (never
+  ``engine.bundle.model`` itself, whose text tower the tracker's zero-shot evaluation
+  needs unchanged), attached as the submodule ``flyp_text`` of ``strategy.model`` in
+  ``before_training``. Avalanche builds the optimiser after that hook (in
+  ``check_model_and_optimizer``, before plugins' ``before_training_exp``), so the copy's
+  parameters, its ``logit_scale`` included, are trained with the image tower. One copy
+  lives through the whole sequence: each stage starts from the text tower the previous one
+  left.
+- Loss: Avalanche keeps the loss object in ``strategy._criterion``; FLYP swaps it for one
+  that returns the contrastive loss for the engine's own step (the criterion call right
+  after ``after_forward``) and falls back to the original cross-entropy for any other
+  caller (EWC's or A-GEM's extra passes). So no engine change, and other plugins' terms
+  (``flyp+ldifs``) still add to ``strategy.loss`` as usual. The image embeddings come from
+  the engine's forward pass (a forward hook on the image tower), not a second pass.
+- Prompts: each sample's text is one of its task's templates, drawn at random per
+  sample, filled with its class name (pre-tokenised once per task). Samples of the same
+  class in a batch are negatives of each other, as in the authors' loss over a batch.
+- Heads: FLYP's classifier is the text tower, so after every stage each trained task's
+  head is rebuilt as the zero-shot head of the FLYP-trained text tower (template average,
+  scaled by its logit scale, no bias), including the heads of earlier tasks, which
+  follow the text tower as it drifts. The ZS-init head the scheduler adds before a stage
+  is not trained (the loss does not use it) and is replaced at the stage's end.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from benchmark.heads import zeroshot_weights
+from methods.base import Method, register_method
+from tasks import Task
+
+MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp of the learned temperature
+
+
+@register_method("flyp")
+class FLYP(Method):
+    """Contrastive fine-tuning of image and text towers on class prompts; heads rebuilt from the text tower."""
+
+    paper = "Goyal, Kumar, Garg, Kolter, Raghunathan, CVPR 2023 (Finetune like you pretrain)"
+    head_init = "zeroshot"  # the head is rebuilt from the text tower anyway: an LP would be wasted
+    needs_encoder_training = True
+
+    def __init__(self, params: Optional[Method.Params] = None) -> None:
+        super().__init__(params)
+        self.text: Optional[nn.Module] = None  # the trainable text tower
+        self.tasks: dict[int, Task] = {}  # task label -> task, for prompts and head rebuilds
+        self.prompt_tokens: dict[int, torch.Tensor] = {}  # task label -> [classes, templates, L]
+        self.image_embeddings: Optional[torch.Tensor] = None  # of the engine's last forward
+        self.criterion: Optional[ContrastiveCriterion] = None
+        self._hook = None
+
+    # ---- setup
+    def before_training(self, strategy, **kwargs) -> None:
+        if self.text is None:
+            self.text = trainable_text_tower(strategy.bundle.model).to(strategy.device).train()
+            strategy.model.flyp_text = self.text  # a submodule: the optimiser built next takes it
+            self.criterion = ContrastiveCriterion(lambda: self.contrastive_loss(strategy), strategy._criterion)
+            strategy._criterion = self.criterion
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        label = int(strategy.experience.task_label)
+        task = strategy.current_task
+        self.tasks[label] = task
+        prompts = [p for per_class in task.prompts() for p in per_class]
+        tokens = strategy.bundle.tokenizer(prompts).to(strategy.device)
+        self.prompt_tokens[label] = tokens.view(task.num_classes, len(task.templates), -1)
+        visual = strategy.model.visual
+        self._hook = visual.register_forward_hook(
+            lambda module, _inputs, output: self._keep(module is visual, output))
+
+    def _keep(self, is_live_tower: bool, output: torch.Tensor) -> None:
+        if is_live_tower:  # not a deep copy of it (LwF's teacher copies hooks along)
+            self.image_embeddings = output
+
+    # ---- the step
+    def after_forward(self, strategy, **kwargs) -> None:
+        self.criterion.armed = True  # the criterion call that follows is the engine's
+
+    def contrastive_loss(self, strategy) -> torch.Tensor:
+        """CLIP's symmetric InfoNCE between the batch's images and their class prompts."""
+        tokens = self.batch_prompts(strategy.mb_y, strategy.mb_task_id, strategy)
+        with strategy.autocast():
+            text = self.text.encode_text(tokens)
+        images = F.normalize(self.image_embeddings.float(), dim=-1)
+        texts = F.normalize(text.float(), dim=-1)
+        logits = self.text.logit_scale.exp() * images @ texts.T
+        targets = torch.arange(len(logits), device=logits.device)
+        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+    def batch_prompts(self, y: torch.Tensor, task_ids: torch.Tensor, strategy) -> torch.Tensor:
+        """One random-template prompt per sample, on the device, as token ids [B, L]."""
+        single = getattr(strategy.dataloader, "single_task", None)
+        if single is not None:  # the engine's own loader: no host sync
+            return _pick(self.prompt_tokens[single], y)
+        out = torch.empty(len(y), self.prompt_tokens[int(task_ids[0])].shape[-1], dtype=torch.long, device=y.device)
+        for t in torch.unique(task_ids).tolist():  # mixed-task batches (replay) only
+            mask = task_ids == t
+            out[mask] = _pick(self.prompt_tokens[t], y[mask])
+        return out
+
+    @torch.no_grad()
+    def after_update(self, strategy, **kwargs) -> None:
+        self.text.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+
+    # ---- the end of a stage
+    @torch.no_grad()
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        self._hook.remove()
+        self.image_embeddings = None
+        self.text.eval()
+        for label, task in self.tasks.items():
+            head = strategy.model.heads[str(label)]
+            head.weight.copy_(zeroshot_weights(self.text, strategy.bundle.tokenizer, task.prompts(), strategy.device))
+            head.bias.zero_()
+        self.text.train()
+
+
+class ContrastiveCriterion(nn.Module):
+    """Avalanche's criterion slot: FLYP's loss for the engine's step, the original otherwise."""
+
+    def __init__(self, engine_loss: Callable[[], torch.Tensor], fallback: Callable) -> None:
+        super().__init__()
+        self.engine_loss = engine_loss
+        self.fallback = fallback
+        self.armed = False  # set in after_forward: the next call is the engine's criterion()
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if not self.armed:
+            return self.fallback(logits, targets)
+        self.armed = False
+        return self.engine_loss()
+
+
+def trainable_text_tower(clip: nn.Module) -> nn.Module:
+    """A deep copy of an open_clip model without its image tower: ``encode_text`` and
+    ``logit_scale`` work on it, and only text parameters (and the temperature) are in it."""
+    skip_image_tower = {id(clip.visual): nn.Identity()}  # deepcopy's memo: never copied
+    text = copy.deepcopy(clip, memo=skip_image_tower)
+    return text.requires_grad_(True)
+
+
+def _pick(table: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Rows table[y, random template] of a [classes, templates, L] token table."""
+    template = torch.randint(table.shape[1], (len(y),), device=y.device)
+    return table[y, template]

@@ -1,0 +1,17 @@
+"""Linear probing: the encoder never changes, the heads do."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from methods_testkit import encoder_change, micro_setup, run
+
+
+@pytest.mark.parametrize("tower", ["vit", "resnet"])
+def test_encoder_frozen_heads_trained(tower):
+    setup = micro_setup(tower)
+    run(setup, "linear_probe")
+    # BatchNorm running statistics included: a frozen ResNet in train mode would drift
+    assert encoder_change(setup.tracker.encoders[0], setup.tracker.encoders[2]) == 0
+    head = setup.tracker.heads[1]["alpha"]
+    assert not torch.allclose(head.weight, setup.tracker.sets["alpha"].zeroshot)  # trained from ZS-init
