@@ -99,6 +99,41 @@ class _Null:
         return False
 
 
+def eval_cost(visual, prep, device, n_probe: int, n_test: int, batch: int) -> dict[str, float]:
+    """Seconds to evaluate one task: features of its probe and test images (inference mode)
+    and the L-BFGS linear probe, as the tracker does it."""
+    from benchmark.config import EvalConfig
+    from benchmark.tracker import EvalSet, Tracker
+    from tasks.base import Split, Task
+
+    n = n_probe + n_test
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, 10, (n,), device=device)
+    split = Split(images.cpu(), labels.cpu())
+    task = Task("perf", [str(i) for i in range(10)], ["{}"], split, split)
+    with torch.no_grad():
+        zs = torch.randn(10, visual(prep(images[:2])).shape[-1], device=device)
+    es = EvalSet(task, images[:n_probe], labels[:n_probe], images[n_probe:], labels[n_probe:], zs)
+    tracker = Tracker({"perf": es}, EvalConfig(batch_size=batch), prep, device, progress=False)
+    tracker.evaluate(visual, {}, 0)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    tracker.evaluate(visual, {}, 0)
+    _sync(device)
+    return {"seconds_per_task": round(time.perf_counter() - start, 3), "images_per_task": n}
+
+
+def eval_share(visual, prep, device, train_img_s: float) -> dict:
+    """Evaluation's share of a stage at the paper's scale (paper_continual): a stage trains
+    10 epochs of SVHN's 90% train split (65,931 images), then evaluates 12 tasks, each on
+    up to 10,000 probe and 10,000 test images (the tracker's per-task cost, measured)."""
+    cost = eval_cost(visual, prep, device, 10_000, 10_000, 512)
+    train_s = 10 * 65_931 / train_img_s
+    eval_s = 12 * cost["seconds_per_task"]
+    return {**cost, "stage_train_seconds_projected": round(train_s, 1), "stage_eval_seconds_projected": round(eval_s, 1),
+            "eval_share_of_stage": round(eval_s / (eval_s + train_s), 3)}
+
+
 def measure(variants: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
     """Median seconds/step per variant, variants interleaved in every repeat."""
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -116,8 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--methods", default="finetune,ldifs", help="suite methods to time, comma-separated")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--eval-share", action="store_true",
+                   help="also time one task's evaluation and project the share of a paper-scale stage")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     visual, size = build_visual(args.model)
@@ -143,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ratios.update({f"{m}_vs_finetune_time": round(sec[m] / sec["finetune"], 3)
                    for m in methods if m != "finetune" and "finetune" in sec})
     out["ratios"] = ratios
+    if args.eval_share:
+        out["eval"] = eval_share(visual, prep, device, args.batch_size / sec.get("finetune", sec["bare"]))
     print(json.dumps(out, indent=2))
     return 0
 

@@ -1,0 +1,27 @@
+"""GPU-only checks (run with `pytest -m gpu` on a CUDA machine): the bf16 path trains and
+LDIFS's taps line up under autocast."""
+import pytest
+import torch
+
+from benchmark.config import RunConfig
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+def test_micro_run_on_cuda(micro_cfg):
+    from benchmark.runner import run
+
+    micro_cfg.device = "cuda"
+    micro_cfg.methods = ["finetune", "ldifs"]
+    run_dir = run(micro_cfg, progress=False)
+    import pandas as pd
+
+    long = pd.read_csv(run_dir / "accuracy_long.csv")
+    assert long.accuracy.notna().all() and set(long.method) == {"finetune", "ldifs"}
+
+
+def test_perf_runs_on_cuda(capsys):
+    from benchmark.perf import main
+
+    assert main(["--device", "cuda", "--steps", "4", "--repeats", "1", "--batch-size", "32"]) == 0
+    assert "ldifs_vs_finetune_time" in capsys.readouterr().out
