@@ -31,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", dest="data_root", help="folder of real datasets (default ./data)")
     p.add_argument("--download", action="store_true", default=None,
                    help="let torchvision download missing datasets (needs network)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (batch jobs)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (batch jobs); run.log still has all")
+    p.add_argument("--fresh", action="store_true", help="discard an earlier (partial or complete) run of this config")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep every stage's checkpoint (default: only what resume needs, dropped when done)")
+    p.add_argument("--loggers", help="Avalanche loggers for the training loss: tensorboard,csv,wandb,text")
     p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
     p.add_argument("--list-sequences", action="store_true", help="print the sequence registry and exit")
@@ -41,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     args, rest = build_parser().parse_known_args(argv)
     cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
-    for flag in ("sequence", "device", "results_dir", "name", "data_root", "download"):
+    for flag in ("sequence", "device", "results_dir", "name", "data_root", "download", "loggers"):
         if getattr(args, flag) is not None:
             apply_override(cfg, flag, getattr(args, flag))
     if args.methods is not None:
@@ -101,6 +105,7 @@ def print_registries(args: argparse.Namespace) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     warnings.filterwarnings("ignore", module="avalanche|qpsolvers|open_clip")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # Avalanche 0.6's own, not the user's
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
     try:
         args, cfg = parse_config(argv)
@@ -110,7 +115,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         from benchmark.runner import run
         from benchmark.summary import print_headline
 
-        run_dir = run(cfg, progress=not args.quiet)
+        run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
         print_headline(run_dir)
         return 0
     except UserError as e:

@@ -76,9 +76,11 @@ class RunConfig:
     methods: list[str] = field(default_factory=lambda: ["zeroshot", "finetune", "ldifs"])
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
     results_dir: str = "results"
     data_root: str = "data"  # where real datasets live (torchvision layouts, ImageFolder trees)
     download: bool = False  # let torchvision download missing datasets (needs network)
+    loggers: list[str] = field(default_factory=list)  # Avalanche loggers: tensorboard, csv, wandb, text
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -218,7 +220,7 @@ def dump_yaml(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     """A short stable hash of everything that changes results (not where they go)."""
     data = to_dict(cfg)
-    for key in ("name", "results_dir", "device"):
+    for key in ("name", "results_dir", "device", "loggers", "threads"):
         data.pop(key)
     data["model"].pop("cache_dir")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
@@ -242,6 +244,7 @@ def validate(cfg: RunConfig) -> None:
         ("model.pretrain.lr", cfg.model.pretrain.lr, cfg.model.pretrain.lr > 0, "must be > 0"),
         ("methods", cfg.methods, len(cfg.methods) >= 1, "must name at least one method"),
         ("seeds", cfg.seeds, len(cfg.seeds) >= 1, "must name at least one seed"),
+        ("threads", cfg.threads, cfg.threads >= 0, "must be >= 0 (0: torch's default)"),
     ]
     for key, value, ok, why in checks:
         if not ok:
@@ -251,6 +254,9 @@ def validate(cfg: RunConfig) -> None:
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise UserError(f"{key}={value!r} is not valid; valid choices: {', '.join(valid)}")
+    bad_loggers = [name for name in cfg.loggers if name not in ("tensorboard", "csv", "wandb", "text")]
+    if bad_loggers:
+        raise UserError(f"loggers: unknown logger {bad_loggers[0]!r}; valid choices: csv, tensorboard, text, wandb")
     bad_kinds = [k for k in cfg.eval.kinds if k not in ("head", "lp", "zs")]
     if bad_kinds or not cfg.eval.kinds:
         raise UserError(f"eval.kinds={cfg.eval.kinds!r} is not valid; valid choices: head, lp, zs")

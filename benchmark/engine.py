@@ -27,6 +27,10 @@ from benchmark.models import BatchPreprocess
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
 
 
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or Inf: the method's stage is stopped and marked failed."""
+
+
 class ClipClassifier(MultiTaskModule):
     """CLIP's image tower with one linear head per task on the l2-normalised embedding.
 
@@ -100,11 +104,35 @@ class DeviceBatchLoader:
             yield [t[idx] for t in self.tensors]
 
 
+LOGGERS = ("tensorboard", "csv", "wandb", "text")
+
+
+def make_evaluator(loggers: Sequence[str], log_dir: Optional[str]) -> EvaluationPlugin:
+    """Avalanche's evaluator: silent by default; with ``loggers``, the training loss per
+    epoch and per stage goes to Avalanche's own loggers (optional experiment trackers)."""
+    import warnings
+
+    if not loggers:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "no loggers specified": silence is the point
+            return EvaluationPlugin(loggers=[])
+    from avalanche.evaluation.metrics import loss_metrics
+    from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger, WandBLogger
+
+    folder = log_dir or "avalanche_logs"
+    make = {"tensorboard": lambda: TensorboardLogger(f"{folder}/tensorboard"),
+            "csv": lambda: CSVLogger(f"{folder}/csv"),
+            "wandb": lambda: WandBLogger(project_name="ldifs-bench", dir=folder),
+            "text": lambda: TextLogger(open(f"{folder}/avalanche.txt", "a"))}
+    return EvaluationPlugin(loss_metrics(epoch=True, experience=True), loggers=[make[name]() for name in loggers])
+
+
 class Engine(SupervisedTemplate):
     """Avalanche's supervised template with a device-resident data path (see module doc)."""
 
     def __init__(self, model: ClipClassifier, train_cfg: TrainConfig, preprocess: BatchPreprocess,
-                 plugins: list[SupervisedPlugin], device: torch.device, seed: int, progress: bool = True) -> None:
+                 plugins: list[SupervisedPlugin], device: torch.device, seed: int, progress: bool = True,
+                 loggers: Sequence[str] = (), log_dir: Optional[str] = None) -> None:
         self.cfg = train_cfg
         self.seed = seed
         self.stage_index = 0
@@ -113,12 +141,13 @@ class Engine(SupervisedTemplate):
         self.progress = progress
         self.lr_schedule: Optional[torch.optim.lr_scheduler.LambdaLR] = None
         self.last_loss = float("nan")
+        self._all_finite = torch.ones((), dtype=torch.bool, device=device)  # checked at syncs only
         self.bundle = None  # ClipBundle of the original model; set by the scheduler
         self.current_task = None  # tasks.Task of the stage being trained; set by the scheduler
         optimizer = self._new_optimizer(model, device)
         super().__init__(model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(),
                          train_mb_size=train_cfg.batch_size, train_epochs=1, eval_mb_size=train_cfg.batch_size,
-                         device=device, plugins=plugins, evaluator=EvaluationPlugin(loggers=[]), eval_every=-1)
+                         device=device, plugins=plugins, evaluator=make_evaluator(loggers, log_dir), eval_every=-1)
 
     def _new_optimizer(self, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -164,8 +193,18 @@ class Engine(SupervisedTemplate):
             return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.stage_step = 0
         self._bar = tqdm(total=total, desc=f"  stage {self.stage_index}", unit="step", leave=False,
                          disable=not self.progress)
+
+    def backward(self) -> None:
+        self._all_finite &= torch.isfinite(self.loss.detach()).all()  # on the device: no host sync
+        super().backward()
+
+    def check_finite(self) -> None:
+        if not bool(self._all_finite):
+            raise NonFiniteLoss(f"non-finite loss (NaN/Inf) in stage {self.stage_index} by step {self.stage_step}; "
+                                "try a lower train.lr or a smaller regulariser weight")
 
     def optimizer_step(self) -> None:
         if self.cfg.grad_clip > 0:  # after plugins' after_backward/before_update hooks
@@ -176,11 +215,14 @@ class Engine(SupervisedTemplate):
         super()._after_update(**kwargs)
         self.lr_schedule.step()
         self._bar.update(1)
-        if self._bar.n % 25 == 0 or self._bar.n == self._bar.total:  # rare host syncs only
+        self.stage_step += 1  # the bar does not count when disabled (-q)
+        if self.stage_step % 25 == 0 or self.stage_step == self._bar.total:  # rare host syncs only
             self.last_loss = float(self.loss.detach())
             self._bar.set_postfix(loss=f"{self.last_loss:.3f}")
+            self.check_finite()
 
     def _after_training_exp(self, **kwargs) -> None:
         self.last_loss = float(self.loss.detach())
         self._bar.close()
+        self.check_finite()
         super()._after_training_exp(**kwargs)

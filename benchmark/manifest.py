@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from benchmark.checkpoints import atomic_text, folder_bytes
+
 if TYPE_CHECKING:
     from benchmark.runner import RunSetup
     from benchmark.scheduler import MethodResult
@@ -61,6 +63,8 @@ def write_manifest(path: Path, setup: "RunSetup", results: list["MethodResult"],
         "tasks": {n: {"source": t.source, "train": len(t.train), "test": len(t.test), "classes": t.num_classes}
                   for n, t in setup.tasks.items()},
         "wall_seconds": round(seconds, 2),
-        "runs": [{"method": r.method, "seed": r.seed, "status": r.status, "stages": r.stages} for r in results],
+        "runs": [{"method": r.method, "seed": r.seed, "status": r.status, "error": r.error, "stages": r.stages}
+                 for r in results],
     }
-    path.write_text(json.dumps(manifest, indent=2))
+    manifest["disk_bytes"] = folder_bytes(path.parent)  # the run folder as written, checkpoints included
+    atomic_text(path, json.dumps(manifest, indent=2))

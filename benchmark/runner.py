@@ -2,17 +2,23 @@
 stage loop, write the results directory atomically."""
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.config import RunConfig, config_hash, dump_yaml, validate
+from benchmark.checkpoints import RunLock, StageCheckpoints, atomic_text, atomic_write
+from benchmark.config import RunConfig, config_hash, dump_yaml, load_yaml, validate
 from benchmark.errors import UserError
 from benchmark.heads import zeroshot_weights
 from benchmark.manifest import write_manifest
@@ -22,7 +28,9 @@ from benchmark.tracker import EvalSet, Tracker
 from methods import build_method
 from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
 
-COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy"]
+COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status"]
+log = logging.getLogger("ldifs_bench")
+log.propagate = False  # run.log gets everything; the console gets tqdm lines only
 
 
 @dataclass
@@ -37,6 +45,7 @@ class RunSetup:
     preprocess: BatchPreprocess
     tracker: Tracker
     progress: bool
+    log_dir: Optional[str] = None  # where Avalanche's optional loggers write
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,6 +90,8 @@ def _check_writable(folder: Path) -> None:
 
 
 def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     bundle = load_clip(cfg.model, device, progress)
     preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std)
@@ -105,32 +116,89 @@ def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.devi
     return EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
 
 
-def run(cfg: RunConfig, progress: bool = True) -> Path:
-    """Run the benchmark the config describes; return the finished results directory."""
+def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpoints: bool = False) -> Path:
+    """Run the benchmark the config describes; return the finished results directory.
+
+    Work happens in ``results/.<name>.partial`` under a lock and is renamed into place when
+    complete. Re-running the same config resumes from the last finished stage of every
+    (method, seed); ``fresh`` discards earlier work instead."""
     sequence, run_dir = check_inputs(cfg)
-    staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
-    staging.mkdir(parents=True, exist_ok=True)
-    try:
-        started = time.time()
-        setup = prepare(cfg, sequence, progress)
-        stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")
-        results = [run_method(setup, spec, seed, stage0) for seed in cfg.seeds for spec in cfg.methods]
-        _write_outputs(staging, setup, results, time.time() - started)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        staging.replace(run_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    run_dir = _dir_for_this_config(cfg, run_dir)
+    partial = run_dir.with_name(f".{run_dir.name}.partial")
+    with RunLock(run_dir.with_name(f".{run_dir.name}.lock")):
+        if fresh:
+            for folder in (run_dir, partial):
+                shutil.rmtree(folder, ignore_errors=True)
+        if (run_dir / "accuracy_long.csv").is_file():
+            log_console(progress, f"run {run_dir} is already complete (same config); --fresh reruns it")
+            return run_dir
+        resuming = partial.is_dir()
+        partial.mkdir(parents=True, exist_ok=True)
+        atomic_text(partial / "config.yaml", dump_yaml(cfg))
+        with _log_file(partial / "run.log"):
+            log_console(progress, f"{'resuming' if resuming else 'starting'} run {run_dir}")
+            _run_in(partial, cfg, sequence, progress, keep_checkpoints)
+        if not keep_checkpoints:
+            shutil.rmtree(partial / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)  # only ever an incomplete leftover here
+        partial.replace(run_dir)
     return run_dir
+
+
+def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool) -> None:
+    started = time.time()
+    setup = prepare(cfg, sequence, progress)
+    setup.log_dir = str(folder / "avalanche_logs")
+    stage0_file = folder / "stage0.json"
+    if stage0_file.is_file():  # deterministic, but not free: a resumed run reuses it
+        stage0 = json.loads(stage0_file.read_text())
+    else:
+        stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")
+        atomic_text(stage0_file, json.dumps(stage0))
+    results = [run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep))
+               for seed in cfg.seeds for spec in cfg.methods]
+    _write_outputs(folder, setup, results, time.time() - started)
+
+
+def _dir_for_this_config(cfg: RunConfig, run_dir: Path) -> Path:
+    """A run folder holds one config: a changed config under the same --name starts a new run."""
+    for folder in (run_dir, run_dir.with_name(f".{run_dir.name}.partial")):
+        saved = folder / "config.yaml"
+        if saved.is_file() and config_hash(load_yaml(saved)) != config_hash(cfg):
+            new_dir = run_dir.with_name(f"{run_dir.name}-{config_hash(cfg)}")
+            print(f"note: {folder} holds a run with another config; starting a new run in {new_dir}",
+                  file=sys.stderr)
+            return new_dir
+    return run_dir
+
+
+def log_console(progress: bool, message: str) -> None:
+    log.info(message)
+    if progress:
+        tqdm.write(message)
+
+
+@contextlib.contextmanager
+def _log_file(path: Path):
+    """Everything the run logs (stage summaries, failures) also goes to ``run.log``."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 def _write_outputs(folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float) -> None:
     from benchmark.leaderboard import write_leaderboard
     from benchmark.reports import write_report
 
-    rows = [row for r in results for row in r.rows]
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "accuracy_long.csv", index=False)
-    (folder / "config.yaml").write_text(dump_yaml(setup.cfg))
-    write_manifest(folder / "manifest.json", setup, results, seconds)
+    rows = [{**row, "status": r.status} for r in results for row in r.rows]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    atomic_write(folder / "accuracy_long.csv", lambda p: table.to_csv(p, index=False))
     write_report(folder)
     write_leaderboard(folder)
+    write_manifest(folder / "manifest.json", setup, results, seconds)

@@ -2,20 +2,25 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from benchmark.engine import ClipClassifier, Engine
+from benchmark.checkpoints import StageCheckpoints, rng_state, set_rng_state
+from benchmark.engine import ClipClassifier, Engine, NonFiniteLoss
 from methods import build_method
 from tasks import Task
 
 if TYPE_CHECKING:
     from benchmark.runner import RunSetup
+
+log = logging.getLogger("ldifs_bench")
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 @dataclass
@@ -24,7 +29,8 @@ class MethodResult:
     seed: int
     rows: list[dict] = field(default_factory=list)
     stages: list[dict] = field(default_factory=list)  # per-stage timings and loss
-    status: str = "ok"
+    status: str = "ok"  # "failed" when a stage stopped on a NaN/Inf loss or out of memory
+    error: str = ""
 
 
 class _TensorTaskDataset(TensorDataset):
@@ -59,42 +65,89 @@ def make_stream(tasks: list[Task], train_limit, seed: int) -> list:
     return list(bench.train_stream)
 
 
-def run_method(setup: "RunSetup", spec: str, seed: int, stage0: list[dict]) -> MethodResult:
-    """Fine-tune with ``spec`` through the sequence; evaluate every task after every stage."""
+def run_method(setup: "RunSetup", spec: str, seed: int, stage0: list[dict],
+               checkpoints: Optional[StageCheckpoints] = None) -> MethodResult:
+    """Fine-tune with ``spec`` through the sequence; evaluate every task after every stage.
+
+    After every stage the model, the methods' state (Avalanche plugins included), the RNG
+    and the rows so far are checkpointed, so a killed run resumes at the next stage."""
     cfg, seq = setup.cfg, setup.sequence
-    result = MethodResult(spec, seed)
-    result.rows += _label(stage0, spec, seed, 0, "pretrained")
+    checkpoints = checkpoints or StageCheckpoints(None, spec, seed)
+    saved = checkpoints.load()
+    if saved is not None and saved.get("done"):
+        return MethodResult(spec, seed, saved["rows"], saved["stages"], saved["status"], saved.get("error", ""))
     torch.manual_seed(seed)
     plugins = build_method(spec, cfg.hparams)
-    model = ClipClassifier(copy.deepcopy(setup.bundle.model.visual)).to(setup.device)
     if not all(p.trains for p in plugins):  # zero-shot: nothing changes, so neither do the numbers
-        for stage, st in enumerate(seq.stages, 1):
-            result.rows += _label(stage0, spec, seed, stage, st.task)
-        return result
-    engine = Engine(model, cfg.train, setup.preprocess, plugins, setup.device, seed, setup.progress)
+        rows = [r for stage, task in enumerate(["pretrained"] + seq.tasks) for r in _label(stage0, spec, seed, stage, task)]
+        return MethodResult(spec, seed, rows)
+    model = ClipClassifier(copy.deepcopy(setup.bundle.model.visual)).to(setup.device)
+    result, first = MethodResult(spec, seed, _label(stage0, spec, seed, 0, "pretrained")), 1
+    if saved is not None:  # resume: the state as it was right after stage saved["stage"]
+        model, plugins, first = saved["model"].to(setup.device), saved["plugins"], saved["stage"] + 1
+        result.rows, result.stages = saved["rows"], saved["stages"]
+        set_rng_state(saved["rng"])
+        log.info(f"[{spec} seed {seed}] resuming after stage {saved['stage']} from {checkpoints.path}")
+    engine = _make_engine(setup, model, plugins, seed, saved)
+    stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
+    for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
+        if stage < first:
+            continue
+        try:
+            _train_stage(setup, engine, plugins, stage, st, exp)
+        except (NonFiniteLoss, OUT_OF_MEMORY) as e:
+            _fail(result, engine, stage, st.task, e, cfg.train.batch_size)
+            break
+        _evaluate_stage(setup, engine, result, stage, st.task)
+        checkpoints.save({"stage": stage, "model": model, "plugins": plugins, "clock": engine.clock,
+                          "rng": rng_state(), "rows": result.rows, "stages": result.stages})
+    checkpoints.finish({"done": True, "rows": result.rows, "stages": result.stages, "status": result.status,
+                        "error": result.error, "model": model, "plugins": plugins})
+    return result
+
+
+def _make_engine(setup: "RunSetup", model: ClipClassifier, plugins: list, seed: int, saved) -> Engine:
+    engine = Engine(model, setup.cfg.train, setup.preprocess, plugins, setup.device, seed, setup.progress,
+                    loggers=setup.cfg.loggers, log_dir=setup.log_dir)
     if any(p.freeze_encoder for p in plugins):  # after the engine: its first optimiser needs a parameter
         model.visual.requires_grad_(False)  # each stage's optimiser only takes what requires grad
+    if saved is not None:  # Avalanche's counters (EWC indexes its importances by them)
+        engine.clock.__dict__.update(saved["clock"].__dict__)
     engine.bundle = setup.bundle  # the original CLIP (text tower, tokenizer) for methods that need it
-    stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
-    head_init = next((p.head_init for p in plugins if p.head_init), cfg.train.head_init)
-    trained: dict[str, torch.nn.Module] = {}
-    for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
-        t0 = time.time()
-        _add_head(model, setup, st.task, stage - 1, head_init)
-        engine.stage_index, engine.train_epochs = stage, st.epochs or cfg.train.epochs
-        engine.current_task = setup.tasks[st.task]
-        engine.train(exp, eval_streams=[])
-        t1 = time.time()
-        trained[st.task] = model.heads[str(stage - 1)]
-        rows = setup.tracker.evaluate(model.visual, trained, stage, f"{spec} ")
-        result.rows += _label(rows, spec, seed, stage, st.task)
-        result.stages.append(_stage_summary(stage, st.task, engine.last_loss, rows, t1 - t0, time.time() - t1))
-        if setup.progress:
-            s = result.stages[-1]
-            tqdm.write(f"[{spec} seed {seed}] stage {stage} {st.task}: loss {s['final_loss']:.3f}, "
-                       f"head acc {s['head_accuracy']:.1f}%, train {s['train_seconds']:.1f}s, "
-                       f"eval {s['eval_seconds']:.1f}s")
-    return result
+    return engine
+
+
+def _train_stage(setup: "RunSetup", engine: Engine, plugins: list, stage: int, st, exp) -> None:
+    head_init = next((p.head_init for p in plugins if p.head_init), setup.cfg.train.head_init)
+    _add_head(engine.model, setup, st.task, stage - 1, head_init)
+    engine.stage_index, engine.train_epochs = stage, st.epochs or setup.cfg.train.epochs
+    engine.current_task = setup.tasks[st.task]
+    engine.stage_started = time.time()
+    engine.train(exp, eval_streams=[])
+
+
+def _evaluate_stage(setup: "RunSetup", engine: Engine, result: MethodResult, stage: int, task: str) -> None:
+    t1 = time.time()
+    trained = {t: engine.model.heads[str(i)] for i, t in enumerate(setup.sequence.tasks[:stage])}
+    rows = setup.tracker.evaluate(engine.model.visual, trained, stage, f"{result.method} ")
+    result.rows += _label(rows, result.method, result.seed, stage, task)
+    s = _stage_summary(stage, task, engine.last_loss, rows, t1 - engine.stage_started, time.time() - t1)
+    result.stages.append(s)
+    line = (f"[{result.method} seed {result.seed}] stage {stage} {task}: loss {s['final_loss']:.3f}, "
+            f"head acc {s['head_accuracy']:.1f}%, train {s['train_seconds']:.1f}s, eval {s['eval_seconds']:.1f}s")
+    log.info(line)
+    if setup.progress:
+        tqdm.write(line)
+
+
+def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exception, batch: int) -> None:
+    """Mark the (method, seed) failed; the run goes on with the other methods."""
+    engine._bar.close()
+    if isinstance(err, OUT_OF_MEMORY):
+        err = RuntimeError(f"out of memory at train.batch_size={batch}; try --train.batch_size {max(1, batch // 2)}")
+    result.status, result.error = "failed", f"stage {stage} ({task}): {err}"
+    log.error(f"[{result.method} seed {result.seed}] FAILED at {result.error}")
+    tqdm.write(f"[{result.method} seed {result.seed}] FAILED at {result.error}")
 
 
 def _add_head(model: ClipClassifier, setup: "RunSetup", task: str, label: int, init: str) -> None:

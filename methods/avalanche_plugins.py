@@ -82,22 +82,31 @@ for _hook in HOOKS:
         setattr(AvalancheMethod, _hook, _forward(_hook))
 
 
-def install_raw_batch_preprocessing(strategy) -> None:
-    """Let the model take raw uint8 batches (plugins' own loaders): preprocess them on the
-    device as the engine's ``_unpack_minibatch`` would. Installed once per model."""
-    model = strategy.model
-    if getattr(model, "_raw_batch_hook", None) is not None:
-        return
+class RawBatchPreprocessor:
+    """A forward pre-hook: raw uint8 batches (plugins' own loaders) are preprocessed on the
+    device as the engine's ``_unpack_minibatch`` would. A class, not a closure, so the model
+    it hangs on can be pickled into a stage checkpoint."""
 
-    def preprocess_raw(_module, args):
+    def __init__(self, preprocess: torch.nn.Module, device: torch.device) -> None:
+        self.preprocess = preprocess
+        self.device = device
+
+    def __call__(self, _module, args):
         x, *rest = args
         if x.dtype != torch.uint8:
             return None  # the engine's own batches: already preprocessed
-        x = strategy.preprocess(x.to(strategy.device, non_blocking=True))
+        x = self.preprocess(x.to(self.device, non_blocking=True))
         rest = [t.to(x.device) if isinstance(t, torch.Tensor) else t for t in rest]
         return (x, *rest)
 
-    model._raw_batch_hook = model.register_forward_pre_hook(preprocess_raw)
+
+def install_raw_batch_preprocessing(strategy) -> None:
+    """Let the model take raw uint8 batches. Installed once per model."""
+    model = strategy.model
+    if getattr(model, "_raw_batch_hook", None) is not None:
+        return
+    hook = RawBatchPreprocessor(strategy.preprocess, strategy.device)
+    model._raw_batch_hook = model.register_forward_pre_hook(hook)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -172,6 +181,7 @@ def register_avalanche(name: str, entry: AvalancheEntry) -> type:
         "plugin_class": entry.plugin, "paper": entry.paper,
         "needs_encoder_training": entry.needs_encoder_training,
     })
+    globals()[cls.__name__] = cls  # a module attribute, so pickle (stage checkpoints) finds the class
     return register_method(name)(cls)
 
 

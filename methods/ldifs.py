@@ -32,6 +32,20 @@ def ldifs_distance(feats: list[torch.Tensor], ref_feats: list[torch.Tensor], tap
     return torch.stack(per_tap).mean(0).mean()
 
 
+def frozen_like_training(encoder: nn.Module) -> nn.Module:
+    """A frozen copy that normalises like the encoder being trained.
+
+    Both towers must see the batch the same way, or the distance is non-zero before the
+    first step: BatchNorm layers (ModifiedResNet) stay in training mode, using the batch's
+    statistics, with momentum 0 so their running statistics never move.
+    """
+    ref = copy.deepcopy(encoder).requires_grad_(False).train()
+    for module in ref.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.0
+    return ref
+
+
 @register_method("ldifs")
 class LDIFS(Method):
     """Fine-tuning + alpha * feature-space distance to a frozen reference encoder."""
@@ -63,7 +77,7 @@ class LDIFS(Method):
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         if self.reference is None or self.params.reference == "previous":
-            self.reference = copy.deepcopy(strategy.model.visual).eval().requires_grad_(False)
+            self.reference = frozen_like_training(strategy.model.visual)
         # Taps of the trained encoder come from the forward pass that gives the logits.
         self._live = TapRecorder(image_taps(strategy.model.visual))
         self._ref = TapRecorder(image_taps(self.reference))

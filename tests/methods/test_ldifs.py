@@ -78,3 +78,24 @@ def test_resnet_taps_are_stem_and_four_stages():
     rec = TapRecorder(taps)
     visual(torch.randn(2, 3, 32, 32))
     assert [o.shape[1] for o in rec.take()] == [8, 32, 64, 128, 256]  # channels: width, then 4x per stage
+
+
+def test_reference_copy_matches_the_training_encoder_at_step_zero():
+    """With BatchNorm towers, the frozen reference must normalise like the training encoder:
+    the distance is zero before any update, and the reference's running stats never move."""
+    from methods.ldifs import frozen_like_training
+
+    visual = open_clip.CLIP(embed_dim=8, vision_cfg={"image_size": 32, "layers": [1, 1, 1, 1], "width": 8,
+                                                     "head_width": 8},
+                            text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2,
+                                      "layers": 1}).visual.train()
+    ref = frozen_like_training(visual)
+    before = {k: v.clone() for k, v in ref.state_dict().items() if "running" in k}
+    live, frozen = TapRecorder(image_taps(visual)), TapRecorder(image_taps(ref))
+    x = torch.randn(4, 3, 32, 32)
+    visual(x)
+    with torch.no_grad():
+        ref(x)
+    assert float(ldifs_distance(live.take(), frozen.take(), live.taps)) < 1e-10
+    after = {k: v for k, v in ref.state_dict().items() if "running" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)

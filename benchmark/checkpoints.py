@@ -1,0 +1,121 @@
+"""Stage-granular checkpoints, atomic files and the run lock (runs that survive SIGKILL)."""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import pickle
+import random
+import re
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from benchmark.errors import UserError
+
+log = logging.getLogger("ldifs_bench")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``.
+
+    A process killed at any moment leaves either the previous complete file or the new
+    complete one, never a torn one (rename is atomic within a filesystem)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+class RunLock:
+    """An exclusive lock on a run folder: a second process on the same run refuses to start."""
+
+    def __init__(self, lock_path: Path) -> None:
+        self.path = lock_path
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"run {self.path.stem.lstrip('.')!r} is in use by process {holder} "
+                            f"(lock {self.path}); wait for it or use another --name") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock; a killed process releases it too
+            self.path.unlink(missing_ok=True)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class StageCheckpoints:
+    """The latest stage of one (method, seed): model, method state, RNG, tracker rows."""
+
+    def __init__(self, folder: Optional[Path], spec: str, seed: int, keep: bool = False) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", spec)
+        self.path = folder / "checkpoints" / f"{safe}__seed{seed}.pt" if folder else None
+        self.keep = keep
+
+    def load(self) -> Optional[dict[str, Any]]:
+        if self.path is None or not self.path.is_file():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=False)
+
+    def save(self, state: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.keep and "stage" in state:  # keep every stage's file, not only the latest
+                atomic_write(self.path.with_name(f"{self.path.stem}.stage{state['stage']}.pt"),
+                             lambda p: torch.save(state, p))
+            atomic_write(self.path, lambda p: torch.save(state, p))
+        except (pickle.PicklingError, AttributeError, TypeError) as e:
+            # A method whose state cannot be pickled (e.g. a class defined inside a function)
+            # still runs; it just restarts from stage 1 if the run is interrupted.
+            log.warning(f"no checkpoint for {self.path.stem}: its state cannot be saved ({e})")
+
+    def finish(self, state: dict[str, Any]) -> None:
+        """The (method, seed) is done: keep its rows, drop the weights unless asked to keep them."""
+        if not self.keep:
+            state = {k: v for k, v in state.items() if k not in ("model", "plugins", "clock")}
+        self.save(state)
+        if self.path is not None and not self.path.is_file():  # unpicklable: keep the rows at least
+            self.save({k: v for k, v in state.items() if k not in ("model", "plugins", "clock")})
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
