@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="one seed (shorthand for --seeds N)")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--threads", help="torch CPU threads (0: torch's default)")
     p.add_argument("--results-dir", dest="results_dir", help="where run directories are written")
     p.add_argument("--name", help="run directory name (default <sequence>-<config hash>)")
     p.add_argument("--data-root", dest="data_root", help="folder of real datasets (default ./data)")
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     args, rest = build_parser().parse_known_args(argv)
     cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
-    for flag in ("sequence", "device", "results_dir", "name", "data_root", "download", "loggers"):
+    for flag in ("sequence", "device", "threads", "results_dir", "name", "data_root", "download", "loggers"):
         if getattr(args, flag) is not None:
             apply_override(cfg, flag, getattr(args, flag))
     if args.methods is not None:

@@ -88,9 +88,11 @@ class DeviceBatchLoader:
     @classmethod
     def from_dataset(cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator):
         """Materialise an Avalanche dataset once per stage (not once per epoch)."""
-        loader = torch.utils.data.DataLoader(dataset, batch_size=4096, shuffle=False)
-        parts = list(zip(*loader))
-        tensors = [torch.cat(p).to(device) for p in parts]
+        tensors = _tensors_of(dataset)
+        if tensors is None:  # anything else: one pass of Avalanche's own per-sample loading
+            loader = torch.utils.data.DataLoader(dataset, batch_size=4096, shuffle=False)
+            tensors = [torch.cat(p) for p in zip(*loader)]
+        tensors = [t.to(device, non_blocking=True) for t in tensors]
         tasks = tensors[-1].unique()
         return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None)
 
@@ -125,6 +127,25 @@ def make_evaluator(loggers: Sequence[str], log_dir: Optional[str]) -> Evaluation
             "wandb": lambda: WandBLogger(project_name="ldifs-bench", dir=folder),
             "text": lambda: TextLogger(open(f"{folder}/avalanche.txt", "a"))}
     return EvaluationPlugin(loss_metrics(epoch=True, experience=True), loggers=[make[name]() for name in loggers])
+
+
+def _tensors_of(dataset) -> Optional[list[torch.Tensor]]:
+    """(images, labels, task labels) straight from the tensors behind a stage's dataset,
+    when it is one untransformed in-memory tensor dataset (what ``make_stream`` builds)."""
+    flat = getattr(dataset, "_flat_data", None)
+    inner = getattr(flat, "_datasets", [None])
+    if (len(inner) != 1 or not isinstance(inner[0], torch.utils.data.TensorDataset) or flat._indices is not None
+            or not _no_transforms(flat._transform_groups) or not hasattr(dataset, "targets_task_labels")):
+        return None
+    images, labels = inner[0].tensors
+    tasks = torch.as_tensor(list(dataset.targets_task_labels), dtype=torch.long)
+    return [images, labels, tasks]
+
+
+def _no_transforms(groups) -> bool:
+    from avalanche.benchmarks.utils.transform_groups import EmptyTransformGroups
+
+    return groups is None or isinstance(groups, EmptyTransformGroups)
 
 
 class Engine(SupervisedTemplate):
