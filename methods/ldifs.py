@@ -7,28 +7,35 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from benchmark.errors import UserError
 from benchmark.models import Tap, TapRecorder, image_taps
 from methods.base import Method, register_method
 
 
-def normalise_tap(x: torch.Tensor, tap: Tap, axis: str) -> torch.Tensor:
-    """l2-normalise a tap along dim 1 (the authors', an LPIPS habit: tokens of a ViT
-    [B, tokens, width], channels of a conv map [B, C, H, W]) or along the feature axis
+def norm_dim(tap: Tap, axis: str) -> int:
+    """The axis each tap is l2-normalised along: dim 1 (the authors', an LPIPS habit: tokens
+    of a ViT [B, tokens, width], channels of a conv map [B, C, H, W]) or the feature axis
     (width of a ViT, channels of a conv map)."""
-    dim = -1 if (axis == "features" and tap.token_major) else 1
-    return x / (x.pow(2).sum(dim=dim, keepdim=True) + 1e-10).sqrt()
+    return -1 if (axis == "features" and tap.token_major) else 1
 
 
 def ldifs_distance(feats: list[torch.Tensor], ref_feats: list[torch.Tensor], taps: list[Tap],
                    axis: str = "authors") -> torch.Tensor:
     """Mean over the batch of the mean over taps of the mean squared difference of the
-    normalised taps (Mukhoti et al., TMLR 2024, Eq. 2)."""
+    l2-normalised taps (Mukhoti et al., TMLR 2024, Eq. 2).
+
+    For unit vectors |a - b|^2 = 2 - 2 cos(a, b), so each tap costs one cosine similarity
+    along the normalised axis (one read of each tensor) instead of materialising both
+    normalised tensors, their difference and its square: the penalty's share of the step
+    drops accordingly. Equal to the direct formula up to float rounding (tested).
+    """
     per_tap = []
     for f, r, tap in zip(feats, ref_feats, taps):
-        diff = normalise_tap(f.float(), tap, axis) - normalise_tap(r.float(), tap, axis)
-        per_tap.append(diff.pow(2).flatten(1).mean(1))  # [B]
+        dim = norm_dim(tap, axis)
+        cos = F.cosine_similarity(f.float(), r.float(), dim=dim, eps=1e-10)  # [B, ...] without `dim`
+        per_tap.append((2 - 2 * cos).flatten(1).mean(1) / f.shape[dim])  # [B]: mean over all entries
     return torch.stack(per_tap).mean(0).mean()
 
 

