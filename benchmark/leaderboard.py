@@ -343,9 +343,9 @@ def failed_runs_of(manifest_runs: Iterable[dict[str, Any]]) -> set[tuple[str, in
 
 
 def run_title(run_dir: Path) -> str:
-    """The run's folder name; inside the runner's staging folder ``.NAME.partial-PID``, the final NAME."""
+    """The run's folder name; inside the runner's staging folder ``.NAME.partial``, the final NAME."""
     name = Path(run_dir).resolve().name
-    staging = re.fullmatch(r"\.(.+)\.partial-\d+", name)
+    staging = re.fullmatch(r"\.(.+)\.partial(-\d+)?", name)
     return staging.group(1) if staging else name
 
 

@@ -50,15 +50,16 @@ def check_model_config(cfg: ModelConfig) -> None:
     """Refuse an unknown model or a missing local folder/file before any work starts."""
     import open_clip
 
-    if cfg.pretrained == "suite":
-        if cfg.name not in suite_model_names():
-            raise UserError(f"model.pretrained=suite needs a suite model config; unknown model {cfg.name!r}; "
-                            f"valid choices: {', '.join(suite_model_names())}")
-    elif cfg.name.startswith("local-dir:"):
+    if cfg.name.startswith("local-dir:"):  # a schema brings its own weights: pretrained is ignored
+
         folder = Path(cfg.name[len("local-dir:"):])
         if not (folder / "open_clip_config.json").is_file():
             raise UserError(f"model folder {str(folder)!r} has no open_clip_config.json; a local-dir: model needs "
                             "open_clip_config.json and open_clip_pytorch_model.bin (or .safetensors) inside")
+    elif cfg.pretrained == "suite" and not cfg.name.startswith("hf-hub:"):
+        if cfg.name not in suite_model_names():
+            raise UserError(f"model.pretrained=suite needs a suite model config; unknown model {cfg.name!r}; "
+                            f"valid choices: {', '.join(suite_model_names())}")
     elif not cfg.name.startswith("hf-hub:"):
         known = open_clip.list_models()
         if cfg.name not in known:
@@ -73,13 +74,13 @@ def check_model_config(cfg: ModelConfig) -> None:
 def load_clip(cfg: ModelConfig, device: torch.device, progress: bool = True) -> ClipBundle:
     """Load the model the config names; every route ends in open_clip's own loader."""
     check_model_config(cfg)
+    if cfg.name.startswith(("local-dir:", "hf-hub:")):
+        return _from_open_clip(cfg.name, None, device, cfg.name)
     if cfg.pretrained == "suite":
         from benchmark.pretrain import ensure_pretrained
 
         folder = ensure_pretrained(cfg, default_cache_dir(cfg), progress=progress)
         return _from_open_clip(f"local-dir:{folder}", None, device, f"suite-pretrained {cfg.name} at {folder}")
-    if cfg.name.startswith(("local-dir:", "hf-hub:")):
-        return _from_open_clip(cfg.name, None, device, cfg.name)
     pretrained = None if cfg.pretrained in ("", "none") else cfg.pretrained
     return _from_open_clip(cfg.name, pretrained, device, f"{cfg.name} pretrained={cfg.pretrained}")
 
@@ -90,7 +91,7 @@ def _from_open_clip(name: str, pretrained: Optional[str], device: torch.device, 
     try:
         with quiet_root_logger():
             model = open_clip.create_model(name, pretrained=pretrained, device=device)
-    except (RuntimeError, FileNotFoundError, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001  a corrupt file fails in pickle, torch, safetensors...: all user input
         raise UserError(_weights_error(name, pretrained, e)) from None
     tokenizer = open_clip.get_tokenizer(name)
     pp = getattr(model.visual, "preprocess_cfg", {}) or {}

@@ -279,6 +279,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda stream: stream.write(text))
 
 
+def _run_title(run_dir: Path) -> str:
+    from benchmark.leaderboard import run_title
+
+    return run_title(run_dir)
+
+
 def report_markdown(run_dir: Path, df: pd.DataFrame, summary: pd.DataFrame, images: Sequence[Path]) -> str:
     """The text of report.md: run description, compact summary table, metric notes, figures."""
     usable = usable_rows(df)
@@ -286,7 +292,7 @@ def report_markdown(run_dir: Path, df: pd.DataFrame, summary: pd.DataFrame, imag
     seeds = sorted(int(seed) for seed in pd.unique(usable["seed"]))
     failed = len(df) - len(usable)
     lines = [
-        f"# Continual fine-tuning report: {run_dir.name}",
+        f"# Continual fine-tuning report: {_run_title(run_dir)}",
         "",
         f"- Sequence: {' -> '.join(sequence) or '(none)'}",
         f"- Eval-only tasks (never trained, marked * in the plots): {', '.join(eval_only) or '(none)'}",

@@ -135,9 +135,14 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
         resuming = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
         atomic_text(partial / "config.yaml", dump_yaml(cfg))
-        with _log_file(partial / "run.log"):
-            log_console(progress, f"{'resuming' if resuming else 'starting'} run {run_dir}")
-            _run_in(partial, cfg, sequence, progress, keep_checkpoints)
+        try:
+            with _log_file(partial / "run.log"):
+                log_console(progress, f"{'resuming' if resuming else 'starting'} run {run_dir}")
+                _run_in(partial, cfg, sequence, progress, keep_checkpoints)
+        except UserError:
+            if not any((partial / "checkpoints").glob("*.pt")):  # nothing worth resuming: leave no trace
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
         if not keep_checkpoints:
             shutil.rmtree(partial / "checkpoints", ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)  # only ever an incomplete leftover here

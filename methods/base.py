@@ -39,8 +39,12 @@ class Method(SupervisedPlugin):
     def describe(cls) -> str:
         doc = (cls.__doc__ or "").strip().splitlines()
         first = doc[0] if doc else ""
-        params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Params))
+        params = ", ".join(f"{f.name}={_default(f)!r}" for f in dataclasses.fields(cls.Params))
         return f"{first}" + (f" [{params}]" if params else "") + (f" ({cls.paper})" if cls.paper else "")
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 METHODS: Registry[type] = Registry("method")

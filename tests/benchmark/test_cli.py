@@ -23,51 +23,57 @@ def test_list_registries(capsys):
     assert "Mukhoti" in out  # each method cites its paper
 
 
+def bad_files(tmp: Path) -> None:
+    """Files some bad inputs point at, written by the test itself."""
+    (tmp / "broken.yaml").write_text("train: [unclosed\n")
+    (tmp / "empty_seq.yaml").write_text("name: empty\nstages: []\n")
+    (tmp / "bad_task.yaml").write_text("stages: [shapes, imagenet-9000]\n")
+    (tmp / "mnist_seq.yaml").write_text("stages: [mnist]\n")
+    (tmp / "a_file").write_text("")
+    (tmp / "garbage.pt").write_bytes(b"not a checkpoint")
+    (tmp / "empty_model_dir").mkdir(exist_ok=True)
+
+
+# (arguments, expected part of the one-line error); {tmp} is the test's own folder.
 BAD_INPUTS = [
     (["--methods", "finetune,bogus"], "unknown method 'bogus'; valid choices:"),
     (["--sequence", "nope"], "unknown sequence 'nope'; valid choices:"),
     (["--model.name", "NoSuchNet"], "unknown model 'NoSuchNet'"),
     (["--model.pretrained", "/no/such/ckpt.pt", "--model.name", "RN50"], "checkpoint file '/no/such/ckpt.pt'"),
+    (["--model.name", "RN50", "--model.pretrained", "{tmp}/garbage.pt"], "could not load model 'RN50'"),
+    (["--model.name", "local-dir:{tmp}/empty_model_dir"], "has no open_clip_config.json"),
     (["--train.lrr", "1"], "unknown config key 'train.lrr'"),
     (["--train.epochs", "two"], "train.epochs: expected an integer, got 'two'"),
     (["--train.lr", "-0.1"], "train.lr=-0.1 must be > 0"),
     (["--train.batch_size", "0"], "train.batch_size=0 must be >= 1"),
     (["--device", "tpu9"], "unknown device 'tpu9'"),
+    (["--threads", "-2"], "threads=-2 must be >= 0"),
+    (["--loggers", "mlflow"], "unknown logger 'mlflow'"),
     (["--hparams.ldifs.alpha", "-1"], "hparams.ldifs.alpha=-1.0 must be >= 0"),
     (["--hparams.ldifs.reference", "yesterday"], "valid choices: previous, pretrained"),
     (["--hparams.ldifs.beta", "1"], "unknown hyperparameter ldifs.beta"),
     (["--methods", "zeroshot+ldifs"], "cannot be composed"),
     (["--eval.kinds", "lp,acc"], "valid choices: head, lp, zs"),
     (["--frobnicate"], "unrecognised argument '--frobnicate'"),
+    (["--config", "{tmp}/missing.yaml"], "cannot read config file"),
+    (["--config", "{tmp}/broken.yaml"], "is not valid YAML"),
+    (["--sequence", "{tmp}/empty_seq.yaml"], "empty 'stages' list"),
+    (["--sequence", "{tmp}/bad_task.yaml"], "unknown task 'imagenet-9000'"),
+    (["--sequence", "{tmp}/mnist_seq.yaml", "--data-root", "{tmp}/no_data"], "dataset 'mnist' not found"),
+    (["--results-dir", "{tmp}/a_file/sub"], "cannot be written"),
 ]
 
 
-@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[a[0] for a, _ in BAD_INPUTS])
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a)[:40] for a, _ in BAD_INPUTS])
 def test_bad_input_is_one_line_exit_2_nothing_written(args, message, micro_cfg, tmp_path, capsys):
+    bad_files(tmp_path)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     code = main(["--config", write_cfg(micro_cfg, tmp_path), "-q", *args])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     results = Path(micro_cfg.results_dir)
-    assert not results.exists() or not any(results.iterdir())
-
-
-def test_bad_files(micro_cfg, tmp_path, capsys):
-    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "cannot read config file" in capsys.readouterr().err
-    (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
-    assert main(["--config", str(tmp_path / "broken.yaml")]) == 2
-    assert "is not valid YAML" in capsys.readouterr().err
-    (tmp_path / "empty_seq.yaml").write_text("name: empty\nstages: []\n")
-    assert main(["--config", write_cfg(micro_cfg, tmp_path), "--sequence", str(tmp_path / "empty_seq.yaml")]) == 2
-    assert "empty 'stages' list" in capsys.readouterr().err
-    (tmp_path / "bad_task.yaml").write_text("stages: [shapes, imagenet-9000]\n")
-    assert main(["--config", write_cfg(micro_cfg, tmp_path), "--sequence", str(tmp_path / "bad_task.yaml")]) == 2
-    assert "unknown task 'imagenet-9000'" in capsys.readouterr().err
-    blocker = tmp_path / "a_file"
-    blocker.write_text("")
-    assert main(["--config", write_cfg(micro_cfg, tmp_path), "--results-dir", str(blocker / "sub")]) == 2
-    assert "cannot be written" in capsys.readouterr().err
+    assert not results.exists() or not any(results.iterdir())  # no run folder, no staging, no lock
 
 
 def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
