@@ -64,8 +64,14 @@ class FLYP(Method):
         if self.text is None:
             self.text = trainable_text_tower(strategy.bundle.model).to(strategy.device).train()
             strategy.model.flyp_text = self.text  # a submodule: the optimiser built next takes it
-            self.criterion = ContrastiveCriterion(lambda: self.contrastive_loss(strategy), strategy._criterion)
+        if not isinstance(strategy._criterion, ContrastiveCriterion):  # also a resumed run's new engine
+            self._strategy = strategy
+            self.criterion = ContrastiveCriterion(self, strategy._criterion)
             strategy._criterion = self.criterion
+
+    def __getstate__(self) -> dict:
+        """Stage checkpoints pickle the method: not the engine it was attached to."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_strategy", "criterion", "_hook")}
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         label = int(strategy.experience.task_label)
@@ -74,12 +80,11 @@ class FLYP(Method):
         prompts = [p for per_class in task.prompts() for p in per_class]
         tokens = strategy.bundle.tokenizer(prompts).to(strategy.device)
         self.prompt_tokens[label] = tokens.view(task.num_classes, len(task.templates), -1)
-        visual = strategy.model.visual
-        self._hook = visual.register_forward_hook(
-            lambda module, _inputs, output: self._keep(module is visual, output))
+        self._live_visual = strategy.model.visual
+        self._hook = self._live_visual.register_forward_hook(self._keep)
 
-    def _keep(self, is_live_tower: bool, output: torch.Tensor) -> None:
-        if is_live_tower:  # not a deep copy of it (LwF's teacher copies hooks along)
+    def _keep(self, module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        if module is self._live_visual:  # not a deep copy of it (LwF's teacher copies hooks along)
             self.image_embeddings = output
 
     # ---- the step
@@ -128,9 +133,9 @@ class FLYP(Method):
 class ContrastiveCriterion(nn.Module):
     """Avalanche's criterion slot: FLYP's loss for the engine's step, the original otherwise."""
 
-    def __init__(self, engine_loss: Callable[[], torch.Tensor], fallback: Callable) -> None:
+    def __init__(self, flyp: "FLYP", fallback: Callable) -> None:
         super().__init__()
-        self.engine_loss = engine_loss
+        self.flyp = flyp
         self.fallback = fallback
         self.armed = False  # set in after_forward: the next call is the engine's criterion()
 
@@ -138,7 +143,7 @@ class ContrastiveCriterion(nn.Module):
         if not self.armed:
             return self.fallback(logits, targets)
         self.armed = False
-        return self.engine_loss()
+        return self.flyp.contrastive_loss(self.flyp._strategy)
 
 
 def trainable_text_tower(clip: nn.Module) -> nn.Module:
