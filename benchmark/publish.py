@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmark.errors import UserError
 
 FILES = ["config.yaml", "manifest.json", "accuracy_long.csv", "summary.csv", "leaderboard.csv",
-         "leaderboard.md", "report.md"]
+         "leaderboard.md"]
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 
 
@@ -26,7 +26,9 @@ def publish(run_dir: Path, dest: Path, readme: Path) -> None:
     plots = dest / "plots"
     shutil.rmtree(plots, ignore_errors=True)
     plots.mkdir()
-    for png in (run_dir / "plots").glob("*.png"):
+    # The concept-forgetting figures only: every heatmap of every method is regenerable
+    # from accuracy_long.csv (python -m benchmark.reports) and would bloat the repository.
+    for png in [*(run_dir / "plots").glob("dlp_*.png"), run_dir / "plots" / "forgetting_curve.png"]:
         shutil.copy2(png, plots / png.name)
     _splice(readme, (run_dir / "leaderboard.md").read_text(), dest)
 
