@@ -158,16 +158,19 @@ def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     trained_stage = reports.trained_stages(df, columns)
     stages = np.arange(num_sequence + 1)
     fig, (ax_dlp, ax_head) = plt.subplots(1, 2, figsize=(11, 4))
-    for method in reports.methods_in_order(df):
+    for i, method in enumerate(reports.methods_in_order(df)):
         kinds = reports.kinds_in_order(df, method)
+        # 10 colours, then the next line style: 13 methods stay distinguishable
+        style = {"marker": "os^D"[i // 10 % 4], "linestyle": ["-", "--", ":", "-."][i // 10 % 4],
+                 "color": plt.get_cmap("tab10")(i % 10), "label": method}
         if "lp" in kinds:
             dlp = _seed_mean_curve(df, method, "lp", columns,
                                    lambda A: metrics.mean_over_untrained(metrics.concept_forgetting(A), trained_stage))
-            ax_dlp.plot(stages, dlp, marker="o", label=method)
+            ax_dlp.plot(stages, dlp, **style)
         if "head" in kinds and num_sequence:
             head = _seed_mean_curve(df, method, "head", columns[:num_sequence],
                                     metrics.average_accuracy)
-            ax_head.plot(stages[1:], head, marker="o", label=method)
+            ax_head.plot(stages[1:], head, **style)
     ax_dlp.axhline(0, color="grey", linewidth=1)
     ax_dlp.set(title="Concept forgetting on tasks not yet trained", xlabel="stage",
                ylabel="mean dLP (points)", xticks=stages)
