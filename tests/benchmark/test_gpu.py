@@ -3,7 +3,6 @@ LDIFS's taps line up under autocast."""
 import pytest
 import torch
 
-from benchmark.config import RunConfig
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
