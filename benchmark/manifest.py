@@ -50,7 +50,8 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def write_manifest(path: Path, setup: "RunSetup", results: list["MethodResult"], seconds: float) -> None:
+def write_manifest(path: Path, setup: "RunSetup", results: list["MethodResult"], seconds: float,
+                   keep_checkpoints: bool = False) -> None:
     cfg = setup.cfg
     manifest = {
         "command": sys.argv,
@@ -66,5 +67,8 @@ def write_manifest(path: Path, setup: "RunSetup", results: list["MethodResult"],
         "runs": [{"method": r.method, "seed": r.seed, "status": r.status, "error": r.error, "stages": r.stages}
                  for r in results],
     }
-    manifest["disk_bytes"] = folder_bytes(path.parent)  # the run folder as written, checkpoints included
+    checkpoints = folder_bytes(path.parent / "checkpoints") if (path.parent / "checkpoints").is_dir() else 0
+    # what the finished run folder keeps (checkpoints are dropped at the end unless kept)
+    manifest["disk_bytes"] = folder_bytes(path.parent) - (0 if keep_checkpoints else checkpoints)
+    manifest["checkpoint_bytes_during_run"] = checkpoints
     atomic_text(path, json.dumps(manifest, indent=2))

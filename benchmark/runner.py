@@ -162,7 +162,7 @@ def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, ke
         atomic_text(stage0_file, json.dumps(stage0))
     results = [run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep))
                for seed in cfg.seeds for spec in cfg.methods]
-    _write_outputs(folder, setup, results, time.time() - started)
+    _write_outputs(folder, setup, results, time.time() - started, keep)
 
 
 def _dir_for_this_config(cfg: RunConfig, run_dir: Path) -> Path:
@@ -197,7 +197,8 @@ def _log_file(path: Path):
         handler.close()
 
 
-def _write_outputs(folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float) -> None:
+def _write_outputs(folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float,
+                   keep_checkpoints: bool) -> None:
     from benchmark.leaderboard import write_leaderboard
     from benchmark.reports import write_report
 
@@ -206,4 +207,4 @@ def _write_outputs(folder: Path, setup: RunSetup, results: list[MethodResult], s
     atomic_write(folder / "accuracy_long.csv", lambda p: table.to_csv(p, index=False))
     write_report(folder)
     write_leaderboard(folder)
-    write_manifest(folder / "manifest.json", setup, results, seconds)
+    write_manifest(folder / "manifest.json", setup, results, seconds, keep_checkpoints)
