@@ -92,12 +92,21 @@ class StageCheckpoints:
     def load(self) -> Optional[dict[str, Any]]:
         if self.path is None or not self.path.is_file():
             return None
-        return torch.load(self.path, map_location="cpu", weights_only=False)
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        from benchmark.manifest import git_revision
+
+        if state.get("git_revision", git_revision()) != git_revision():  # pickled objects follow the code
+            log.warning(f"{self.path.name} was written by suite revision {state['git_revision']}, this is "
+                        f"{git_revision()}: resuming anyway; use --fresh if the change matters")
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        from benchmark.manifest import git_revision
+
+        state = {**state, "git_revision": git_revision()}
         try:
             if self.keep and "stage" in state:  # keep every stage's file, not only the latest
                 atomic_write(self.path.with_name(f"{self.path.stem}.stage{state['stage']}.pt"),
