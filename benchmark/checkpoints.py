@@ -8,34 +8,15 @@ import pickle
 import random
 import re
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from benchmark.errors import UserError
+from benchmark.files import atomic_write
 
 log = logging.getLogger("ldifs_bench")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``.
-
-    A process killed at any moment leaves either the previous complete file or the new
-    complete one, never a torn one (rename is atomic within a filesystem)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
 
 
 class RunLock:
@@ -110,8 +91,8 @@ class StageCheckpoints:
         try:
             if self.keep and "stage" in state:  # keep every stage's file, not only the latest
                 atomic_write(self.path.with_name(f"{self.path.stem}.stage{state['stage']}.pt"),
-                             lambda p: torch.save(state, p))
-            atomic_write(self.path, lambda p: torch.save(state, p))
+                             lambda stream: torch.save(state, stream), binary=True)
+            atomic_write(self.path, lambda stream: torch.save(state, stream), binary=True)
         except (pickle.PicklingError, AttributeError, TypeError) as e:
             # A method whose state cannot be pickled (e.g. a class defined inside a function)
             # still runs; it just restarts from stage 1 if the run is interrupted.

@@ -9,7 +9,6 @@ as in the LDIFS authors' protocol.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Iterator, Optional, Sequence
 
@@ -22,7 +21,7 @@ from avalanche.training.templates import SupervisedTemplate
 from tqdm.auto import tqdm
 
 from benchmark.config import TrainConfig
-from benchmark.models import BatchPreprocess
+from benchmark.models import BatchPreprocess, bf16_autocast
 
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
 
@@ -176,10 +175,8 @@ class Engine(SupervisedTemplate):
                                  fused=device.type == "cuda")
 
     def autocast(self):
-        """bf16 autocast on CUDA (plugins running forward passes use this too)."""
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        """bf16 autocast on CUDA unless train.amp=off (plugins running forward passes use this too)."""
+        return bf16_autocast(self.device, self.amp)
 
     # ---- data path
     def make_train_dataloader(self, **kwargs) -> None:

@@ -24,6 +24,7 @@ import yaml
 
 from benchmark import reports
 from benchmark.errors import UserError
+from benchmark.files import atomic_text
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_MD = "leaderboard.md"
@@ -357,10 +358,10 @@ def write_leaderboard_files(
     board = build_leaderboard(df_long, failed_runs)
     title = run_title(out_dir)
     paths = [out_dir / LEADERBOARD_CSV, out_dir / LEADERBOARD_MD, out_dir / LEADERBOARD_HTML]
-    reports.atomic_write_text(paths[0], board.to_csv(index=False))
-    reports.atomic_write_text(paths[1], leaderboard_markdown(title, df_long, board))
+    atomic_text(paths[0], board.to_csv(index=False))
+    atomic_text(paths[1], leaderboard_markdown(title, df_long, board))
     figures = figure_paths(out_dir, list(board["method"]))
-    reports.atomic_write_text(paths[2], leaderboard_html(title, df_long, board, figures))
+    atomic_text(paths[2], leaderboard_html(title, df_long, board, figures))
     return paths
 
 
@@ -533,11 +534,11 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
     check_mergeable(runs)
     out_dir = Path(out_dir)
     merged = merged_long(runs)
-    reports.atomic_write_text(out_dir / reports.LONG_CSV, merged.to_csv(index=False))
-    reports.atomic_write_text(out_dir / CONFIG_YAML,
+    atomic_text(out_dir / reports.LONG_CSV, merged.to_csv(index=False))
+    atomic_text(out_dir / CONFIG_YAML,
                               yaml.safe_dump(merged_config(runs, out_dir.resolve().name), sort_keys=False))
     manifest = merged_manifest(runs)
-    reports.atomic_write_text(out_dir / MANIFEST_JSON, json.dumps(manifest, indent=2))
+    atomic_text(out_dir / MANIFEST_JSON, json.dumps(manifest, indent=2))
     if draw_plots:
         reports.write_report(out_dir)
     return write_leaderboard_files(out_dir, merged, failed_runs_of(manifest["runs"]))

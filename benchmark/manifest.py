@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from benchmark.checkpoints import atomic_text, folder_bytes
+from benchmark.checkpoints import folder_bytes
+from benchmark.files import atomic_text
 
 if TYPE_CHECKING:
     from benchmark.runner import RunSetup

@@ -133,6 +133,13 @@ def quiet_root_logger():
         root.setLevel(level)
 
 
+def bf16_autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (training and evaluation alike); a no-op on other devices."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 # ----------------------------------------------------------------------------- preprocessing
 
 class BatchPreprocess(nn.Module):

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from benchmark.config import TrainConfig
 from benchmark.engine import ClipClassifier, Engine
 from benchmark.manifest import device_name
-from benchmark.models import OPENAI_MEAN, OPENAI_STD, BatchPreprocess, suite_model_names, suite_model_config
+from benchmark.models import (OPENAI_MEAN, OPENAI_STD, BatchPreprocess, bf16_autocast, suite_model_config,
+                              suite_model_names)
 
 
 def build_visual(name: str) -> tuple[torch.nn.Module, int]:
@@ -54,11 +55,10 @@ def bare_loop(visual, head_w, data, cfg: TrainConfig, prep, device, steps: int) 
                             fused=device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     x_all, y_all = data
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _Null()
     _sync(device)
     start = time.perf_counter()
     for idx in torch.randperm(len(y_all), device=device).split(cfg.batch_size):
-        with amp:
+        with bf16_autocast(device):
             logits = model(prep(x_all[idx]), 0)
         loss = F.cross_entropy(logits.float(), y_all[idx])
         opt.zero_grad(set_to_none=True)
@@ -89,14 +89,6 @@ def suite_loop(method: str, visual, head_w, data, cfg: TrainConfig, prep, device
     engine.train(exp, eval_streams=[])
     _sync(device)
     return (time.perf_counter() - start) / steps
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def eval_cost(visual, prep, device, n_probe: int, n_test: int, batch: int) -> dict[str, float]:

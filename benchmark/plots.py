@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmark import metrics, reports  # noqa: E402
+from benchmark.files import atomic_write  # noqa: E402
 
 PNG_DPI = 120
 
@@ -67,7 +68,7 @@ def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
 
 def _save_as(fig: plt.Figure, path: Path, **options: object) -> None:
     """Atomically save the figure in the format named by the path's suffix."""
-    reports.atomic_write(
+    atomic_write(
         path, lambda stream: fig.savefig(stream, format=path.suffix[1:], bbox_inches="tight", **options), binary=True,
     )
 

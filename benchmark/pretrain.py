@@ -74,7 +74,7 @@ def pretrain(folder: Path, cfg: ModelConfig, progress: bool = True) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     gen = torch.Generator().manual_seed(p.seed)
     bar = tqdm(total=steps, desc="pretraining tiny CLIP (cached after)", disable=not progress, unit="step")
-    start, loss = time.time(), torch.tensor(0.0)
+    start, loss, step = time.time(), torch.tensor(0.0), 0
     model.train()
     for _epoch in range(p.epochs):
         for idx in torch.randperm(p.images, generator=gen).split(p.batch_size):
@@ -89,7 +89,8 @@ def pretrain(folder: Path, cfg: ModelConfig, progress: bool = True) -> dict:
             with torch.no_grad():  # CLIP's clamp of the temperature
                 model.logit_scale.clamp_(0, math.log(100))
             bar.update(1)
-            if bar.n % 20 == 0:
+            step += 1  # the bar does not count when disabled: a step counter keeps syncs rare
+            if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
     torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")

@@ -6,17 +6,16 @@ The long CSV is the source of truth; everything here can be redrawn from it with
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import IO, Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from benchmark import metrics
 from benchmark.errors import UserError
+from benchmark.files import atomic_text
 
 LONG_CSV = "accuracy_long.csv"
 SUMMARY_CSV = "summary.csv"
@@ -256,29 +255,6 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".1f") -> str:
 
 # ---------------------------------------------------------------- files
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
-    """Write through a temporary file in the same folder, then rename it over ``path``.
-
-    Readers never see a half-written file, and a crash leaves the old file intact.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    text_options = {} if binary else {"encoding": "utf-8", "newline": ""}
-    try:
-        with os.fdopen(handle, "wb" if binary else "w", **text_options) as stream:
-            write(stream)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes owner-only files; results are meant to be shared
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Atomically replace ``path`` with ``text`` (UTF-8)."""
-    atomic_write(path, lambda stream: stream.write(text))
-
-
 def _run_title(run_dir: Path) -> str:
     from benchmark.leaderboard import run_title
 
@@ -331,7 +307,7 @@ def write_report(run_dir: Path) -> None:
     run_dir = Path(run_dir)
     df = load_long_csv(run_dir / LONG_CSV)
     summary = summarise(df)
-    atomic_write_text(run_dir / SUMMARY_CSV, summary.to_csv(index=False))
+    atomic_text(run_dir / SUMMARY_CSV, summary.to_csv(index=False))
     plot_dir = run_dir / PLOTS_DIR
     images = [
         *plots.plot_accuracy_heatmaps(df, plot_dir),
@@ -339,7 +315,7 @@ def write_report(run_dir: Path) -> None:
         *plots.plot_forgetting_curve(df, plot_dir),
     ]
     pngs = [image for image in images if image.suffix == ".png"]
-    atomic_write_text(run_dir / REPORT_MD, report_markdown(run_dir, df, summary, pngs))
+    atomic_text(run_dir / REPORT_MD, report_markdown(run_dir, df, summary, pngs))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

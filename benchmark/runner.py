@@ -15,22 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from benchmark.checkpoints import RunLock, StageCheckpoints, atomic_text, atomic_write
+from benchmark.checkpoints import RunLock, StageCheckpoints
+from benchmark.files import atomic_text, atomic_write
 from benchmark.config import RunConfig, config_hash, dump_yaml, load_yaml, validate
 from benchmark.errors import UserError
 from benchmark.heads import zeroshot_weights
 from benchmark.manifest import write_manifest
 from benchmark.models import BatchPreprocess, ClipBundle, check_model_config, load_clip
-from benchmark.scheduler import MethodResult, run_method
+from benchmark.scheduler import MethodResult, announce, log, run_method
 from benchmark.tracker import EvalSet, Tracker
 from methods import build_method
 from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
 
 COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status"]
-log = logging.getLogger("ldifs_bench")
-log.propagate = False  # run.log gets everything; the console gets tqdm lines only
+
 
 
 @dataclass
@@ -130,14 +129,14 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
             for folder in (run_dir, partial):
                 shutil.rmtree(folder, ignore_errors=True)
         if (run_dir / "accuracy_long.csv").is_file():
-            log_console(progress, f"run {run_dir} is already complete (same config); --fresh reruns it")
+            announce(f"run {run_dir} is already complete (same config); --fresh reruns it", progress)
             return run_dir
         resuming = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
         atomic_text(partial / "config.yaml", dump_yaml(cfg))
         try:
             with _log_file(partial / "run.log"):
-                log_console(progress, f"{'resuming' if resuming else 'starting'} run {run_dir}")
+                announce(f"{'resuming' if resuming else 'starting'} run {run_dir}", progress)
                 _run_in(partial, cfg, sequence, progress, keep_checkpoints)
         except UserError:
             if not any((partial / "checkpoints").glob("*.pt")):  # nothing worth resuming: leave no trace
@@ -177,12 +176,6 @@ def _dir_for_this_config(cfg: RunConfig, run_dir: Path) -> Path:
     return run_dir
 
 
-def log_console(progress: bool, message: str) -> None:
-    log.info(message)
-    if progress:
-        tqdm.write(message)
-
-
 @contextlib.contextmanager
 def _log_file(path: Path):
     """Everything the run logs (stage summaries, failures) also goes to ``run.log``."""
@@ -204,7 +197,7 @@ def _write_outputs(folder: Path, setup: RunSetup, results: list[MethodResult], s
 
     rows = [{**row, "status": r.status} for r in results for row in r.rows]
     table = pd.DataFrame(rows, columns=COLUMNS)
-    atomic_write(folder / "accuracy_long.csv", lambda p: table.to_csv(p, index=False))
+    atomic_write(folder / "accuracy_long.csv", lambda stream: table.to_csv(stream, index=False))
     write_report(folder)
     write_leaderboard(folder)
     write_manifest(folder / "manifest.json", setup, results, seconds, keep_checkpoints)

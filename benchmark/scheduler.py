@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from benchmark.runner import RunSetup
 
 log = logging.getLogger("ldifs_bench")
+log.propagate = False  # run.log gets everything; the console gets what announce() prints
+
+
+def announce(message: str, show: bool, level: int = logging.INFO) -> None:
+    """One line to run.log, and to the console (between progress bars) when ``show``."""
+    log.log(level, message)
+    if show:
+        tqdm.write(message)
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
@@ -87,7 +95,7 @@ def run_method(setup: "RunSetup", spec: str, seed: int, stage0: list[dict],
         model, plugins, first = saved["model"].to(setup.device), saved["plugins"], saved["stage"] + 1
         result.rows, result.stages = saved["rows"], saved["stages"]
         set_rng_state(saved["rng"])
-        log.info(f"[{spec} seed {seed}] resuming after stage {saved['stage']} from {checkpoints.path}")
+        announce(f"[{spec} seed {seed}] resuming after stage {saved['stage']} from {checkpoints.path}", setup.progress)
     engine = _make_engine(setup, model, plugins, seed, saved)
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
     for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
@@ -135,9 +143,7 @@ def _evaluate_stage(setup: "RunSetup", engine: Engine, result: MethodResult, sta
     result.stages.append(s)
     line = (f"[{result.method} seed {result.seed}] stage {stage} {task}: loss {s['final_loss']:.3f}, "
             f"head acc {s['head_accuracy']:.1f}%, train {s['train_seconds']:.1f}s, eval {s['eval_seconds']:.1f}s")
-    log.info(line)
-    if setup.progress:
-        tqdm.write(line)
+    announce(line, setup.progress)
 
 
 def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exception, batch: int) -> None:
@@ -146,8 +152,7 @@ def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exce
     if isinstance(err, OUT_OF_MEMORY):
         err = RuntimeError(f"out of memory at train.batch_size={batch}; try --train.batch_size {max(1, batch // 2)}")
     result.status, result.error = "failed", f"stage {stage} ({task}): {err}"
-    log.error(f"[{result.method} seed {result.seed}] FAILED at {result.error}")
-    tqdm.write(f"[{result.method} seed {result.seed}] FAILED at {result.error}")
+    announce(f"[{result.method} seed {result.seed}] FAILED at {result.error}", True, logging.ERROR)
 
 
 def _add_head(model: ClipClassifier, setup: "RunSetup", task: str, label: int, init: str) -> None:

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from benchmark.config import EvalConfig
 from benchmark.heads import accuracy, fit_linear_probe
-from benchmark.models import BatchPreprocess
+from benchmark.models import BatchPreprocess, bf16_autocast
 from tasks import Task
 
 
@@ -49,8 +49,7 @@ class Tracker:
         was_training = visual.training
         visual.eval()
         out = []
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else _null()
-        with amp:
+        with bf16_autocast(self.device):
             for chunk in images.split(self.cfg.batch_size):
                 x = self.preprocess(chunk.to(self.device, non_blocking=True))
                 out.append(F.normalize(visual(x).float(), dim=-1))
@@ -86,10 +85,3 @@ class Tracker:
         return fit_linear_probe(feats, es.probe_labels.to(self.device), es.task.num_classes,
                                 self.cfg.lp_weight_decay, self.cfg.lp_max_iter)
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.checkpoints import RunLock, atomic_text
+from benchmark.checkpoints import RunLock
+from benchmark.files import atomic_text
 from benchmark.config import dump_yaml
 from benchmark.errors import UserError
 from benchmark.runner import run
