@@ -1,4 +1,5 @@
 """Run configuration: dataclasses with YAML round-trip and type-checked dotted overrides."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -91,6 +92,7 @@ class RunConfig:
 
 # ----------------------------------------------------------------------------- coercion
 
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert ``value`` (YAML-parsed or raw CLI string) to type ``tp`` or raise UserError."""
     origin = typing.get_origin(tp)
@@ -105,8 +107,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise UserError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(_parse_scalar(v) if isinstance(v, str) and item_tp is not str else v, item_tp, key)
-                for v in value]
+        return [
+            _coerce(_parse_scalar(v) if isinstance(v, str) and item_tp is not str else v, item_tp, key) for v in value
+        ]
     if origin is dict:
         if not isinstance(value, dict):
             raise UserError(f"{key}: expected a mapping, got {value!r}")
@@ -184,7 +187,7 @@ def apply_override(cfg: RunConfig, dotted: str, raw: Any) -> None:
             continue
         fields = _fields(type(target))
         if part not in fields:
-            raise UserError(f"unknown config key {'.'.join(parts[:i + 1])!r}; valid keys: {', '.join(fields)}")
+            raise UserError(f"unknown config key {'.'.join(parts[: i + 1])!r}; valid keys: {', '.join(fields)}")
         target = getattr(target, part)
     last = parts[-1]
     if isinstance(target, dict):  # free-form section (hparams.<method>.<name>)
@@ -197,7 +200,9 @@ def apply_override(cfg: RunConfig, dotted: str, raw: Any) -> None:
         raise UserError(f"unknown config key {dotted!r}; valid keys: {valid}")
     tp = fields[last]
     if dataclasses.is_dataclass(tp):
-        raise UserError(f"config key {dotted!r} is a section; set one of its keys, e.g. {dotted}.{next(iter(_fields(tp)))}")
+        raise UserError(
+            f"config key {dotted!r} is a section; set one of its keys, e.g. {dotted}.{next(iter(_fields(tp)))}"
+        )
     setattr(target, last, _coerce(raw, tp, dotted))
 
 
@@ -240,7 +245,12 @@ def validate(cfg: RunConfig) -> None:
         ("eval.lp_max_iter", cfg.eval.lp_max_iter, cfg.eval.lp_max_iter >= 1, "must be >= 1"),
         ("model.pretrain.epochs", cfg.model.pretrain.epochs, cfg.model.pretrain.epochs >= 1, "must be >= 1"),
         ("model.pretrain.images", cfg.model.pretrain.images, cfg.model.pretrain.images >= 2, "must be >= 2"),
-        ("model.pretrain.batch_size", cfg.model.pretrain.batch_size, cfg.model.pretrain.batch_size >= 2, "must be >= 2"),
+        (
+            "model.pretrain.batch_size",
+            cfg.model.pretrain.batch_size,
+            cfg.model.pretrain.batch_size >= 2,
+            "must be >= 2",
+        ),
         ("model.pretrain.lr", cfg.model.pretrain.lr, cfg.model.pretrain.lr > 0, "must be > 0"),
         ("methods", cfg.methods, len(cfg.methods) >= 1, "must name at least one method"),
         ("seeds", cfg.seeds, len(cfg.seeds) >= 1, "must name at least one seed"),
@@ -249,8 +259,10 @@ def validate(cfg: RunConfig) -> None:
     for key, value, ok, why in checks:
         if not ok:
             raise UserError(f"{key}={value!r} {why}")
-    choices = {"train.head_init": (cfg.train.head_init, ("zeroshot", "lp")),
-               "train.amp": (cfg.train.amp, ("auto", "bf16", "off"))}
+    choices = {
+        "train.head_init": (cfg.train.head_init, ("zeroshot", "lp")),
+        "train.amp": (cfg.train.amp, ("auto", "bf16", "off")),
+    }
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise UserError(f"{key}={value!r} is not valid; valid choices: {', '.join(valid)}")

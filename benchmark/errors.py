@@ -1,7 +1,8 @@
 """The one error type that reaches the user as a one-line message and exit code 2."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class UserError(Exception):

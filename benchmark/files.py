@@ -1,10 +1,12 @@
 """Atomic files: every results file and checkpoint of the suite is written through here."""
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
@@ -32,3 +34,8 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
 def atomic_text(path: Path, text: str) -> None:
     """Atomically replace ``path`` with ``text`` (UTF-8)."""
     atomic_write(path, lambda stream: stream.write(text))
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the files under ``folder``."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

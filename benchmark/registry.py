@@ -1,8 +1,10 @@
 """A tiny timm-style registry: filled by a decorator, duplicates refused, glob-listable."""
+
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from benchmark.errors import choices_error
 

@@ -21,7 +21,7 @@ ViT and ResNet towers, on the CPU and on CUDA (bf16 autocast, fused AdamW):
 | plugin | status | notes |
 | --- | --- | --- |
 | EWCPlugin | registered ``ewc`` | Fisher pass over the stage's raw data after each stage (through the pre-hook, in fp32); penalty from stage 2 |
-| LwFPlugin | registered ``lwf`` | distils every previous head (all-heads forward of the model and of a frozen copy); needs task-aware experience datasets (``task_set``), which ``benchmark.scheduler.make_stream`` builds |
+| LwFPlugin | registered ``lwf`` | distils every previous head (all-heads forward of the model and of a frozen copy); needs task-aware experience datasets (``task_set``), which ``benchmark.run.scheduler.make_stream`` builds |
 | ReplayPlugin | registered ``replay`` | swaps the engine's loader for its ReplayDataLoader (per-sample Python collation, CPU tensors moved by the engine); mixed-task batches padded |
 | SynapticIntelligencePlugin | registered ``si`` | path integral over every step; keeps CPU copies of every parameter and refreshes them twice a step, so slow on large towers |
 | MASPlugin | registered ``mas`` | importance pass like EWC's |
@@ -29,18 +29,26 @@ ViT and ResNet towers, on the CPU and on CUDA (bf16 autocast, fused AdamW):
 | GEMPlugin | not registered | needs a QP solver (``quadprog``) that is not a dependency, and solves a QP on the CPU over the full gradient every step: impractical for CLIP |
 | GDumbPlugin | not registered | replaces ``strategy.model`` with a copy of the first model each stage, which breaks the scheduler's ownership of the model (heads added to and evaluated on the original object; the copy lacks the new task's head); training a foundation model "from scratch on the buffer" is also not this benchmark's question |
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
-from avalanche.training.plugins import (EWCPlugin, LwFPlugin, MASPlugin, ReplayPlugin,
-                                        SupervisedPlugin, SynapticIntelligencePlugin)
+from avalanche.training.plugins import (
+    EWCPlugin,
+    LwFPlugin,
+    MASPlugin,
+    ReplayPlugin,
+    SupervisedPlugin,
+    SynapticIntelligencePlugin,
+)
 
 from benchmark.errors import UserError
-from methods.base import Method, register_method
+from benchmark.training.method import Method, register_method
 
 # Every callback Avalanche may invoke on a supervised plugin (before_training, ...,
 # after_eval_iteration); the adapter forwards each of them.
@@ -57,8 +65,9 @@ class AvalancheMethod(Method):
         try:
             self.plugin = self.plugin_class(**self.plugin_kwargs())
         except (AssertionError, ValueError, TypeError) as e:  # Avalanche checks its arguments with asserts
-            raise UserError(f"hparams.{self.name}: Avalanche's {self.plugin_class.__name__} refused "
-                            f"{self.plugin_kwargs()}: {e}") from None
+            raise UserError(
+                f"hparams.{self.name}: Avalanche's {self.plugin_class.__name__} refused {self.plugin_kwargs()}: {e}"
+            ) from None
 
     def plugin_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the plugin: the Params fields, by the same names."""
@@ -111,6 +120,7 @@ def install_raw_batch_preprocessing(strategy) -> None:
 
 # ----------------------------------------------------------------------------- the table
 
+
 @dataclass
 class EWCParams:
     ewc_lambda: float = 1.0  # no published value for CLIP fine-tuning: sweep it per sequence
@@ -158,29 +168,54 @@ class AvalancheEntry:
 
 
 AVALANCHE_METHODS: dict[str, AvalancheEntry] = {
-    "ewc": AvalancheEntry(EWCPlugin, EWCParams, "Elastic weight consolidation: Fisher-weighted l2 to past "
-                          "stages' weights (Avalanche's EWCPlugin).", "Kirkpatrick et al., PNAS 2017"),
-    "lwf": AvalancheEntry(LwFPlugin, LwFParams, "Learning without forgetting: distil the previous model's "
-                          "old heads on new data (Avalanche's LwFPlugin).", "Li & Hoiem, ECCV 2016 / TPAMI 2017"),
-    "replay": AvalancheEntry(ReplayPlugin, ReplayParams, "Experience replay: a class-agnostic buffer of past "
-                             "stages mixed into every batch (Avalanche's ReplayPlugin).",
-                             "Chaudhry et al., 2019 (tiny episodic memories); Rolnick et al., NeurIPS 2019",
-                             needs_encoder_training=False),
-    "si": AvalancheEntry(SynapticIntelligencePlugin, SIParams, "Synaptic intelligence: path-integral "
-                         "importance-weighted l2 to past weights (Avalanche's plugin).",
-                         "Zenke, Poole, Ganguli, ICML 2017"),
-    "mas": AvalancheEntry(MASPlugin, MASParams, "Memory aware synapses: output-sensitivity-weighted l2 to "
-                          "past weights (Avalanche's MASPlugin).", "Aljundi et al., ECCV 2018"),
+    "ewc": AvalancheEntry(
+        EWCPlugin,
+        EWCParams,
+        "Elastic weight consolidation: Fisher-weighted l2 to past stages' weights (Avalanche's EWCPlugin).",
+        "Kirkpatrick et al., PNAS 2017",
+    ),
+    "lwf": AvalancheEntry(
+        LwFPlugin,
+        LwFParams,
+        "Learning without forgetting: distil the previous model's old heads on new data (Avalanche's LwFPlugin).",
+        "Li & Hoiem, ECCV 2016 / TPAMI 2017",
+    ),
+    "replay": AvalancheEntry(
+        ReplayPlugin,
+        ReplayParams,
+        "Experience replay: a class-agnostic buffer of past stages mixed into every batch (Avalanche's ReplayPlugin).",
+        "Chaudhry et al., 2019 (tiny episodic memories); Rolnick et al., NeurIPS 2019",
+        needs_encoder_training=False,
+    ),
+    "si": AvalancheEntry(
+        SynapticIntelligencePlugin,
+        SIParams,
+        "Synaptic intelligence: path-integral importance-weighted l2 to past weights (Avalanche's plugin).",
+        "Zenke, Poole, Ganguli, ICML 2017",
+    ),
+    "mas": AvalancheEntry(
+        MASPlugin,
+        MASParams,
+        "Memory aware synapses: output-sensitivity-weighted l2 to past weights (Avalanche's MASPlugin).",
+        "Aljundi et al., ECCV 2018",
+    ),
 }
 
 
 def register_avalanche(name: str, entry: AvalancheEntry) -> type:
     """Make and register the Method class that wraps ``entry.plugin`` under ``name``."""
-    cls = type(f"Avalanche_{name}", (AvalancheMethod,), {
-        "__doc__": entry.summary, "__module__": __name__, "Params": entry.params,
-        "plugin_class": entry.plugin, "paper": entry.paper,
-        "needs_encoder_training": entry.needs_encoder_training,
-    })
+    cls = type(
+        f"Avalanche_{name}",
+        (AvalancheMethod,),
+        {
+            "__doc__": entry.summary,
+            "__module__": __name__,
+            "Params": entry.params,
+            "plugin_class": entry.plugin,
+            "paper": entry.paper,
+            "needs_encoder_training": entry.needs_encoder_training,
+        },
+    )
     globals()[cls.__name__] = cls  # a module attribute, so pickle (stage checkpoints) finds the class
     return register_method(name)(cls)
 

@@ -1,5 +1,6 @@
 """Plain end-to-end fine-tuning: the engine's cross-entropy and nothing else."""
-from methods.base import Method, register_method
+
+from benchmark.training.method import Method, register_method
 
 
 @register_method("finetune")

@@ -25,18 +25,20 @@ How it sits on the engine, which is built for cross-entropy on head logits:
   follow the text tower as it drifts. The ZS-init head the scheduler adds before a stage
   is not trained (the loss does not use it) and is replaced at the stage's end.
 """
+
 from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.heads import zeroshot_weights
-from methods.base import Method, register_method
+from benchmark.evaluation.heads import zeroshot_weights
+from benchmark.training.method import Method, register_method
 from tasks import Task
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp of the learned temperature
@@ -133,7 +135,7 @@ class FLYP(Method):
 class ContrastiveCriterion(nn.Module):
     """Avalanche's criterion slot: FLYP's loss for the engine's step, the original otherwise."""
 
-    def __init__(self, flyp: "FLYP", fallback: Callable) -> None:
+    def __init__(self, flyp: FLYP, fallback: Callable) -> None:
         super().__init__()
         self.flyp = flyp
         self.fallback = fallback

@@ -10,6 +10,7 @@ Cost, measured through the Engine on an H200 (open_clip ViT-B-32 random init, ba
 bf16 autocast, fused AdamW, torch 2.11): 1.01x a fine-tuning step, against 1.47x with the
 penalty in the loss through autograd (REFERENCE.md: 1.42-1.64x for the autograd routes).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Optional
 import torch
 
 from benchmark.errors import UserError
-from methods.base import Method, register_method
+from benchmark.training.method import Method, register_method
 
 
 @register_method("l2sp")
@@ -40,7 +41,7 @@ class L2SP(Method):
         if p.alpha < 0:
             raise UserError(f"hparams.l2sp.alpha={p.alpha!r} must be >= 0")
 
-    def __init__(self, params: Optional["L2SP.Params"] = None) -> None:
+    def __init__(self, params: Optional[L2SP.Params] = None) -> None:
         super().__init__(params)
         self.weights: list[torch.Tensor] = []  # the encoder's trainable parameters
         self.anchors: Optional[list[torch.Tensor]] = None  # p0, one per weight

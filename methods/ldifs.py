@@ -1,4 +1,5 @@
 """LDIFS: l2 distance between intermediate features of the fine-tuned and a reference encoder."""
+
 from __future__ import annotations
 
 import copy
@@ -10,8 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.errors import UserError
-from benchmark.models import Tap, TapRecorder, image_taps
-from methods.base import Method, register_method
+from benchmark.models.taps import Tap, TapRecorder, image_taps
+from benchmark.training.method import Method, register_method
 
 
 def norm_dim(tap: Tap, axis: str) -> int:
@@ -21,8 +22,9 @@ def norm_dim(tap: Tap, axis: str) -> int:
     return -1 if (axis == "features" and tap.token_major) else 1
 
 
-def ldifs_distance(feats: list[torch.Tensor], ref_feats: list[torch.Tensor], taps: list[Tap],
-                   axis: str = "authors") -> torch.Tensor:
+def ldifs_distance(
+    feats: list[torch.Tensor], ref_feats: list[torch.Tensor], taps: list[Tap], axis: str = "authors"
+) -> torch.Tensor:
     """Mean over the batch of the mean over taps of the mean squared difference of the
     l2-normalised taps (Mukhoti et al., TMLR 2024, Eq. 2).
 
@@ -75,7 +77,7 @@ class LDIFS(Method):
         if p.alpha < 0:
             raise UserError(f"hparams.ldifs.alpha={p.alpha!r} must be >= 0")
 
-    def __init__(self, params: Optional["LDIFS.Params"] = None) -> None:
+    def __init__(self, params: Optional[LDIFS.Params] = None) -> None:
         super().__init__(params)
         self.reference: Optional[nn.Module] = None
         self._live: Optional[TapRecorder] = None

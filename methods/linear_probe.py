@@ -1,5 +1,6 @@
 """Linear probing: the image encoder frozen, only the per-task heads train."""
-from methods.base import Method, register_method
+
+from benchmark.training.method import Method, register_method
 
 
 @register_method("linear_probe")

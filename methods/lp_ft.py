@@ -1,5 +1,6 @@
 """LP-FT: fine-tune from a linear-probe head instead of the zero-shot head."""
-from methods.base import Method, register_method
+
+from benchmark.training.method import Method, register_method
 
 
 @register_method("lp_ft")

@@ -1,4 +1,5 @@
 """WiSE-FT: after each stage, interpolate the image encoder between its reference and fine-tuned weights."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from typing import Optional
 import torch
 
 from benchmark.errors import UserError
-from methods.base import Method, register_method
+from benchmark.training.method import Method, register_method
 
 
 @register_method("wise_ft")
@@ -39,7 +40,7 @@ class WiseFT(Method):
         if not 0 <= p.alpha <= 1:
             raise UserError(f"hparams.wise_ft.alpha={p.alpha!r} must be in [0, 1]")
 
-    def __init__(self, params: Optional["WiseFT.Params"] = None) -> None:
+    def __init__(self, params: Optional[WiseFT.Params] = None) -> None:
         super().__init__(params)
         self.reference: Optional[dict[str, torch.Tensor]] = None
 

@@ -1,5 +1,6 @@
 """The pre-trained model itself, never trained: the ceiling of concept retention."""
-from methods.base import Method, register_method
+
+from benchmark.training.method import Method, register_method
 
 
 @register_method("zeroshot")

@@ -1,9 +1,11 @@
 """What a downstream task is: labelled image splits, class names and prompt templates."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -27,7 +29,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, limit: Optional[int], seed: int = 0) -> "Split":
+    def subset(self, limit: Optional[int], seed: int = 0) -> Split:
         """A seeded random subset of at most ``limit`` examples (all of them if None)."""
         if limit is None or limit >= len(self):
             return self

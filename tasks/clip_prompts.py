@@ -23,6 +23,7 @@ Two entries are not in ``prompts.md``:
 Every list is in the order the CLIP authors give; each task module states how that order
 maps to its dataset's label ids (most are the dataset's own label order).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,12 +47,24 @@ def _names(block: str) -> tuple[str, ...]:
 
 
 _PHOTO_18 = (
-    "a photo of a {}.", "a blurry photo of a {}.", "a black and white photo of a {}.",
-    "a low contrast photo of a {}.", "a high contrast photo of a {}.", "a bad photo of a {}.",
-    "a good photo of a {}.", "a photo of a small {}.", "a photo of a big {}.",
-    "a photo of the {}.", "a blurry photo of the {}.", "a black and white photo of the {}.",
-    "a low contrast photo of the {}.", "a high contrast photo of the {}.", "a bad photo of the {}.",
-    "a good photo of the {}.", "a photo of the small {}.", "a photo of the big {}.",
+    "a photo of a {}.",
+    "a blurry photo of a {}.",
+    "a black and white photo of a {}.",
+    "a low contrast photo of a {}.",
+    "a high contrast photo of a {}.",
+    "a bad photo of a {}.",
+    "a good photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a big {}.",
+    "a photo of the {}.",
+    "a blurry photo of the {}.",
+    "a black and white photo of the {}.",
+    "a low contrast photo of the {}.",
+    "a high contrast photo of the {}.",
+    "a bad photo of the {}.",
+    "a good photo of the {}.",
+    "a photo of the small {}.",
+    "a photo of the big {}.",
 )
 
 _CIFAR10 = _names("""
@@ -277,15 +290,40 @@ yin and yang symbol
 """)
 
 _CALTECH101_TEMPLATES = (
-    "a photo of a {}.", "a painting of a {}.", "a plastic {}.", "a sculpture of a {}.",
-    "a sketch of a {}.", "a tattoo of a {}.", "a toy {}.", "a rendition of a {}.",
-    "a embroidered {}.", "a cartoon {}.", "a {} in a video game.", "a plushie {}.",
-    "a origami {}.", "art of a {}.", "graffiti of a {}.", "a drawing of a {}.",
-    "a doodle of a {}.", "a photo of the {}.", "a painting of the {}.", "the plastic {}.",
-    "a sculpture of the {}.", "a sketch of the {}.", "a tattoo of the {}.", "the toy {}.",
-    "a rendition of the {}.", "the embroidered {}.", "the cartoon {}.", "the {} in a video game.",
-    "the plushie {}.", "the origami {}.", "art of the {}.", "graffiti of the {}.",
-    "a drawing of the {}.", "a doodle of the {}.",
+    "a photo of a {}.",
+    "a painting of a {}.",
+    "a plastic {}.",
+    "a sculpture of a {}.",
+    "a sketch of a {}.",
+    "a tattoo of a {}.",
+    "a toy {}.",
+    "a rendition of a {}.",
+    "a embroidered {}.",
+    "a cartoon {}.",
+    "a {} in a video game.",
+    "a plushie {}.",
+    "a origami {}.",
+    "art of a {}.",
+    "graffiti of a {}.",
+    "a drawing of a {}.",
+    "a doodle of a {}.",
+    "a photo of the {}.",
+    "a painting of the {}.",
+    "the plastic {}.",
+    "a sculpture of the {}.",
+    "a sketch of the {}.",
+    "a tattoo of the {}.",
+    "the toy {}.",
+    "a rendition of the {}.",
+    "the embroidered {}.",
+    "the cartoon {}.",
+    "the {} in a video game.",
+    "the plushie {}.",
+    "the origami {}.",
+    "art of the {}.",
+    "graffiti of the {}.",
+    "a drawing of the {}.",
+    "a doodle of the {}.",
 )
 
 _DTD = _names("""
@@ -803,8 +841,14 @@ wetland
 _RESISC45_TEMPLATES = tuple(
     f"{kind} {view} of {article}{{}}."
     for article in ("", "a ", "the ")
-    for kind, view in (("satellite", "imagery"), ("aerial", "imagery"), ("satellite", "photo"),
-                       ("aerial", "photo"), ("satellite", "view"), ("aerial", "view"))
+    for kind, view in (
+        ("satellite", "imagery"),
+        ("aerial", "imagery"),
+        ("satellite", "photo"),
+        ("aerial", "photo"),
+        ("satellite", "view"),
+        ("aerial", "view"),
+    )
 )
 
 _STL10 = _names("""
@@ -1426,28 +1470,59 @@ _STATIC: dict[str, Prompts] = {
     "CIFAR10": Prompts(_CIFAR10, _PHOTO_18, _PROMPTS_MD),
     "CIFAR100": Prompts(_CIFAR100, _PHOTO_18, _PROMPTS_MD),
     "Caltech101": Prompts(_CALTECH101, _CALTECH101_TEMPLATES, _PROMPTS_MD),
-    "DTD": Prompts(_DTD, tuple(f"a photo of {a} {{}} {w}." for a in ("a", "the")
-                              for w in ("texture", "pattern", "thing", "object")), _PROMPTS_MD),
-    "EuroSAT": Prompts(_EUROSAT, ("a centered satellite photo of {}.", "a centered satellite photo of a {}.",
-                                  "a centered satellite photo of the {}."), _PROMPTS_MD),
-    "FGVCAircraft": Prompts(_FGVC_AIRCRAFT, ("a photo of a {}, a type of aircraft.",
-                                             "a photo of the {}, a type of aircraft."), _PROMPTS_MD),
+    "DTD": Prompts(
+        _DTD,
+        tuple(f"a photo of {a} {{}} {w}." for a in ("a", "the") for w in ("texture", "pattern", "thing", "object")),
+        _PROMPTS_MD,
+    ),
+    "EuroSAT": Prompts(
+        _EUROSAT,
+        (
+            "a centered satellite photo of {}.",
+            "a centered satellite photo of a {}.",
+            "a centered satellite photo of the {}.",
+        ),
+        _PROMPTS_MD,
+    ),
+    "FGVCAircraft": Prompts(
+        _FGVC_AIRCRAFT, ("a photo of a {}, a type of aircraft.", "a photo of the {}, a type of aircraft."), _PROMPTS_MD
+    ),
     "Flowers102": Prompts(_FLOWERS102, ("a photo of a {}, a type of flower.",), _PROMPTS_MD),
     "Food101": Prompts(_FOOD101, ("a photo of {}, a type of food.",), _PROMPTS_MD),
-    "GTSRB": Prompts(_GTSRB, ('a zoomed in photo of a "{}" traffic sign.', 'a centered photo of a "{}" traffic sign.',
-                              'a close up photo of a "{}" traffic sign.'), _PROMPTS_MD),
+    "GTSRB": Prompts(
+        _GTSRB,
+        (
+            'a zoomed in photo of a "{}" traffic sign.',
+            'a centered photo of a "{}" traffic sign.',
+            'a close up photo of a "{}" traffic sign.',
+        ),
+        _PROMPTS_MD,
+    ),
     "MNIST": Prompts(_DIGITS, _NUMBER_TEMPLATE, _PROMPTS_MD),
     "OxfordIIITPet": Prompts(_OXFORD_PETS, ("a photo of a {}, a type of pet.",), _PROMPTS_MD),
     "RESISC45": Prompts(_RESISC45, _RESISC45_TEMPLATES, _PROMPTS_MD),
     "STL10": Prompts(_STL10, ("a photo of a {}.", "a photo of the {}."), _PROMPTS_MD),
     "SUN397": Prompts(_SUN397, ("a photo of a {}.", "a photo of the {}."), _PROMPTS_MD),
-    "StanfordCars": Prompts(_STANFORD_CARS, (
-        "a photo of a {}.", "a photo of the {}.", "a photo of my {}.", "i love my {}!",
-        "a photo of my dirty {}.", "a photo of my clean {}.", "a photo of my new {}.", "a photo of my old {}."),
-        _PROMPTS_MD),
-    "SVHN": Prompts(_DIGITS, _NUMBER_TEMPLATE,
-                    "MNIST's template, as in mlfoundations/task_vectors src/datasets/templates.py "
-                    "(SVHN is not in CLIP's prompts.md)"),
+    "StanfordCars": Prompts(
+        _STANFORD_CARS,
+        (
+            "a photo of a {}.",
+            "a photo of the {}.",
+            "a photo of my {}.",
+            "i love my {}!",
+            "a photo of my dirty {}.",
+            "a photo of my clean {}.",
+            "a photo of my new {}.",
+            "a photo of my old {}.",
+        ),
+        _PROMPTS_MD,
+    ),
+    "SVHN": Prompts(
+        _DIGITS,
+        _NUMBER_TEMPLATE,
+        "MNIST's template, as in mlfoundations/task_vectors src/datasets/templates.py "
+        "(SVHN is not in CLIP's prompts.md)",
+    ),
 }
 
 DATASETS = tuple(sorted([*_STATIC, "ImageNet"]))
@@ -1458,8 +1533,11 @@ def _imagenet() -> Prompts:
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
 
     templates = tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)  # lambdas -> "... {} ..." strings
-    return Prompts(tuple(IMAGENET_CLASSNAMES), templates,
-                   "openai/CLIP notebooks/Prompt_Engineering_for_ImageNet.ipynb via open_clip.zero_shot_metadata")
+    return Prompts(
+        tuple(IMAGENET_CLASSNAMES),
+        templates,
+        "openai/CLIP notebooks/Prompt_Engineering_for_ImageNet.ipynb via open_clip.zero_shot_metadata",
+    )
 
 
 def clip_prompts(dataset: str) -> Prompts:

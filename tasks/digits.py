@@ -1,4 +1,5 @@
 """scikit-learn's handwritten digits (UCI, 1,797 8x8 images): real data that ships in a package."""
+
 from __future__ import annotations
 
 import torch
@@ -24,6 +25,12 @@ def make_digits(ctx: TaskContext) -> Task:
     test = Split(x[perm[n_train:]], y[perm[n_train:]]).subset(ctx.test_limit, ctx.seed)
     classnames = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     templates = ['a photo of the number: "{}".', "a handwritten digit {}."]
-    return Task("digits", classnames, templates, train, test,
-                "Handwritten digits shipped with scikit-learn (real data, offline).",
-                source="sklearn.datasets.load_digits")
+    return Task(
+        "digits",
+        classnames,
+        templates,
+        train,
+        test,
+        "Handwritten digits shipped with scikit-learn (real data, offline).",
+        source="sklearn.datasets.load_digits",
+    )

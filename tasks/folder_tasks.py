@@ -25,12 +25,14 @@ as the LDIFS authors' copy does); the prefix is dropped. A user's own dataset:
 Images are decoded once into memory at 224x224 (resize shorter side, centre crop);
 the split protocol, limits and memory budget are tasks/loading.py's.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Union
 
 from benchmark.errors import UserError
 from tasks.base import Task, TaskContext, TaskFactory, register_task
@@ -84,8 +86,9 @@ def scan(folder: Path, classes: list[str], task: str, require_all: bool) -> list
     for label, name in enumerate(classes):
         paths = _images_in(folder / name) if (folder / name).is_dir() else []
         if not paths and require_all:
-            raise UserError(f"task {task!r}: class folder {folder / name} holds no images "
-                            f"({', '.join(IMAGE_EXTENSIONS)})")
+            raise UserError(
+                f"task {task!r}: class folder {folder / name} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+            )
         items += [(p, label) for p in paths]
     return items
 
@@ -93,16 +96,19 @@ def scan(folder: Path, classes: list[str], task: str, require_all: bool) -> list
 def _layout(root: Path, task: str) -> tuple[Path, Optional[Path]]:
     """(train folder, test folder or None) of a dataset root."""
     if not root.is_dir():
-        raise UserError(f"dataset {task!r} not found: no folder {root}; put its images in {root}/train/<class>/ "
-                        f"and {root}/test/<class>/, or all class folders directly in {root} "
-                        "(ImageFolder layout, see tasks/folder_tasks.py)")
+        raise UserError(
+            f"dataset {task!r} not found: no folder {root}; put its images in {root}/train/<class>/ "
+            f"and {root}/test/<class>/, or all class folders directly in {root} "
+            "(ImageFolder layout, see tasks/folder_tasks.py)"
+        )
     test = next((root / t for t in TEST_FOLDERS if (root / t).is_dir()), None)
     train = root / "train" if (root / "train").is_dir() else root
     if train == root and test is not None:
         raise UserError(f"dataset {task!r}: {test} exists but {root}/train does not; add the train folder")
     if not class_folders(train):
-        raise UserError(f"dataset {task!r} not found: no class folders in {train}; "
-                        f"expected {root}/train/<class>/<images>")
+        raise UserError(
+            f"dataset {task!r} not found: no class folders in {train}; expected {root}/train/<class>/<images>"
+        )
     return train, test
 
 
@@ -112,8 +118,10 @@ def read_classnames_file(path: Union[str, Path], expected: int, task: str) -> li
     except OSError as e:
         raise UserError(f"task {task!r}: cannot read class-names file {str(path)!r}: {e.strerror}") from None
     if len(names) != expected:
-        raise UserError(f"task {task!r}: class-names file {str(path)!r} has {len(names)} names "
-                        f"but there are {expected} class folders")
+        raise UserError(
+            f"task {task!r}: class-names file {str(path)!r} has {len(names)} names "
+            f"but there are {expected} class folders"
+        )
     return names
 
 
@@ -122,16 +130,25 @@ def _classnames(folders: list[str], task: str, classnames_file, classnames, fold
         return read_classnames_file(classnames_file, len(folders), task)
     if classnames is not None:
         if len(classnames) != len(folders):
-            raise UserError(f"task {task!r}: {len(folders)} class folders but {len(classnames)} class names; "
-                            "pass a classnames_file that names the folders present")
+            raise UserError(
+                f"task {task!r}: {len(folders)} class folders but {len(classnames)} class names; "
+                "pass a classnames_file that names the folders present"
+            )
         return list(classnames)
     return [folder_to_classname(f) for f in folders]
 
 
-def folder_task(name: str, root: Union[str, Path, None] = None, classnames_file: Union[str, Path, None] = None,
-                templates: Sequence[str] = DEFAULT_TEMPLATES, *, classnames: Optional[Sequence[str]] = None,
-                folder_to_classname: Callable[[str], str] = underscores_to_spaces,
-                image_size: int = LARGE_IMAGE_SIZE, description: str = "") -> TaskFactory:
+def folder_task(
+    name: str,
+    root: Union[str, Path, None] = None,
+    classnames_file: Union[str, Path, None] = None,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    *,
+    classnames: Optional[Sequence[str]] = None,
+    folder_to_classname: Callable[[str], str] = underscores_to_spaces,
+    image_size: int = LARGE_IMAGE_SIZE,
+    description: str = "",
+) -> TaskFactory:
     """A task factory for an ImageFolder-layout dataset (layout: this module's docstring).
 
     ``root`` None: ``<ctx.data_root>/<name>``; otherwise the path as given. ``classnames``:
@@ -149,8 +166,13 @@ def folder_task(name: str, root: Union[str, Path, None] = None, classnames_file:
         test = None
         if test_dir is not None:
             test = DecodeSource(ImageFiles(scan(test_dir, folders, name, require_all=False)), image_size)
-        info = TaskSpec(name, names, list(templates), description or f"{name}: images from {folder}",
-                        source=f"image folders at {folder}")
+        info = TaskSpec(
+            name,
+            names,
+            list(templates),
+            description or f"{name}: images from {folder}",
+            source=f"image folders at {folder}",
+        )
         return build_task(info, ctx, train, test)
 
     make.__doc__ = description or f"Images in ImageFolder layout under <data_root>/{name}."
@@ -163,6 +185,7 @@ def register_folder_task(name: str, root: Union[str, Path, None] = None, **kwarg
 
 
 # ----------------------------------------------------------------------------- registered
+
 
 def _published(dataset: str, folder_to_classname: Callable[[str], str]) -> Callable[[str], str]:
     """Folder name -> CLIP's published name when they agree up to case and separators."""
@@ -180,22 +203,30 @@ def _sun397_folder(folder: str) -> str:
 def make_resisc45(ctx: TaskContext) -> Task:
     """RESISC45: 45 remote-sensing scene classes, 224x224 (folders under <data_root>/resisc45)."""
     prompts = clip_prompts("RESISC45")
-    return folder_task("resisc45", templates=prompts.templates,
-                       folder_to_classname=_published("RESISC45", underscores_to_spaces),
-                       description=make_resisc45.__doc__)(ctx)
+    return folder_task(
+        "resisc45",
+        templates=prompts.templates,
+        folder_to_classname=_published("RESISC45", underscores_to_spaces),
+        description=make_resisc45.__doc__,
+    )(ctx)
 
 
 @register_task("sun397")
 def make_sun397(ctx: TaskContext) -> Task:
     """SUN397: 397 scene categories, 224x224 (folders under <data_root>/sun397)."""
     prompts = clip_prompts("SUN397")
-    return folder_task("sun397", templates=prompts.templates, folder_to_classname=_published("SUN397", _sun397_folder),
-                       description=make_sun397.__doc__)(ctx)
+    return folder_task(
+        "sun397",
+        templates=prompts.templates,
+        folder_to_classname=_published("SUN397", _sun397_folder),
+        description=make_sun397.__doc__,
+    )(ctx)
 
 
 @register_task("imagenet")
 def make_imagenet(ctx: TaskContext) -> Task:
     """ImageNet-1k: 1000 classes in WordNet-id folders, 224x224 (under <data_root>/imagenet)."""
     prompts = clip_prompts("ImageNet")
-    return folder_task("imagenet", templates=prompts.templates, classnames=prompts.classnames,
-                       description=make_imagenet.__doc__)(ctx)
+    return folder_task(
+        "imagenet", templates=prompts.templates, classnames=prompts.classnames, description=make_imagenet.__doc__
+    )(ctx)

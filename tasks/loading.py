@@ -10,11 +10,13 @@ Every index set is chosen before any image is decoded, so a limit also saves dec
 and a task that would not fit the memory budget fails at once with a UserError naming the
 limits to set, rather than after minutes of decoding or with an out-of-memory kill.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -40,6 +42,7 @@ DECODE_BATCH = 64
 
 # ----------------------------------------------------------------------------- indices
 
+
 def _seeded_perm(n: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
@@ -52,7 +55,7 @@ def train_val_indices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """
     n_val = min(int(n * VAL_FRACTION), MAX_VAL_IMAGES)
     perm = _seeded_perm(n, SPLIT_SEED)
-    return perm[: n - n_val], perm[n - n_val:]
+    return perm[: n - n_val], perm[n - n_val :]
 
 
 def held_out_indices(n: int, fraction: float = HELD_OUT_TEST_FRACTION) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +73,7 @@ def limit_indices(indices: torch.Tensor, limit: Optional[int], seed: int) -> tor
 
 
 # ----------------------------------------------------------------------------- sources
+
 
 @dataclass
 class ArraySource:
@@ -147,21 +151,26 @@ def decode(dataset: Any, indices: torch.Tensor, size: int, what: str) -> Split:
     n = len(indices)
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
     labels = torch.empty(n, dtype=torch.long)
-    loader = DataLoader(_Selected(dataset, indices.tolist(), size), batch_size=DECODE_BATCH,
-                        num_workers=decode_workers(n), shuffle=False)
+    loader = DataLoader(
+        _Selected(dataset, indices.tolist(), size),
+        batch_size=DECODE_BATCH,
+        num_workers=decode_workers(n),
+        shuffle=False,
+    )
     done = 0
     # disable=None: a bar on a terminal, silence in logs and tests
     with tqdm(total=n, desc=f"decoding {what}", unit="img", leave=False, disable=None) as bar:
         for batch_images, batch_labels in loader:
             k = len(batch_labels)
-            images[done:done + k] = batch_images
-            labels[done:done + k] = batch_labels
+            images[done : done + k] = batch_images
+            labels[done : done + k] = batch_labels
             done += k
             bar.update(k)
     return Split(images, labels)
 
 
 # ----------------------------------------------------------------------------- budget
+
 
 def memory_budget_bytes() -> float:
     raw = os.environ.get(MEMORY_BUDGET_ENV, "")
@@ -182,10 +191,12 @@ def check_memory_budget(task: str, counts: dict[str, int], image_size: int) -> N
         f"task {task!r}: {listed} images at {image_size}x{image_size} need {needed / 2**30:.1f} GiB in memory, "
         f"over the budget of {budget / 2**30:.1f} GiB per task; cap the images loaded with train.train_limit and "
         f"eval.lp_train_limit (train split) and eval.test_limit (test and val splits), "
-        f"or raise the budget with {MEMORY_BUDGET_ENV}")
+        f"or raise the budget with {MEMORY_BUDGET_ENV}"
+    )
 
 
 # ----------------------------------------------------------------------------- assembly
+
 
 @dataclass
 class TaskSpec:
@@ -198,8 +209,9 @@ class TaskSpec:
     source: str
 
 
-def build_task(spec: TaskSpec, ctx: TaskContext, train: ArraySource | DecodeSource,
-               test: Optional[ArraySource | DecodeSource]) -> Task:
+def build_task(
+    spec: TaskSpec, ctx: TaskContext, train: ArraySource | DecodeSource, test: Optional[ArraySource | DecodeSource]
+) -> Task:
     """Split, limit, check the budget, then load: train = 90%, val = 10% (<= 20k), test.
 
     ``test`` None: the test split is a seeded held-out part of ``train`` (before the 90/10
@@ -222,12 +234,22 @@ def build_task(spec: TaskSpec, ctx: TaskContext, train: ArraySource | DecodeSour
         check_memory_budget(spec.name, {k: len(v) for k, v in chosen.items()}, train.image_size)
     splits = {k: (test if k == "test" else train).select(idx, f"{spec.name} {k}") for k, idx in chosen.items()}
     _check_labels(spec, splits)
-    return Task(spec.name, spec.classnames, spec.templates, splits["train"], splits["test"],
-                spec.description, spec.source, val=splits["val"] if len(splits["val"]) else None)
+    return Task(
+        spec.name,
+        spec.classnames,
+        spec.templates,
+        splits["train"],
+        splits["test"],
+        spec.description,
+        spec.source,
+        val=splits["val"] if len(splits["val"]) else None,
+    )
 
 
 def _check_labels(spec: TaskSpec, splits: dict[str, Split]) -> None:
     for what, split in splits.items():
         if len(split) and int(split.labels.max()) >= len(spec.classnames):
-            raise UserError(f"task {spec.name!r}: {what} label {int(split.labels.max())} but only "
-                            f"{len(spec.classnames)} class names; the dataset on disk has more classes than expected")
+            raise UserError(
+                f"task {spec.name!r}: {what} label {int(split.labels.max())} but only "
+                f"{len(spec.classnames)} class names; the dataset on disk has more classes than expected"
+            )

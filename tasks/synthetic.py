@@ -5,6 +5,7 @@ names the attributes. Pretraining on the captions teaches a tiny CLIP all four c
 fine-tuning on one (shape, say) lets the encoder drop the others (texture, colour), which
 is the concept forgetting of Mukhoti et al. (TMLR 2024) in CPU minutes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,14 +42,16 @@ def _shape_masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor) -> torch.T
     """Boolean masks [6, N, H, W] of every shape, centred at (0, 0) with radius r [N, 1, 1]."""
     dist = (dx**2 + dy**2).sqrt()
     adx, ady = dx.abs(), dy.abs()
-    return torch.stack([
-        dist <= r,  # circle
-        torch.maximum(adx, ady) <= 0.8 * r,  # square
-        (dy <= 0.7 * r) & (adx <= (dy + r) * 0.55),  # triangle, apex up
-        adx + ady <= r,  # diamond
-        ((adx <= 0.3 * r) & (ady <= r)) | ((ady <= 0.3 * r) & (adx <= r)),  # cross
-        (dist <= r) & (dist >= 0.55 * r),  # ring
-    ])
+    return torch.stack(
+        [
+            dist <= r,  # circle
+            torch.maximum(adx, ady) <= 0.8 * r,  # square
+            (dy <= 0.7 * r) & (adx <= (dy + r) * 0.55),  # triangle, apex up
+            adx + ady <= r,  # diamond
+            ((adx <= 0.3 * r) & (ady <= r)) | ((ady <= 0.3 * r) & (adx <= r)),  # cross
+            (dist <= r) & (dist >= 0.55 * r),  # ring
+        ]
+    )
 
 
 def _textures(n: int, yy: torch.Tensor, xx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -57,14 +60,16 @@ def _textures(n: int, yy: torch.Tensor, xx: torch.Tensor, g: torch.Generator) ->
     p = torch.randint(0, 6, (n, 1, 1), generator=g).float()
     q = torch.randint(0, 6, (n, 1, 1), generator=g).float()
     speckle = torch.rand(n, IMAGE_SIZE // 2, IMAGE_SIZE // 2, generator=g) < 0.5
-    return torch.stack([
-        ((yy + p) // w) % 2 == 0,
-        ((xx + p) // w) % 2 == 0,
-        ((xx + yy + p) // w) % 2 == 0,
-        (((xx + p) // w) + ((yy + q) // w)) % 2 == 0,
-        ((xx + p) % (w + 1) < 2) & ((yy + q) % (w + 1) < 2),
-        speckle.repeat_interleave(2, 1).repeat_interleave(2, 2),
-    ])
+    return torch.stack(
+        [
+            ((yy + p) // w) % 2 == 0,
+            ((xx + p) // w) % 2 == 0,
+            ((xx + yy + p) // w) % 2 == 0,
+            (((xx + p) // w) + ((yy + q) // w)) % 2 == 0,
+            ((xx + p) % (w + 1) < 2) & ((yy + q) % (w + 1) < 2),
+            speckle.repeat_interleave(2, 1).repeat_interleave(2, 2),
+        ]
+    )
 
 
 def render(n: int, seed: int) -> World:
@@ -87,10 +92,18 @@ def render(n: int, seed: int) -> World:
     return World(img.clamp(0, 255).round().to(torch.uint8), f)
 
 
-_CAPTION_FORMS = ["a {size} {colour} {shape} on a {texture} background", "a {colour} {shape}",
-                  "a {shape} on a {texture} background", "a {size} {shape}", "a {colour} object",
-                  "something on a {texture} background", "a {shape}", "a {size} {colour} {shape}",
-                  "a {size} object", "a {colour} {shape} on a {texture} background"]
+_CAPTION_FORMS = [
+    "a {size} {colour} {shape} on a {texture} background",
+    "a {colour} {shape}",
+    "a {shape} on a {texture} background",
+    "a {size} {shape}",
+    "a {colour} object",
+    "something on a {texture} background",
+    "a {shape}",
+    "a {size} {colour} {shape}",
+    "a {size} object",
+    "a {colour} {shape} on a {texture} background",
+]
 
 
 def _captions(factors: dict[str, torch.Tensor], g: torch.Generator) -> list[str]:
@@ -108,20 +121,40 @@ def _factor_task(name: str, factor: str, templates: list[str], seed_offset: int,
         n_test = ctx.test_limit or 1000
         train = render(n_train, seed=10_000 * seed_offset + ctx.seed)
         test = render(n_test, seed=10_000 * seed_offset + ctx.seed + 7919)
-        return Task(name, list(FACTORS[factor]), templates, Split(train.images, train.factors[factor]),
-                    Split(test.images, test.factors[factor]), description, source="procedural (tasks/synthetic.py)")
+        return Task(
+            name,
+            list(FACTORS[factor]),
+            templates,
+            Split(train.images, train.factors[factor]),
+            Split(test.images, test.factors[factor]),
+            description,
+            source="procedural (tasks/synthetic.py)",
+        )
 
     make.__doc__ = description
     return make
 
 
-_factor_task("shapes", "shape", ["a {}.", "a photo of a {}.", "a {} shape."], 1,
-             "Procedural world: which of 6 shapes (concept the tiny CLIP learns least well).")
-_factor_task("textures", "texture", ["something on a {} background.", "a {} background."], 2,
-             "Procedural world: which of 6 grey background textures.")
-_factor_task("colours", "colour", ["a {} object.", "a {} thing."], 3,
-             "Procedural world: which of 6 object colours.")
-_factor_task("sizes", "size", ["a {} object.", "a {} shape."], 4,
-             "Procedural world: small, medium or large object.")
-_factor_task("quadrants", "quadrant", ["a shape in the {}.", "something in the {} corner."], 5,
-             "Procedural world: which quadrant holds the object (never named in captions).")
+_factor_task(
+    "shapes",
+    "shape",
+    ["a {}.", "a photo of a {}.", "a {} shape."],
+    1,
+    "Procedural world: which of 6 shapes (concept the tiny CLIP learns least well).",
+)
+_factor_task(
+    "textures",
+    "texture",
+    ["something on a {} background.", "a {} background."],
+    2,
+    "Procedural world: which of 6 grey background textures.",
+)
+_factor_task("colours", "colour", ["a {} object.", "a {} thing."], 3, "Procedural world: which of 6 object colours.")
+_factor_task("sizes", "size", ["a {} object.", "a {} shape."], 4, "Procedural world: small, medium or large object.")
+_factor_task(
+    "quadrants",
+    "quadrant",
+    ["a shape in the {}.", "something in the {} corner."],
+    5,
+    "Procedural world: which quadrant holds the object (never named in captions).",
+)

@@ -36,12 +36,14 @@ Class names and templates: tasks/clip_prompts.py. The published lists are in eac
 label order, except EuroSAT (mapped by folder name below), Oxford-IIIT Pet (matched by
 name), and Caltech101 (torchvision drops the "BACKGROUND_Google" class, CLIP's first name).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -90,6 +92,7 @@ class TorchvisionTask:
 
 # ----------------------------------------------------------------------------- arrays
 
+
 def _cifar_arrays(ds: Any) -> ArraySource:
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2)  # NHWC -> NCHW
     return ArraySource(images, torch.as_tensor(ds.targets, dtype=torch.long))
@@ -104,12 +107,16 @@ def _nchw_arrays(ds: Any) -> ArraySource:  # SVHN and STL10 keep uint8 NCHW arra
 
 
 ARRAY_READERS: dict[str, Callable[[Any], ArraySource]] = {
-    "CIFAR10": _cifar_arrays, "CIFAR100": _cifar_arrays, "MNIST": _mnist_arrays,
-    "SVHN": _nchw_arrays, "STL10": _nchw_arrays,
+    "CIFAR10": _cifar_arrays,
+    "CIFAR100": _cifar_arrays,
+    "MNIST": _mnist_arrays,
+    "SVHN": _nchw_arrays,
+    "STL10": _nchw_arrays,
 }
 
 
 # ----------------------------------------------------------------------------- class names
+
 
 def _key(name: str) -> str:
     return re.sub(r"\s+", " ", name.replace("_", " ")).strip().lower()
@@ -138,16 +145,22 @@ def _classnames(spec: TorchvisionTask, prompts: Prompts, ds: Any) -> list[str]:
 
 # ----------------------------------------------------------------------------- opening
 
+
 def _root(spec: TorchvisionTask, ctx: TaskContext) -> Path:
     return Path(ctx.data_root) / spec.subdir if spec.subdir else Path(ctx.data_root)
 
 
 def _missing(spec: TorchvisionTask, root: Path, why: str = "") -> UserError:
     detail = f" ({why})" if why else ""
-    how = f"{DOWNLOAD_HINT}, or place the files there" if spec.downloadable else \
-        "torchvision cannot download it (its original URL is gone): place the files there"
-    return UserError(f"dataset {spec.name!r} not found in {root}{detail}: torchvision.datasets.{spec.tv_class} "
-                     f"expects {spec.expected} there; {how}")
+    how = (
+        f"{DOWNLOAD_HINT}, or place the files there"
+        if spec.downloadable
+        else "torchvision cannot download it (its original URL is gone): place the files there"
+    )
+    return UserError(
+        f"dataset {spec.name!r} not found in {root}{detail}: torchvision.datasets.{spec.tv_class} "
+        f"expects {spec.expected} there; {how}"
+    )
 
 
 def open_dataset(spec: TorchvisionTask, ctx: TaskContext, args: dict[str, Any]) -> Any:
@@ -176,8 +189,10 @@ def open_dataset(spec: TorchvisionTask, ctx: TaskContext, args: dict[str, Any]) 
         if not ctx.download:
             raise
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"downloading dataset {spec.name!r} into {root} failed: {first_line}; "
-                        f"place the files there yourself ({spec.expected})") from None
+        raise UserError(
+            f"downloading dataset {spec.name!r} into {root} failed: {first_line}; "
+            f"place the files there yourself ({spec.expected})"
+        ) from None
 
 
 def _source(spec: TorchvisionTask, ds: Any) -> ArraySource | DecodeSource:
@@ -191,8 +206,13 @@ def make_task(spec: TorchvisionTask, ctx: TaskContext):
     prompts = clip_prompts(spec.prompts)
     train_ds = open_dataset(spec, ctx, spec.train_args)
     test_ds = open_dataset(spec, ctx, spec.test_args) if spec.test_args is not None else None
-    info = TaskSpec(spec.name, _classnames(spec, prompts, train_ds), list(prompts.templates), spec.description,
-                    source=f"torchvision.datasets.{spec.tv_class} at {_root(spec, ctx)}; prompts: {prompts.source}")
+    info = TaskSpec(
+        spec.name,
+        _classnames(spec, prompts, train_ds),
+        list(prompts.templates),
+        spec.description,
+        source=f"torchvision.datasets.{spec.tv_class} at {_root(spec, ctx)}; prompts: {prompts.source}",
+    )
     return build_task(info, ctx, _source(spec, train_ds), _source(spec, test_ds) if test_ds is not None else None)
 
 
@@ -206,63 +226,177 @@ def _register(spec: TorchvisionTask) -> None:
     register_task(spec.name)(factory)
 
 
-def _large(name: str, tv_class: str, prompts: str, marker: str, expected: str, train_args: dict,
-           test_args: Optional[dict], description: str, downloadable: bool = True) -> TorchvisionTask:
-    return TorchvisionTask(name, tv_class, prompts, marker, expected, train_args, test_args,
-                           LARGE_IMAGE_SIZE, description=description, downloadable=downloadable)
+def _large(
+    name: str,
+    tv_class: str,
+    prompts: str,
+    marker: str,
+    expected: str,
+    train_args: dict,
+    test_args: Optional[dict],
+    description: str,
+    downloadable: bool = True,
+) -> TorchvisionTask:
+    return TorchvisionTask(
+        name,
+        tv_class,
+        prompts,
+        marker,
+        expected,
+        train_args,
+        test_args,
+        LARGE_IMAGE_SIZE,
+        description=description,
+        downloadable=downloadable,
+    )
 
 
 SPECS: list[TorchvisionTask] = [
-    TorchvisionTask("cifar10", "CIFAR10", "CIFAR10", "cifar-10-batches-py",
-                    "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (the python version)",
-                    {"train": True}, {"train": False},
-                    description="CIFAR-10: 10 object classes, 32x32 (torchvision)."),
-    TorchvisionTask("cifar100", "CIFAR100", "CIFAR100", "cifar-100-python",
-                    "cifar-100-python/{train,test,meta} (the python version)", {"train": True}, {"train": False},
-                    description="CIFAR-100: 100 object classes, 32x32 (torchvision)."),
-    TorchvisionTask("mnist", "MNIST", "MNIST", "MNIST",
-                    "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (unzipped idx files)",
-                    {"train": True}, {"train": False},
-                    description="MNIST: handwritten digits, 28x28 grey as 3 channels (torchvision)."),
-    TorchvisionTask("svhn", "SVHN", "SVHN", "train_32x32.mat", "train_32x32.mat and test_32x32.mat",
-                    {"split": "train"}, {"split": "test"}, subdir="svhn",
-                    description="SVHN: house-number digits, 32x32 (torchvision; needs scipy)."),
-    TorchvisionTask("stl10", "STL10", "STL10", "stl10_binary",
-                    "stl10_binary/{train_X,train_y,test_X,test_y}.bin and class_names.txt",
-                    {"split": "train"}, {"split": "test"},
-                    description="STL-10: 10 object classes, 96x96 (torchvision)."),
-    TorchvisionTask("eurosat", "EuroSAT", "EuroSAT", "eurosat/2750", "eurosat/2750/<class folder>/*.jpg (RGB)",
-                    {}, None, 64, description="EuroSAT: 10 land-use classes, 64x64 satellite RGB (torchvision)."),
-    TorchvisionTask("gtsrb", "GTSRB", "GTSRB", "gtsrb/GTSRB",
-                    "gtsrb/GTSRB/Training/<class id>/*.ppm, gtsrb/GTSRB/Final_Test/Images/*.ppm, "
-                    "gtsrb/GT-final_test.csv",
-                    {"split": "train"}, {"split": "test"}, GTSRB_IMAGE_SIZE,
-                    description="GTSRB: 43 German traffic signs, resized to 64x64 (torchvision)."),
-    _large("dtd", "DTD", "DTD", "dtd/dtd", "dtd/dtd/images/<class>/*.jpg and dtd/dtd/labels/{train,test}1.txt",
-           {"split": "train"}, {"split": "test"}, "DTD: 47 describable textures, 224x224 (torchvision, partition 1)."),
-    _large("cars", "StanfordCars", "StanfordCars", "stanford_cars",
-           "stanford_cars/{devkit/cars_meta.mat,devkit/cars_train_annos.mat,cars_train/,cars_test/,"
-           "cars_test_annos_withlabels.mat}",
-           {"split": "train"}, {"split": "test"}, "Stanford Cars: 196 car models, 224x224 (torchvision; needs scipy).",
-           downloadable=False),
-    _large("food101", "Food101", "Food101", "food-101",
-           "food-101/images/<class>/*.jpg and food-101/meta/{train,test}.json",
-           {"split": "train"}, {"split": "test"},
-           "Food-101: 101 dishes, 224x224 (torchvision; 15 GB in memory in full: use limits)."),
-    _large("flowers102", "Flowers102", "Flowers102", "flowers-102",
-           "flowers-102/jpg/image_NNNNN.jpg, flowers-102/imagelabels.mat and flowers-102/setid.mat",
-           {"split": "train"}, {"split": "test"},
-           "Oxford Flowers-102: 102 flowers, 224x224 (torchvision; needs scipy)."),
-    _large("aircraft", "FGVCAircraft", "FGVCAircraft", "fgvc-aircraft-2013b",
-           "fgvc-aircraft-2013b/data/{images/,variants.txt,images_variant_trainval.txt,images_variant_test.txt}",
-           {"split": "trainval", "annotation_level": "variant"}, {"split": "test", "annotation_level": "variant"},
-           "FGVC-Aircraft: 100 aircraft variants, 224x224 (torchvision, trainval/test)."),
-    _large("pets", "OxfordIIITPet", "OxfordIIITPet", "oxford-iiit-pet",
-           "oxford-iiit-pet/images/*.jpg and oxford-iiit-pet/annotations/{trainval,test}.txt",
-           {"split": "trainval"}, {"split": "test"}, "Oxford-IIIT Pet: 37 cat and dog breeds, 224x224 (torchvision)."),
-    _large("caltech101", "Caltech101", "Caltech101", "caltech101/101_ObjectCategories",
-           "caltech101/101_ObjectCategories/<category>/image_NNNN.jpg", {}, None,
-           "Caltech-101: 101 object categories, 224x224 (torchvision; seeded 20% test)."),
+    TorchvisionTask(
+        "cifar10",
+        "CIFAR10",
+        "CIFAR10",
+        "cifar-10-batches-py",
+        "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (the python version)",
+        {"train": True},
+        {"train": False},
+        description="CIFAR-10: 10 object classes, 32x32 (torchvision).",
+    ),
+    TorchvisionTask(
+        "cifar100",
+        "CIFAR100",
+        "CIFAR100",
+        "cifar-100-python",
+        "cifar-100-python/{train,test,meta} (the python version)",
+        {"train": True},
+        {"train": False},
+        description="CIFAR-100: 100 object classes, 32x32 (torchvision).",
+    ),
+    TorchvisionTask(
+        "mnist",
+        "MNIST",
+        "MNIST",
+        "MNIST",
+        "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (unzipped idx files)",
+        {"train": True},
+        {"train": False},
+        description="MNIST: handwritten digits, 28x28 grey as 3 channels (torchvision).",
+    ),
+    TorchvisionTask(
+        "svhn",
+        "SVHN",
+        "SVHN",
+        "train_32x32.mat",
+        "train_32x32.mat and test_32x32.mat",
+        {"split": "train"},
+        {"split": "test"},
+        subdir="svhn",
+        description="SVHN: house-number digits, 32x32 (torchvision; needs scipy).",
+    ),
+    TorchvisionTask(
+        "stl10",
+        "STL10",
+        "STL10",
+        "stl10_binary",
+        "stl10_binary/{train_X,train_y,test_X,test_y}.bin and class_names.txt",
+        {"split": "train"},
+        {"split": "test"},
+        description="STL-10: 10 object classes, 96x96 (torchvision).",
+    ),
+    TorchvisionTask(
+        "eurosat",
+        "EuroSAT",
+        "EuroSAT",
+        "eurosat/2750",
+        "eurosat/2750/<class folder>/*.jpg (RGB)",
+        {},
+        None,
+        64,
+        description="EuroSAT: 10 land-use classes, 64x64 satellite RGB (torchvision).",
+    ),
+    TorchvisionTask(
+        "gtsrb",
+        "GTSRB",
+        "GTSRB",
+        "gtsrb/GTSRB",
+        "gtsrb/GTSRB/Training/<class id>/*.ppm, gtsrb/GTSRB/Final_Test/Images/*.ppm, gtsrb/GT-final_test.csv",
+        {"split": "train"},
+        {"split": "test"},
+        GTSRB_IMAGE_SIZE,
+        description="GTSRB: 43 German traffic signs, resized to 64x64 (torchvision).",
+    ),
+    _large(
+        "dtd",
+        "DTD",
+        "DTD",
+        "dtd/dtd",
+        "dtd/dtd/images/<class>/*.jpg and dtd/dtd/labels/{train,test}1.txt",
+        {"split": "train"},
+        {"split": "test"},
+        "DTD: 47 describable textures, 224x224 (torchvision, partition 1).",
+    ),
+    _large(
+        "cars",
+        "StanfordCars",
+        "StanfordCars",
+        "stanford_cars",
+        "stanford_cars/{devkit/cars_meta.mat,devkit/cars_train_annos.mat,cars_train/,cars_test/,"
+        "cars_test_annos_withlabels.mat}",
+        {"split": "train"},
+        {"split": "test"},
+        "Stanford Cars: 196 car models, 224x224 (torchvision; needs scipy).",
+        downloadable=False,
+    ),
+    _large(
+        "food101",
+        "Food101",
+        "Food101",
+        "food-101",
+        "food-101/images/<class>/*.jpg and food-101/meta/{train,test}.json",
+        {"split": "train"},
+        {"split": "test"},
+        "Food-101: 101 dishes, 224x224 (torchvision; 15 GB in memory in full: use limits).",
+    ),
+    _large(
+        "flowers102",
+        "Flowers102",
+        "Flowers102",
+        "flowers-102",
+        "flowers-102/jpg/image_NNNNN.jpg, flowers-102/imagelabels.mat and flowers-102/setid.mat",
+        {"split": "train"},
+        {"split": "test"},
+        "Oxford Flowers-102: 102 flowers, 224x224 (torchvision; needs scipy).",
+    ),
+    _large(
+        "aircraft",
+        "FGVCAircraft",
+        "FGVCAircraft",
+        "fgvc-aircraft-2013b",
+        "fgvc-aircraft-2013b/data/{images/,variants.txt,images_variant_trainval.txt,images_variant_test.txt}",
+        {"split": "trainval", "annotation_level": "variant"},
+        {"split": "test", "annotation_level": "variant"},
+        "FGVC-Aircraft: 100 aircraft variants, 224x224 (torchvision, trainval/test).",
+    ),
+    _large(
+        "pets",
+        "OxfordIIITPet",
+        "OxfordIIITPet",
+        "oxford-iiit-pet",
+        "oxford-iiit-pet/images/*.jpg and oxford-iiit-pet/annotations/{trainval,test}.txt",
+        {"split": "trainval"},
+        {"split": "test"},
+        "Oxford-IIIT Pet: 37 cat and dog breeds, 224x224 (torchvision).",
+    ),
+    _large(
+        "caltech101",
+        "Caltech101",
+        "Caltech101",
+        "caltech101/101_ObjectCategories",
+        "caltech101/101_ObjectCategories/<category>/image_NNNN.jpg",
+        {},
+        None,
+        "Caltech-101: 101 object categories, 224x224 (torchvision; seeded 20% test).",
+    ),
 ]
 
 for _spec in SPECS:

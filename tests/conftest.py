@@ -1,4 +1,5 @@
 """Shared fixtures: a micro config and a micro suite-pretrained CLIP cached once per session."""
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,7 @@ MICRO = {
     "sequence": "micro",
     "threads": 1,
     "methods": ["zeroshot", "finetune", "ldifs"],
-    "model": {"name": "tiny-rn", "pretrained": "suite",
-              "pretrain": {"images": 256, "epochs": 1, "batch_size": 64}},
+    "model": {"name": "tiny-rn", "pretrained": "suite", "pretrain": {"images": 256, "epochs": 1, "batch_size": 64}},
     "train": {"lr": 1.0e-3, "batch_size": 32, "warmup_steps": 2, "train_limit": 64},
     "eval": {"lp_train_limit": 64, "test_limit": 48, "lp_max_iter": 20},
 }

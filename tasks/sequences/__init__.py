@@ -1,4 +1,5 @@
 """Task sequences are data: every ``*.yaml`` beside this file is registered by its name."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,21 +47,29 @@ def parse_sequence(data: dict, source: str) -> Sequence:
         raise UserError(f"sequence file {source!r} needs a 'stages' list")
     unknown = set(data) - {"name", "description", "stages", "eval_only"}
     if unknown:
-        raise UserError(f"sequence file {source!r}: unknown key {sorted(unknown)[0]!r}; "
-                        "valid keys: name, description, stages, eval_only")
+        raise UserError(
+            f"sequence file {source!r}: unknown key {sorted(unknown)[0]!r}; "
+            "valid keys: name, description, stages, eval_only"
+        )
     stages = []
     for item in data["stages"] or []:
         item = {"task": item} if isinstance(item, str) else item
         if not isinstance(item, dict) or set(item) - {"task", "epochs"} or "task" not in item:
-            raise UserError(f"sequence file {source!r}: bad stage {item!r}; write 'task: NAME' (and optionally 'epochs: N')")
+            raise UserError(
+                f"sequence file {source!r}: bad stage {item!r}; write 'task: NAME' (and optionally 'epochs: N')"
+            )
         epochs = item.get("epochs")
         if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
-            raise UserError(f"sequence file {source!r}: epochs={epochs!r} for task {item['task']!r} must be an integer >= 1")
+            raise UserError(
+                f"sequence file {source!r}: epochs={epochs!r} for task {item['task']!r} must be an integer >= 1"
+            )
         stages.append(Stage(str(item["task"]), epochs))
     if not stages:
         raise UserError(f"sequence file {source!r} has an empty 'stages' list; name at least one task")
     eval_only = [str(t) for t in data.get("eval_only") or []]
-    return Sequence(str(data.get("name", Path(source).stem)), stages, eval_only, str(data.get("description", "")), source)
+    return Sequence(
+        str(data.get("name", Path(source).stem)), stages, eval_only, str(data.get("description", "")), source
+    )
 
 
 def load_sequence(name_or_path: str) -> Sequence:

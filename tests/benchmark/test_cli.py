@@ -1,4 +1,5 @@
 """The command line: registries, bad inputs (exit 2, one line, nothing left behind), one end-to-end run."""
+
 from pathlib import Path
 
 import pandas as pd
@@ -85,16 +86,24 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
         assert (run / name).is_file(), name
     assert list((run / "plots").glob("*.png")) and list((run / "plots").glob("*.svg"))
     long = pd.read_csv(run / "accuracy_long.csv")
-    assert list(long.columns) == ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy",
-                                  "status"]
+    assert list(long.columns) == ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status"]
     assert set(long.status) == {"ok"}
     # 3 methods x 3 stages (0..2) x 3 eval tasks x 3 kinds
     assert len(long) == 3 * 3 * 3 * 3
     assert set(long.trained_task) == {"pretrained", "shapes", "digits"}
     assert long.accuracy.between(0, 100).all()
     summary = pd.read_csv(run / "summary.csv")
-    assert {"method", "kind", "last", "bwt", "fwt", "forgetting_if", "forgetting_max", "mtil_transfer",
-            "delta_final_untrained"} <= set(summary.columns)
+    assert {
+        "method",
+        "kind",
+        "last",
+        "bwt",
+        "fwt",
+        "forgetting_if",
+        "forgetting_max",
+        "mtil_transfer",
+        "delta_final_untrained",
+    } <= set(summary.columns)
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["train"]["lr"] == micro_cfg.train.lr
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind

@@ -1,9 +1,10 @@
 """The engine's optional Avalanche loggers and its device-resident data path."""
+
 import torch
 from avalanche.logging import CSVLogger
 
-from benchmark.engine import DeviceBatchLoader, _tensors_of, make_evaluator
-from benchmark.scheduler import make_stream
+from benchmark.run.scheduler import make_stream
+from benchmark.training.engine import DeviceBatchLoader, _tensors_of, make_evaluator
 from tasks.base import Split, Task
 
 
@@ -19,6 +20,8 @@ def test_stage_tensors_come_straight_from_the_dataset():
     exp = make_stream([Task("t", ["a", "b", "c"], ["{}"], split, split)], None, 0)[0]
     images, labels, tasks = _tensors_of(exp.dataset.train())
     assert torch.equal(images, split.images) and torch.equal(labels, split.labels) and set(tasks.tolist()) == {0}
-    loader = DeviceBatchLoader.from_dataset(exp.dataset.train(), 4, torch.device("cpu"), torch.Generator().manual_seed(0))
+    loader = DeviceBatchLoader.from_dataset(
+        exp.dataset.train(), 4, torch.device("cpu"), torch.Generator().manual_seed(0)
+    )
     batches = list(loader)
     assert loader.single_task == 0 and len(batches) == 3 and sum(len(b[0]) for b in batches) == 10

@@ -1,14 +1,14 @@
 """GPU-only checks (run with `pytest -m gpu` on a CUDA machine): the bf16 path trains and
 LDIFS's taps line up under autocast."""
+
 import pytest
 import torch
-
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
 def test_micro_run_on_cuda(micro_cfg):
-    from benchmark.runner import run
+    from benchmark.run.runner import run
 
     micro_cfg.device = "cuda"
     micro_cfg.methods = ["finetune", "ldifs"]
@@ -20,7 +20,7 @@ def test_micro_run_on_cuda(micro_cfg):
 
 
 def test_perf_runs_on_cuda(capsys):
-    from benchmark.perf import main
+    from benchmark.run.perf import main
 
     assert main(["--device", "cuda", "--steps", "4", "--repeats", "1", "--batch-size", "32"]) == 0
     assert "ldifs_vs_finetune_time" in capsys.readouterr().out

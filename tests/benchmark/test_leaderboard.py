@@ -1,4 +1,5 @@
 """The leaderboard: numbers, ranks and spread marks on a hand-made long CSV; writers; merging runs."""
+
 from __future__ import annotations
 
 import base64
@@ -15,8 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmark import leaderboard, reports
+from benchmark import rundir
 from benchmark.config import RunConfig, dump_yaml
+from benchmark.reporting import leaderboard, table
 
 SEQUENCE = ["shapes", "digits"]  # the "micro" sequence: stage 1, stage 2
 EVAL_ONLY = "textures"
@@ -58,9 +60,13 @@ def seed_rows(method: str, seed: int, head: float, dlp: float, dzs: float, statu
 
 def long_frame(outcomes: Optional[dict] = None) -> pd.DataFrame:
     """The long rows of ``outcomes`` (default OUTCOMES), with a ``status`` column."""
-    rows = [row for method, seeds in (outcomes or OUTCOMES).items()
-            for seed, values in seeds.items() for row in seed_rows(method, seed, *values)]
-    return pd.DataFrame(rows, columns=[*reports.LONG_COLUMNS, "status"])
+    rows = [
+        row
+        for method, seeds in (outcomes or OUTCOMES).items()
+        for seed, values in seeds.items()
+        for row in seed_rows(method, seed, *values)
+    ]
+    return pd.DataFrame(rows, columns=[*table.LONG_COLUMNS, "status"])
 
 
 def board_row(board: pd.DataFrame, method: str) -> pd.Series:
@@ -68,6 +74,7 @@ def board_row(board: pd.DataFrame, method: str) -> pd.Series:
 
 
 # ---------------------------------------------------------------- numbers, ranks, marks
+
 
 def test_means_and_stds_over_seeds():
     board = leaderboard.build_leaderboard(long_frame())
@@ -101,8 +108,9 @@ def test_ties_share_a_rank():
 
 def test_spread_marks():
     board = leaderboard.build_leaderboard(long_frame())
-    marks = {method: tuple(board_row(board, method)[["acc_vs_best", "dlp_vs_best", "dzs_vs_best"]])
-             for method in OUTCOMES}
+    marks = {
+        method: tuple(board_row(board, method)[["acc_vs_best", "dlp_vs_best", "dzs_vs_best"]]) for method in OUTCOMES
+    }
     # acc: best 88 ± 0; finetune |87 - 88| = 1 <= 0 + 2 -> ≈; ldifs 3 > 0 + 0.82 -> <
     # dLP: best ldifs -1 ± 0.82; ldifs+replay 1 <= 0.82 + 0.5 -> ≈; finetune 9 > 0.82 + 2 -> <
     # dZS: best ldifs -1 ± 0; ldifs+replay 2 > 0 + 1 -> <; finetune 5 > 0 -> <
@@ -126,8 +134,9 @@ def test_spread_marks_with_one_seed_say_so():
 
 def test_failed_seeds_set_status_and_are_left_out():
     failed = pd.DataFrame(seed_rows("finetune", 2, 0.0, -70.0, -50.0, status="failed"), columns=long_frame().columns)
-    board = leaderboard.build_leaderboard(pd.concat([long_frame(), failed], ignore_index=True),
-                                          failed_runs=[("zeroshot", 0)])
+    board = leaderboard.build_leaderboard(
+        pd.concat([long_frame(), failed], ignore_index=True), failed_runs=[("zeroshot", 0)]
+    )
     row = board_row(board, "finetune")
     assert (row["status"], row["failed_seeds"], row["n_seeds"]) == ("failed", "2", 2)
     assert row["last_head_acc"] == pytest.approx(87.0)  # the failed seed's zeros do not count
@@ -147,12 +156,17 @@ def test_without_eval_only_tasks_dlp_is_missing():
 
 # ---------------------------------------------------------------- writers
 
+
 def write_run(folder: Path, outcomes: dict, **config_overrides) -> Path:
     """A fake finished run: accuracy_long.csv, config.yaml (a RunConfig dump) and manifest.json."""
     folder.mkdir(parents=True)
-    long_frame(outcomes).drop(columns="status").to_csv(folder / reports.LONG_CSV, index=False)
-    config = RunConfig(name=folder.name, sequence="micro", methods=list(outcomes),
-                       seeds=sorted({seed for seeds in outcomes.values() for seed in seeds}))
+    long_frame(outcomes).drop(columns="status").to_csv(folder / rundir.LONG_CSV, index=False)
+    config = RunConfig(
+        name=folder.name,
+        sequence="micro",
+        methods=list(outcomes),
+        seeds=sorted({seed for seeds in outcomes.values() for seed in seeds}),
+    )
     config.eval.test_limit = 200
     for section_and_key, value in config_overrides.items():  # e.g. eval__test_limit=500
         section, key = section_and_key.split("__")
@@ -161,8 +175,11 @@ def write_run(folder: Path, outcomes: dict, **config_overrides) -> Path:
         else:
             setattr(getattr(config, section), key, value)
     (folder / "config.yaml").write_text(dump_yaml(config))
-    runs = [{"method": method, "seed": seed, "status": "ok", "stages": []}
-            for method, seeds in outcomes.items() for seed in seeds]
+    runs = [
+        {"method": method, "seed": seed, "status": "ok", "stages": []}
+        for method, seeds in outcomes.items()
+        for seed in seeds
+    ]
     (folder / "manifest.json").write_text(json.dumps({"runs": runs}))
     return folder
 
@@ -174,8 +191,7 @@ def test_write_leaderboard_files(tmp_path):
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     paths = leaderboard.write_leaderboard(run_dir)
     assert [path.name for path in paths] == ["leaderboard.csv", "leaderboard.md", "leaderboard.html"]
-    board = pd.read_csv(run_dir / "leaderboard.csv", keep_default_na=False, na_values=[""],
-                        dtype={"failed_seeds": str})
+    board = pd.read_csv(run_dir / "leaderboard.csv", keep_default_na=False, na_values=[""], dtype={"failed_seeds": str})
     assert list(board["method"]) == ["ldifs+replay", "finetune", "ldifs"]
     assert board_row(board, "ldifs")[["status", "failed_seeds"]].tolist() == ["failed", "7"]
     assert board_row(board, "finetune")["last_head_acc_std"] == pytest.approx(2.0)
@@ -195,7 +211,7 @@ def test_one_seed_shows_the_mean_alone_and_staging_folders_get_the_final_name(tm
 
 def test_html_is_self_contained_and_embeds_the_plots(tmp_path):
     run_dir = write_run(tmp_path / "run", OUTCOMES)
-    plots = run_dir / reports.PLOTS_DIR
+    plots = run_dir / rundir.PLOTS_DIR
     plots.mkdir()
     for name in ("forgetting_curve.png", "dlp_ldifs.png", "heatmap_ldifs_replay_lp.png", "heatmap_gone_head.png"):
         (plots / name).write_bytes(TINY_PNG)
@@ -218,12 +234,15 @@ def test_html_without_plots_still_has_the_table(tmp_path):
 
 # ---------------------------------------------------------------- merging
 
+
 def split_runs(tmp_path: Path, second_overrides: Optional[dict] = None, second: Optional[dict] = None) -> list[str]:
     """OUTCOMES made as two separate runs: finetune + ldifs seeds 0-1, then ldifs+replay + ldifs seed 2."""
     first = {"finetune": OUTCOMES["finetune"], "ldifs": {seed: OUTCOMES["ldifs"][seed] for seed in (0, 1)}}
     second = second or {"ldifs+replay": OUTCOMES["ldifs+replay"], "ldifs": {2: OUTCOMES["ldifs"][2]}}
-    return [str(write_run(tmp_path / "run-a", first)),
-            str(write_run(tmp_path / "run-b", second, **(second_overrides or {})))]
+    return [
+        str(write_run(tmp_path / "run-a", first)),
+        str(write_run(tmp_path / "run-b", second, **(second_overrides or {}))),
+    ]
 
 
 def refusal(capsys, argv: list[str]) -> str:
@@ -245,7 +264,7 @@ def test_merge_pools_seeds_across_runs(tmp_path, capsys):
     for column in ("n_seeds", "last_head_acc", "last_head_acc_std", "dlp", "dlp_std", "rank_acc", "rank_dlp"):
         np.testing.assert_allclose(merged[column].to_numpy(float), expected[column].to_numpy(float), err_msg=column)
     assert list(merged["acc_vs_best"]) == list(expected["acc_vs_best"])
-    assert len(pd.read_csv(out / reports.LONG_CSV)) == len(long_frame())
+    assert len(pd.read_csv(out / rundir.LONG_CSV)) == len(long_frame())
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["methods"] == ["finetune", "ldifs", "ldifs+replay"] and config["seeds"] == [0, 1, 2]
     assert json.loads((out / "manifest.json").read_text())["merged_from"] == runs
@@ -254,7 +273,7 @@ def test_merge_pools_seeds_across_runs(tmp_path, capsys):
 
 def test_merge_refuses_a_different_stage_order(tmp_path, capsys):
     runs = split_runs(tmp_path)
-    csv = Path(runs[1]) / reports.LONG_CSV
+    csv = Path(runs[1]) / rundir.LONG_CSV
     df = pd.read_csv(csv)
     df["trained_task"] = df["trained_task"].replace({"shapes": "digits", "digits": "shapes"})
     df.to_csv(csv, index=False)
@@ -297,13 +316,18 @@ def test_merge_refuses_different_hparams_of_a_shared_method(tmp_path, capsys):
 def test_merge_refuses_missing_inputs(tmp_path, capsys):
     runs = split_runs(tmp_path)
     assert "does not exist" in refusal(capsys, [runs[0], str(tmp_path / "nowhere")])
-    (Path(runs[1]) / reports.LONG_CSV).unlink()
+    (Path(runs[1]) / rundir.LONG_CSV).unlink()
     assert "has no accuracy_long.csv" in refusal(capsys, runs)
     assert "given twice" in refusal(capsys, [runs[0], runs[0]])
 
 
 def test_module_entry_point_exits_2_with_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "benchmark.leaderboard", str(tmp_path / "missing")],
-                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmark.reporting.leaderboard", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr

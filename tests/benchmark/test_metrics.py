@@ -1,4 +1,5 @@
 """Continual-learning metrics checked against numbers worked out by hand."""
+
 from __future__ import annotations
 
 import math
@@ -6,15 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from benchmark import metrics
+from benchmark.reporting import metrics
 
 # T = 3 sequence tasks; rows = stage 0 (pre-trained) .. stage 3, column j trained at stage j+1.
-R = np.array([
-    [50.0, 40.0, 30.0],  # stage 0: before fine-tuning
-    [80.0, 45.0, 35.0],  # stage 1: trained task 0
-    [84.0, 90.0, 38.0],  # stage 2: trained task 1 (task 0 went *up*, so max-forgetting != initial-final)
-    [66.0, 87.0, 93.0],  # stage 3: trained task 2
-])
+R = np.array(
+    [
+        [50.0, 40.0, 30.0],  # stage 0: before fine-tuning
+        [80.0, 45.0, 35.0],  # stage 1: trained task 0
+        [84.0, 90.0, 38.0],  # stage 2: trained task 1 (task 0 went *up*, so max-forgetting != initial-final)
+        [66.0, 87.0, 93.0],  # stage 3: trained task 2
+    ]
+)
 
 # T = 1: a single task, nothing earlier or later to compare with.
 R_SINGLE = np.array([[40.0], [70.0]])
@@ -89,25 +92,43 @@ def test_nan_propagates():
     assert metrics.forgetting_max(missing)[1] == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("function", [
-    metrics.average_accuracy, metrics.last_accuracy, metrics.forgetting_initial_final,
-    metrics.forgetting_max, metrics.backward_transfer, metrics.forward_transfer,
-    metrics.mtil_transfer, metrics.mtil_avg, metrics.mtil_last,
-])
-@pytest.mark.parametrize("bad", [
-    np.zeros((3, 3)), np.zeros((4, 2)), np.zeros(4), np.zeros((1, 0)), np.zeros((2, 1, 1)),
-])
+@pytest.mark.parametrize(
+    "function",
+    [
+        metrics.average_accuracy,
+        metrics.last_accuracy,
+        metrics.forgetting_initial_final,
+        metrics.forgetting_max,
+        metrics.backward_transfer,
+        metrics.forward_transfer,
+        metrics.mtil_transfer,
+        metrics.mtil_avg,
+        metrics.mtil_last,
+    ],
+)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((3, 3)),
+        np.zeros((4, 2)),
+        np.zeros(4),
+        np.zeros((1, 0)),
+        np.zeros((2, 1, 1)),
+    ],
+)
 def test_sequence_metrics_reject_bad_shapes(function, bad):
     with pytest.raises(ValueError, match=r"\[T\+1, T\]"):
         function(bad)
 
 
 # S = 2 stages, K = 4 columns: two sequence tasks (stages 1 and 2) and two eval-only tasks.
-A = np.array([
-    [50.0, 60.0, 70.0, 80.0],
-    [55.0, 58.0, 65.0, 80.0],
-    [40.0, 70.0, 60.0, 85.0],
-])
+A = np.array(
+    [
+        [50.0, 60.0, 70.0, 80.0],
+        [55.0, 58.0, 65.0, 80.0],
+        [40.0, 70.0, 60.0, 85.0],
+    ]
+)
 TRAINED_STAGE = [1, 2, -1, -1]
 
 

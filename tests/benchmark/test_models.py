@@ -1,4 +1,5 @@
 """Model loading routes, tested offline on files the tests write themselves."""
+
 import json
 
 import open_clip
@@ -7,10 +8,14 @@ import torch
 
 from benchmark.config import ModelConfig
 from benchmark.errors import UserError
-from benchmark.models import BatchPreprocess, load_clip
+from benchmark.models.loading import load_clip
+from benchmark.models.preprocess import BatchPreprocess
 
-TINY = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 8},
-        "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
+TINY = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 8},
+    "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+}
 CPU = torch.device("cpu")
 
 
@@ -31,8 +36,9 @@ def test_checkpoint_file_through_the_pretrained_path_route(tmp_path):
 
 def test_local_dir_route(tmp_path):
     model = open_clip.CLIP(**TINY)
-    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY, "preprocess_cfg": {
-        "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}))
+    (tmp_path / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": TINY, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}})
+    )
     torch.save(model.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
     bundle = load_clip(ModelConfig(name=f"local-dir:{tmp_path}"), CPU)
     assert same_weights(bundle.model, model)

@@ -1,4 +1,5 @@
 """Summary tables, markdown and the redraw-from-CSV entry point, on a hand-made long CSV."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import reports
+from benchmark import rundir
+from benchmark.reporting import reports, table
 
 SEQUENCE = ["svhn", "cifar10"]  # stage 1, stage 2
 EVAL_ONLY = "colours"
@@ -53,7 +55,7 @@ def long_frame() -> pd.DataFrame:
                             rows.append((method, seed, stage, trained, task, kind, float(accuracy), "ok"))
     # A failed evaluation that duplicates a real cell: it must neither count nor clash.
     rows.append(("ft", 0, 2, "cifar10", EVAL_ONLY, "lp", 0.0, "failed"))
-    return pd.DataFrame(rows, columns=[*reports.LONG_COLUMNS, "status"])
+    return pd.DataFrame(rows, columns=[*table.LONG_COLUMNS, "status"])
 
 
 def summary_row(summary: pd.DataFrame, method: str, kind: str) -> pd.Series:
@@ -62,41 +64,61 @@ def summary_row(summary: pd.DataFrame, method: str, kind: str) -> pd.Series:
 
 def test_sequence_and_eval_only_tasks_follow_stage_order_not_row_order():
     shuffled = long_frame().sample(frac=1.0, random_state=0)
-    assert reports.sequence_tasks(shuffled) == SEQUENCE
-    assert reports.eval_only_tasks(long_frame()) == [EVAL_ONLY]
+    assert table.sequence_tasks(shuffled) == SEQUENCE
+    assert table.eval_only_tasks(long_frame()) == [EVAL_ONLY]
 
 
 def test_sequence_tasks_rejects_two_sequences():
     df = long_frame()
     df.loc[(df["method"] == "ldifs") & (df["stage"] == 1), "trained_task"] = "mnist"
     with pytest.raises(ValueError, match="different tasks"):
-        reports.sequence_tasks(df)
+        table.sequence_tasks(df)
 
 
 def test_accuracy_matrix_has_nan_where_missing():
-    df = reports.usable_rows(long_frame())
+    df = table.usable_rows(long_frame())
     columns = SEQUENCE + [EVAL_ONLY]
-    np.testing.assert_allclose(reports.accuracy_matrix(df, "ft", 1, "lp", columns), FT_LP_1)
-    head = reports.accuracy_matrix(df, "ft", 0, "head", columns)
+    np.testing.assert_allclose(table.accuracy_matrix(df, "ft", 1, "lp", columns), FT_LP_1)
+    head = table.accuracy_matrix(df, "ft", 0, "head", columns)
     np.testing.assert_allclose(head, FT_HEAD_0)  # colours column all NaN: no head for it
     dropped = df.drop(df[(df["method"] == "ft") & (df["seed"] == 0) & (df["kind"] == "zs") & (df["stage"] == 1)].index)
-    assert np.isnan(reports.accuracy_matrix(dropped, "ft", 0, "zs", columns)[1]).all()
+    assert np.isnan(table.accuracy_matrix(dropped, "ft", 0, "zs", columns)[1]).all()
 
 
 def test_accuracy_matrix_rejects_duplicates():
     with pytest.raises(ValueError, match="duplicate rows"):
-        reports.accuracy_matrix(long_frame(), "ft", 0, "lp", SEQUENCE + [EVAL_ONLY])  # failed row kept
+        table.accuracy_matrix(long_frame(), "ft", 0, "lp", SEQUENCE + [EVAL_ONLY])  # failed row kept
 
 
 def test_summarise_layout():
     summary = reports.summarise(long_frame())
     assert list(zip(summary["method"], summary["kind"])) == [
-        ("ft", "head"), ("ft", "lp"), ("ft", "zs"), ("ldifs", "head"), ("ldifs", "lp"), ("ldifs", "zs"),
+        ("ft", "head"),
+        ("ft", "lp"),
+        ("ft", "zs"),
+        ("ldifs", "head"),
+        ("ldifs", "lp"),
+        ("ldifs", "zs"),
     ]
     assert list(summary.columns) == [
-        "method", "kind", "n_seeds", "avg_acc_final", "avg_acc_final_std", "last", "last_std",
-        "forgetting_if", "forgetting_max", "bwt", "fwt", "mtil_transfer", "mtil_avg", "mtil_last",
-        "delta_final_untrained", "delta_final_untrained_std", "delta_mean_untrained", "delta_final__colours",
+        "method",
+        "kind",
+        "n_seeds",
+        "avg_acc_final",
+        "avg_acc_final_std",
+        "last",
+        "last_std",
+        "forgetting_if",
+        "forgetting_max",
+        "bwt",
+        "fwt",
+        "mtil_transfer",
+        "mtil_avg",
+        "mtil_last",
+        "delta_final_untrained",
+        "delta_final_untrained_std",
+        "delta_mean_untrained",
+        "delta_final__colours",
     ]
     assert (summary["n_seeds"] == 2).all()
 
@@ -163,10 +185,7 @@ def test_summarise_without_eval_only_tasks_skips_stages_with_nothing_untrained()
 def test_markdown_table():
     frame = pd.DataFrame({"method": ["ft", "a|b"], "n_seeds": [2, 1], "last": [81.234, NAN]})
     assert reports.markdown_table(frame) == (
-        "| method | n_seeds | last |\n"
-        "| --- | ---: | ---: |\n"
-        "| ft | 2 | 81.2 |\n"
-        "| a\\|b | 1 | n/a |\n"
+        "| method | n_seeds | last |\n| --- | ---: | ---: |\n| ft | 2 | 81.2 |\n| a\\|b | 1 | n/a |\n"
     )
     assert "81.23" in reports.markdown_table(frame, floatfmt=".2f")
 
@@ -174,7 +193,7 @@ def test_markdown_table():
 def write_run(tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    long_frame().to_csv(run_dir / reports.LONG_CSV, index=False)
+    long_frame().to_csv(run_dir / rundir.LONG_CSV, index=False)
     return run_dir
 
 
@@ -187,7 +206,7 @@ def drawn_run(tmp_path_factory) -> Path:
 
 
 def test_write_report_writes_the_summary_csv(drawn_run):
-    summary = pd.read_csv(drawn_run / reports.SUMMARY_CSV)
+    summary = pd.read_csv(drawn_run / rundir.SUMMARY_CSV)
     pd.testing.assert_frame_equal(summary, reports.summarise(long_frame()), check_dtype=False)
 
 
@@ -198,12 +217,12 @@ PLOT_STEMS += ["dlp_ft", "dlp_ldifs", "forgetting_curve"]
 def test_write_report_draws_png_and_svg(drawn_run):
     for stem in PLOT_STEMS:
         for suffix in ("png", "svg"):
-            assert (drawn_run / reports.PLOTS_DIR / f"{stem}.{suffix}").stat().st_size > 0
+            assert (drawn_run / rundir.PLOTS_DIR / f"{stem}.{suffix}").stat().st_size > 0
     assert [path.name for path in drawn_run.rglob("*.tmp")] == []  # atomic writes left nothing behind
 
 
 def test_write_report_writes_the_markdown(drawn_run):
-    report = (drawn_run / reports.REPORT_MD).read_text()
+    report = (drawn_run / rundir.REPORT_MD).read_text()
     assert report.startswith("# ")
     assert "| method | kind |" in report
     assert "(summary.csv)" in report
@@ -219,14 +238,14 @@ def test_main_returns_2_on_a_missing_dir(tmp_path, capsys):
 
 
 def test_main_returns_2_on_a_csv_without_the_columns(tmp_path, capsys):
-    (tmp_path / reports.LONG_CSV).write_text("method,seed\nft,0\n")
+    (tmp_path / rundir.LONG_CSV).write_text("method,seed\nft,0\n")
     assert reports.main([str(tmp_path)]) == 2
     assert "lacks columns" in capsys.readouterr().err
 
 
 def test_main_returns_2_on_a_csv_without_fine_tuning_stages(tmp_path, capsys):
     pretrained_only = long_frame().query("stage == 0")
-    pretrained_only.to_csv(tmp_path / reports.LONG_CSV, index=False)
+    pretrained_only.to_csv(tmp_path / rundir.LONG_CSV, index=False)
     assert reports.main([str(tmp_path)]) == 2
     assert "no usable fine-tuning stage" in capsys.readouterr().err
 
@@ -234,17 +253,17 @@ def test_main_returns_2_on_a_csv_without_fine_tuning_stages(tmp_path, capsys):
 def test_main_returns_2_on_duplicate_measurements(tmp_path, capsys):
     df = long_frame()
     df.loc[df.index[-1], "status"] = "ok"  # the failed duplicate now counts and clashes
-    df.to_csv(tmp_path / reports.LONG_CSV, index=False)
+    df.to_csv(tmp_path / rundir.LONG_CSV, index=False)
     assert reports.main([str(tmp_path)]) == 2
     assert "2 rows measure the same cell" in capsys.readouterr().err
 
 
 def test_module_entry_point_exits_2_on_a_missing_dir(tmp_path, monkeypatch, capsys):
-    # runpy runs the module as ``python -m benchmark.reports`` would, without a new interpreter;
+    # runpy runs the module as ``python -m benchmark.reporting.reports`` would, without a new interpreter;
     # like a fresh interpreter, it must not find the module imported already (runpy warns then).
-    monkeypatch.delitem(sys.modules, "benchmark.reports")
-    monkeypatch.setattr(sys, "argv", ["benchmark.reports", str(tmp_path / "missing")])
+    monkeypatch.delitem(sys.modules, "benchmark.reporting.reports")
+    monkeypatch.setattr(sys, "argv", ["benchmark.reporting.reports", str(tmp_path / "missing")])
     with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module("benchmark.reports", run_name="__main__")
+        runpy.run_module("benchmark.reporting.reports", run_name="__main__")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1

@@ -1,4 +1,5 @@
 """Runs that can be trusted: resume after SIGKILL, atomic files, determinism, guarded training."""
+
 import os
 import signal
 import subprocess
@@ -10,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.checkpoints import RunLock
-from benchmark.files import atomic_text
 from benchmark.config import dump_yaml
 from benchmark.errors import UserError
-from benchmark.runner import run
+from benchmark.files import atomic_text
+from benchmark.run.runner import run
+from benchmark.rundir import RunLock
 from methods import METHODS, Method, register_method
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,14 +36,14 @@ def test_sigkill_in_stage_2_then_rerun_matches_uninterrupted(micro_cfg, tmp_path
     child = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from benchmark.engine import Engine
+        from benchmark.training.engine import Engine
         original = Engine._after_update
         def killer(self, **kw):
             original(self, **kw)
             if self.stage_index == 2 and self.stage_step == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
         Engine._after_update = killer
-        from benchmark.cli import main
+        from benchmark.run.cli import main
         sys.exit(main(["--config", {str(cfg_file)!r}, "-q"]))
     """)
     proc = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=240)
@@ -93,14 +94,22 @@ def test_killed_write_leaves_the_previous_complete_file(tmp_path, monkeypatch):
 
 def test_second_process_on_the_same_run_refuses(tmp_path):
     lock = tmp_path / ".run.lock"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from benchmark.checkpoints import RunLock
+        from benchmark.rundir import RunLock
         with RunLock(__import__('pathlib').Path({str(lock)!r})):
             print('locked', flush=True)
             time.sleep(30)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(UserError, match=f"in use by process {holder.pid}"):

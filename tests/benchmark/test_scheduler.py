@@ -1,9 +1,10 @@
 """The stage loop: order of stages, one head per task, heads kept, rows per stage."""
+
 import pytest
 import torch
 
-from benchmark.runner import check_inputs, prepare
-from benchmark.scheduler import make_stream, run_method
+from benchmark.run.runner import check_inputs, prepare
+from benchmark.run.scheduler import make_stream, run_method
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def test_stream_is_task_incremental(setup):
 
 def test_stage_order_and_head_bookkeeping(setup, monkeypatch):
     trained_order, heads_seen = [], []
-    import benchmark.engine as engine_mod
+    import benchmark.training.engine as engine_mod
 
     original = engine_mod.Engine.train
 
@@ -31,8 +32,7 @@ def test_stage_order_and_head_bookkeeping(setup, monkeypatch):
         return original(self, exp, **kw)
 
     monkeypatch.setattr(engine_mod.Engine, "train", spy)
-    result = run_method(setup, "finetune", seed=0, stage0=setup.tracker.evaluate(
-        setup.bundle.model.visual, {}, 0))
+    result = run_method(setup, "finetune", seed=0, stage0=setup.tracker.evaluate(setup.bundle.model.visual, {}, 0))
     assert trained_order == [(1, "shapes", 0), (2, "digits", 1)]
     assert heads_seen == [["0"], ["0", "1"]]  # a new head per task, earlier heads kept
     stages = sorted({(r["stage"], r["trained_task"]) for r in result.rows})

@@ -1,10 +1,11 @@
 """The tracker: rows per task and kind, head fallbacks, and a probe that really fits."""
+
 import torch
 
 from benchmark.config import EvalConfig
-from benchmark.heads import accuracy, fit_linear_probe
-from benchmark.models import BatchPreprocess
-from benchmark.tracker import EvalSet, Tracker
+from benchmark.evaluation.heads import accuracy, fit_linear_probe
+from benchmark.evaluation.tracker import EvalSet, Tracker
+from benchmark.models.preprocess import BatchPreprocess
 from tasks.base import Split, Task
 
 

@@ -1,26 +1,28 @@
 """A seconds-long world for method tests: a tiny random open_clip CLIP (ViT or ResNet image
 tower), two random uint8 tasks, and a RunSetup around them, so that methods run through the real scheduler and
-engine (benchmark.scheduler.run_method) without loading weights or data.
+engine (benchmark.run.scheduler.run_method) without loading weights or data.
 
 Not a conftest: tests import what they use from here.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
 import functools
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from benchmark import scheduler
 from benchmark.config import EvalConfig, RunConfig, TrainConfig
-from benchmark.heads import zeroshot_weights
-from benchmark.models import BatchPreprocess, ClipBundle
-from benchmark.runner import RunSetup
-from benchmark.scheduler import MethodResult
-from benchmark.tracker import EvalSet, Tracker
+from benchmark.evaluation.heads import zeroshot_weights
+from benchmark.evaluation.tracker import EvalSet, Tracker
+from benchmark.models.loading import ClipBundle
+from benchmark.models.preprocess import BatchPreprocess
+from benchmark.run import scheduler
+from benchmark.run.scheduler import MethodResult, RunSetup
 from methods import Method, build_method
 from tasks import Split, Task
 from tasks.sequences import Sequence, Stage
@@ -82,8 +84,9 @@ def single_thread():
         torch.set_num_threads(before)
 
 
-def micro_setup(tower: str = "vit", lr: float = 1e-3, kinds: tuple[str, ...] = ("head", "zs"),
-                device: str = "cpu") -> RunSetup:
+def micro_setup(
+    tower: str = "vit", lr: float = 1e-3, kinds: tuple[str, ...] = ("head", "zs"), device: str = "cpu"
+) -> RunSetup:
     """Two stages (one epoch, 2 steps each) on two 3-class random tasks."""
     with single_thread():
         return _micro_setup(tower, lr, kinds, torch.device(device))
@@ -94,16 +97,29 @@ def _micro_setup(tower: str, lr: float, kinds: tuple[str, ...], device: torch.de
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     bundle = ClipBundle(model, tokenize, size, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), f"tiny random test CLIP ({tower})")
-    tasks = {"alpha": random_task("alpha", ["red", "green", "blue"], 1),
-             "beta": random_task("beta", ["cat", "dog", "cow"], 2)}
+    tasks = {
+        "alpha": random_task("alpha", ["red", "green", "blue"], 1),
+        "beta": random_task("beta", ["cat", "dog", "cow"], 2),
+    }
     sequence = Sequence("micro-methods", [Stage("alpha", 1), Stage("beta", 1)])
-    cfg = RunConfig(sequence="micro-methods", device=device.type,
-                    train=TrainConfig(epochs=1, lr=lr, batch_size=8, warmup_steps=0),
-                    eval=EvalConfig(kinds=list(kinds), lp_max_iter=10))
+    cfg = RunConfig(
+        sequence="micro-methods",
+        device=device.type,
+        train=TrainConfig(epochs=1, lr=lr, batch_size=8, warmup_steps=0),
+        eval=EvalConfig(kinds=list(kinds), lp_max_iter=10),
+    )
     preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std)
-    sets = {name: EvalSet(task, task.train.images, task.train.labels, task.test.images, task.test.labels,
-                          zeroshot_weights(model, tokenize, task.prompts(), device))
-            for name, task in tasks.items()}
+    sets = {
+        name: EvalSet(
+            task,
+            task.train.images,
+            task.train.labels,
+            task.test.images,
+            task.test.labels,
+            zeroshot_weights(model, tokenize, task.prompts(), device),
+        )
+        for name, task in tasks.items()
+    }
     tracker = RecordingTracker(sets, cfg.eval, preprocess, device, progress=False)
     return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress=False)
 
@@ -122,8 +138,13 @@ class RecordingTracker(Tracker):
         return super().evaluate(visual, heads, stage, desc)
 
 
-def run(setup: RunSetup, spec: str, hparams: Optional[dict] = None,
-        spies: tuple[Method, ...] = (), spies_first: bool = False) -> tuple[MethodResult, list[Method]]:
+def run(
+    setup: RunSetup,
+    spec: str,
+    hparams: Optional[dict] = None,
+    spies: tuple[Method, ...] = (),
+    spies_first: bool = False,
+) -> tuple[MethodResult, list[Method]]:
     """Run ``spec`` through the micro sequence; return the result and the plugins used.
 
     ``spies`` are extra (unregistered) plugins put after the method's (or before, with
@@ -154,7 +175,6 @@ def encoder_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tenso
 
 def pretrained_encoder(setup: RunSetup) -> dict[str, torch.Tensor]:
     return setup.tracker.encoders[0]
-
 
 
 class Spy(Method):

@@ -1,4 +1,5 @@
 """The path docs/adding_a_method.md describes: a toy regulariser registered, run, unregistered."""
+
 from __future__ import annotations
 
 import re
@@ -10,10 +11,10 @@ from typing import Optional
 
 import pytest
 import torch
+from methods_testkit import Spy, encoder_change, extra_loss, micro_setup, run
 
 from benchmark.errors import UserError
 from methods import METHODS, Method, build_method, register_method
-from methods_testkit import Spy, encoder_change, extra_loss, micro_setup, run
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "adding_a_method.md"
 
@@ -36,7 +37,7 @@ def register_toy_l1sp() -> type:
             if self.params.beta < 0:
                 raise UserError(f"hparams.toy_l1sp.beta={self.params.beta!r} must be >= 0")
 
-        def __init__(self, params: Optional["ToyL1SP.Params"] = None) -> None:
+        def __init__(self, params: Optional[ToyL1SP.Params] = None) -> None:
             super().__init__(params)
             self.weights: list[torch.Tensor] = []
             self.anchors: list[torch.Tensor] = []

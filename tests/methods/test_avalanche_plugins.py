@@ -1,15 +1,16 @@
 """Avalanche's own plugins do the work: EWC's penalty, LwF's distillation, replay's buffer."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pytest
 from avalanche.training.plugins import SupervisedPlugin
+from methods_testkit import Spy, extra_loss, micro_setup, run
 
 from benchmark.errors import UserError
 from methods import METHODS, build_method
 from methods.avalanche_plugins import HOOKS, AvalancheEntry, register_avalanche
-from methods_testkit import Spy, extra_loss, micro_setup, run
 
 
 def added_loss_per_stage(spec: str, hparams: dict) -> dict[int, list[float]]:

@@ -1,11 +1,12 @@
 """Every registered method runs through the real scheduler and engine; composition rules."""
+
 from __future__ import annotations
 
 import pytest
+from methods_testkit import encoder_change, micro_setup, run
 
 from benchmark.errors import UserError
 from methods import METHODS, build_method
-from methods_testkit import encoder_change, micro_setup, run
 
 
 @pytest.mark.parametrize("tower", ["vit", "resnet"])
@@ -32,21 +33,25 @@ def test_ldifs_plus_replay_composes_and_runs():
     assert encoder_change(setup.tracker.encoders[0], setup.tracker.encoders[2]) > 0
 
 
-@pytest.mark.parametrize("spec, why", [
-    ("zeroshot+replay", "trains nothing"),
-    ("linear_probe+l2sp", "freezes the image encoder"),
-    ("linear_probe+ldifs", "freezes the image encoder"),
-    ("linear_probe+ewc", "freezes the image encoder"),
-    ("lp_ft+flyp", "different head inits"),
-    ("replay+replay", "names a part twice"),
-])
+@pytest.mark.parametrize(
+    "spec, why",
+    [
+        ("zeroshot+replay", "trains nothing"),
+        ("linear_probe+l2sp", "freezes the image encoder"),
+        ("linear_probe+ldifs", "freezes the image encoder"),
+        ("linear_probe+ewc", "freezes the image encoder"),
+        ("lp_ft+flyp", "different head inits"),
+        ("replay+replay", "names a part twice"),
+    ],
+)
 def test_refused_compositions(spec, why):
     with pytest.raises(UserError, match=why):
         build_method(spec, {})
 
 
-@pytest.mark.parametrize("spec", ["linear_probe+replay", "lp_ft+ldifs", "lp_ft+l2sp+replay", "wise_ft+ewc",
-                                  "flyp+l2sp"])
+@pytest.mark.parametrize(
+    "spec", ["linear_probe+replay", "lp_ft+ldifs", "lp_ft+l2sp+replay", "wise_ft+ewc", "flyp+l2sp"]
+)
 def test_allowed_compositions(spec):
     assert [m.name for m in build_method(spec, {})] == spec.split("+")
 

@@ -1,10 +1,11 @@
 """FLYP: a trainable text-tower copy in the optimiser, the contrastive loss, heads rebuilt from it."""
+
 from __future__ import annotations
 
 import torch
-
-from benchmark.heads import zeroshot_weights
 from methods_testkit import Spy, micro_setup, run
+
+from benchmark.evaluation.heads import zeroshot_weights
 
 
 def test_flyp_trains_a_text_copy_and_rebuilds_every_head_from_it():
@@ -28,8 +29,9 @@ def test_flyp_trains_a_text_copy_and_rebuilds_every_head_from_it():
     assert all(abs(d) > 1e-6 for d in seen["loss_minus_ce"])
     for k, v in setup.bundle.model.state_dict().items():  # the tracker's text tower is untouched
         assert torch.equal(v, original_text[k]), k
-    assert any(not torch.equal(p, original_text[k]) for k, p in flyp.text.state_dict().items()
-               if not k.startswith("visual"))
+    assert any(
+        not torch.equal(p, original_text[k]) for k, p in flyp.text.state_dict().items() if not k.startswith("visual")
+    )
     heads = setup.tracker.heads[2]  # after stage 2: both tasks' heads from the FLYP text tower
     for task_name, head in heads.items():
         task = setup.tasks[task_name]

@@ -1,14 +1,15 @@
 """L2-SP's gradient, added straight to .grad with foreach ops, equals autograd's of the penalty."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
 import torch
-
-from benchmark.engine import ClipClassifier
-from methods import build_method
 from methods_testkit import Spy, micro_setup, run, tiny_clip
+
+from benchmark.training.engine import ClipClassifier
+from methods import build_method
 
 
 def strategy_with(model: ClipClassifier) -> SimpleNamespace:

@@ -4,7 +4,7 @@ import open_clip
 import pytest
 import torch
 
-from benchmark.models import Tap, TapRecorder, image_taps
+from benchmark.models.taps import Tap, TapRecorder, image_taps
 from methods.ldifs import ldifs_distance
 
 
@@ -52,13 +52,19 @@ def test_identical_features_give_zero():
     assert float(ldifs_distance([x], [x.clone()], [Tap("t", torch.nn.Identity(), False)])) < 1e-7
 
 
-@pytest.mark.parametrize("layers,expected", [(12, ["ln_pre", "block3", "block6", "block9", "block12"]),
-                                            (4, ["ln_pre", "block1", "block2", "block3", "block4"])])
+@pytest.mark.parametrize(
+    "layers,expected",
+    [
+        (12, ["ln_pre", "block3", "block6", "block9", "block12"]),
+        (4, ["ln_pre", "block1", "block2", "block3", "block4"]),
+    ],
+)
 def test_vit_taps_follow_the_authors(layers, expected):
-    visual = open_clip.CLIP(embed_dim=8, vision_cfg={"image_size": 16, "patch_size": 8, "width": 16,
-                                                     "layers": layers, "head_width": 8},
-                            text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2,
-                                      "layers": 1}).visual
+    visual = open_clip.CLIP(
+        embed_dim=8,
+        vision_cfg={"image_size": 16, "patch_size": 8, "width": 16, "layers": layers, "head_width": 8},
+        text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2, "layers": 1},
+    ).visual
     taps = image_taps(visual)
     assert [t.name for t in taps] == expected
     rec = TapRecorder(taps)
@@ -69,10 +75,11 @@ def test_vit_taps_follow_the_authors(layers, expected):
 
 
 def test_resnet_taps_are_stem_and_four_stages():
-    visual = open_clip.CLIP(embed_dim=8, vision_cfg={"image_size": 32, "layers": [1, 1, 1, 1], "width": 8,
-                                                     "head_width": 8},
-                            text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2,
-                                      "layers": 1}).visual
+    visual = open_clip.CLIP(
+        embed_dim=8,
+        vision_cfg={"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 8},
+        text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2, "layers": 1},
+    ).visual
     taps = image_taps(visual)
     assert [t.name for t in taps] == ["stem", "layer1", "layer2", "layer3", "layer4"]
     rec = TapRecorder(taps)
@@ -85,10 +92,11 @@ def test_reference_copy_matches_the_training_encoder_at_step_zero():
     the distance is zero before any update, and the reference's running stats never move."""
     from methods.ldifs import frozen_like_training
 
-    visual = open_clip.CLIP(embed_dim=8, vision_cfg={"image_size": 32, "layers": [1, 1, 1, 1], "width": 8,
-                                                     "head_width": 8},
-                            text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2,
-                                      "layers": 1}).visual.train()
+    visual = open_clip.CLIP(
+        embed_dim=8,
+        vision_cfg={"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 8},
+        text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2, "layers": 1},
+    ).visual.train()
     ref = frozen_like_training(visual)
     before = {k: v.clone() for k, v in ref.state_dict().items() if "running" in k}
     live, frozen = TapRecorder(image_taps(visual)), TapRecorder(image_taps(ref))

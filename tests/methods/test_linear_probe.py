@@ -1,9 +1,9 @@
 """Linear probing: the encoder never changes, the heads do."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from methods_testkit import encoder_change, micro_setup, run
 
 

@@ -1,10 +1,11 @@
 """LP-FT: each stage's head starts from a linear probe, not the zero-shot head."""
+
 from __future__ import annotations
 
 import torch
+from methods_testkit import Spy, micro_setup, run
 
 from methods import METHODS, build_method
-from methods_testkit import Spy, micro_setup, run
 
 
 def test_head_starts_from_a_probe():

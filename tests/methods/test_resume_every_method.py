@@ -1,13 +1,14 @@
 """Every registered method's state survives a stage checkpoint: resuming after stage 1
 gives exactly the rows of an uninterrupted run (Avalanche plugins' state included)."""
+
 import shutil
 
 import pytest
-
-from benchmark import scheduler
-from benchmark.checkpoints import StageCheckpoints
-from methods import METHODS
 from methods_testkit import micro_setup, single_thread
+
+from benchmark.run import scheduler
+from benchmark.run.checkpoints import StageCheckpoints
+from methods import METHODS
 
 TRAINING_METHODS = [n for n in METHODS.names() if METHODS.get(n).trains]
 

@@ -1,4 +1,5 @@
 """WiSE-FT: after a stage the encoder is exactly the interpolation of reference and fine-tuned weights."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -6,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn as nn
+from methods_testkit import Spy, micro_setup, run
 
 from methods import build_method
-from methods_testkit import Spy, micro_setup, run
 
 
 def floats(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -22,8 +23,10 @@ def test_weights_after_each_stage_are_the_interpolation(reference):
     start: dict[int, dict] = {}
     tuned: dict[int, dict] = {}
     # Put before wise_ft: sees the encoder at the stage's start and the fine-tuned one before the mix.
-    spy = Spy(before_training_exp=lambda s: start.__setitem__(s.stage_index, floats(s.model.visual.state_dict())),
-              after_training_exp=lambda s: tuned.__setitem__(s.stage_index, floats(s.model.visual.state_dict())))
+    spy = Spy(
+        before_training_exp=lambda s: start.__setitem__(s.stage_index, floats(s.model.visual.state_dict())),
+        after_training_exp=lambda s: tuned.__setitem__(s.stage_index, floats(s.model.visual.state_dict())),
+    )
     run(setup, "wise_ft", {"wise_ft": {"alpha": alpha, "reference": reference}}, spies=(spy,), spies_first=True)
     for stage in (1, 2):
         ref = start[stage] if reference == "previous" else floats(setup.tracker.encoders[0])

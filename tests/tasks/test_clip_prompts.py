@@ -1,4 +1,5 @@
 """The published class names and templates (tasks/clip_prompts.py) and the preset sequences."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,11 +7,39 @@ import pytest
 from tasks import TASKS, load_sequence
 from tasks.clip_prompts import DATASETS, clip_prompts
 
-CLASS_COUNTS = {"CIFAR10": 10, "CIFAR100": 100, "Caltech101": 102, "DTD": 47, "EuroSAT": 10, "FGVCAircraft": 100,
-                "Flowers102": 102, "Food101": 101, "GTSRB": 43, "ImageNet": 1000, "MNIST": 10, "OxfordIIITPet": 37,
-                "RESISC45": 45, "STL10": 10, "SUN397": 397, "SVHN": 10, "StanfordCars": 196}
-TEMPLATE_COUNTS = {"CIFAR10": 18, "CIFAR100": 18, "Caltech101": 34, "DTD": 8, "EuroSAT": 3, "ImageNet": 80,
-                   "RESISC45": 18, "StanfordCars": 8, "GTSRB": 3, "SUN397": 2, "STL10": 2, "FGVCAircraft": 2}
+CLASS_COUNTS = {
+    "CIFAR10": 10,
+    "CIFAR100": 100,
+    "Caltech101": 102,
+    "DTD": 47,
+    "EuroSAT": 10,
+    "FGVCAircraft": 100,
+    "Flowers102": 102,
+    "Food101": 101,
+    "GTSRB": 43,
+    "ImageNet": 1000,
+    "MNIST": 10,
+    "OxfordIIITPet": 37,
+    "RESISC45": 45,
+    "STL10": 10,
+    "SUN397": 397,
+    "SVHN": 10,
+    "StanfordCars": 196,
+}
+TEMPLATE_COUNTS = {
+    "CIFAR10": 18,
+    "CIFAR100": 18,
+    "Caltech101": 34,
+    "DTD": 8,
+    "EuroSAT": 3,
+    "ImageNet": 80,
+    "RESISC45": 18,
+    "StanfordCars": 8,
+    "GTSRB": 3,
+    "SUN397": 2,
+    "STL10": 2,
+    "FGVCAircraft": 2,
+}
 
 
 @pytest.mark.parametrize("dataset", sorted(CLASS_COUNTS))
@@ -39,8 +68,20 @@ def test_unknown_dataset_names_the_known_ones():
         clip_prompts("CIFAR11")
 
 
-AUTHORS_EPOCHS = {"cars": 35, "cifar10": 10, "cifar100": 10, "dtd": 76, "eurosat": 12, "gtsrb": 11, "imagenet": 10,
-                  "mnist": 10, "resisc45": 15, "stl10": None, "sun397": 14, "svhn": 10}
+AUTHORS_EPOCHS = {
+    "cars": 35,
+    "cifar10": 10,
+    "cifar100": 10,
+    "dtd": 76,
+    "eurosat": 12,
+    "gtsrb": 11,
+    "imagenet": 10,
+    "mnist": 10,
+    "resisc45": 15,
+    "stl10": None,
+    "sun397": 14,
+    "svhn": 10,
+}
 
 
 def test_paper_presets_follow_the_authors_protocol():
@@ -52,8 +93,19 @@ def test_paper_presets_follow_the_authors_protocol():
         assert [(s.task, s.epochs) for s in single.stages] == [(task, epochs)]
         assert sorted(single.eval_only) == sorted(t for t in AUTHORS_EPOCHS if t != task)
     mtil = load_sequence("mtil")
-    assert mtil.tasks == ["aircraft", "caltech101", "cifar100", "dtd", "eurosat", "flowers102", "food101",
-                          "mnist", "pets", "cars", "sun397"]
+    assert mtil.tasks == [
+        "aircraft",
+        "caltech101",
+        "cifar100",
+        "dtd",
+        "eurosat",
+        "flowers102",
+        "food101",
+        "mnist",
+        "pets",
+        "cars",
+        "sun397",
+    ]
     for name in ("paper_continual", "mtil"):
         for task in load_sequence(name).all_tasks:
             TASKS.get(task)
@@ -68,6 +120,12 @@ def test_paper_run_config_preset():
     validate(cfg)
     assert (cfg.model.name, cfg.model.pretrained) == ("ViT-B-32", "openai")
     t = cfg.train
-    assert (t.lr, t.weight_decay, t.batch_size, t.warmup_steps, t.grad_clip, t.head_init) == \
-        (1e-5, 0.1, 128, 500, 1.0, "zeroshot")
+    assert (t.lr, t.weight_decay, t.batch_size, t.warmup_steps, t.grad_clip, t.head_init) == (
+        1e-5,
+        0.1,
+        128,
+        500,
+        1.0,
+        "zeroshot",
+    )
     assert cfg.hparams["ldifs"]["alpha"] == 10.0

@@ -1,4 +1,5 @@
 """ImageFolder-layout tasks: registered resisc45 / sun397 / imagenet and a user's own folders."""
+
 from __future__ import annotations
 
 from pathlib import Path

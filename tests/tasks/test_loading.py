@@ -1,4 +1,5 @@
 """The authors' 90/10 split, limits and the memory budget (tasks/loading.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,16 @@ from torch.utils.data import random_split
 
 from benchmark.errors import UserError
 from tasks.base import Split, TaskContext
-from tasks.loading import (MEMORY_BUDGET_ENV, ArraySource, TaskSpec, build_task, check_memory_budget,
-                           held_out_indices, limit_indices, train_val_indices)
+from tasks.loading import (
+    MEMORY_BUDGET_ENV,
+    ArraySource,
+    TaskSpec,
+    build_task,
+    check_memory_budget,
+    held_out_indices,
+    limit_indices,
+    train_val_indices,
+)
 
 
 def test_train_val_split_matches_the_authors_random_split():

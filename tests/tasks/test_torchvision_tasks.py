@@ -1,4 +1,5 @@
 """torchvision-backed tasks, loaded from tiny datasets fabricated in torchvision's on-disk formats."""
+
 from __future__ import annotations
 
 import csv
@@ -36,6 +37,7 @@ def _save_png(path: Path, value: int, size: tuple[int, int] = (8, 8)) -> None:
 
 
 # ----------------------------------------------------------------------------- CIFAR10
+
 
 def _write_cifar10(root: Path, n_per_batch: int = 4, n_test: int = 6) -> None:
     folder = root / "cifar-10-batches-py"
@@ -94,6 +96,7 @@ def test_corrupted_dataset_says_so(tmp_path):
 
 # ----------------------------------------------------------------------------- MNIST
 
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     magic = 0x0800 + array.ndim  # unsigned bytes, ndim dimensions
     header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
@@ -128,6 +131,7 @@ def test_mnist_folder_without_raw_files_is_reported_incomplete(tmp_path):
 
 # ----------------------------------------------------------------------------- SVHN
 
+
 def test_svhn_reads_mat_files_under_svhn_and_maps_label_10_to_0(tmp_path, no_md5):
     from scipy.io import savemat
 
@@ -144,6 +148,7 @@ def test_svhn_reads_mat_files_under_svhn_and_maps_label_10_to_0(tmp_path, no_md5
 
 
 # ----------------------------------------------------------------------------- EuroSAT
+
 
 def _write_eurosat(root: Path, per_class: int = 3) -> None:
     for label, folder in enumerate(sorted(EUROSAT_FOLDER_TO_CLIP)):
@@ -180,6 +185,7 @@ def test_over_budget_task_fails_before_decoding(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- GTSRB
 
+
 def test_gtsrb_resizes_every_image_to_64(tmp_path):
     base = tmp_path / "gtsrb"
     for class_id in range(3):
@@ -202,6 +208,7 @@ def test_gtsrb_resizes_every_image_to_64(tmp_path):
 
 # ----------------------------------------------------------------------------- Caltech101
 
+
 def test_caltech101_drops_background_and_aligns_clip_names(tmp_path):
     assert len(CALTECH_FOLDERS) == 102
     for i, folder in enumerate(CALTECH_FOLDERS):
@@ -218,6 +225,7 @@ def test_caltech101_drops_background_and_aligns_clip_names(tmp_path):
 
 
 # ----------------------------------------------------------------------------- Oxford-IIIT Pet
+
 
 def test_pets_match_clip_names_to_torchvision_label_order(tmp_path):
     breeds = sorted((n.replace(" ", "_") for n in clip_prompts("OxfordIIITPet").classnames), key=str.lower)

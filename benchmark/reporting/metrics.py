@@ -12,9 +12,11 @@ Conventions shared by every function:
 NaN (a missing measurement) propagates through every mean: a metric built on a missing
 number is reported as missing rather than silently computed from fewer tasks.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 

@@ -1,9 +1,8 @@
-"""Stage-granular checkpoints, atomic files and the run lock (runs that survive SIGKILL)."""
+"""Stage-granular checkpoints: a killed run resumes after its last finished stage."""
+
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import pickle
 import random
 import re
@@ -13,38 +12,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from benchmark.errors import UserError
 from benchmark.files import atomic_write
+from benchmark.run.provenance import git_revision
 
 log = logging.getLogger("ldifs_bench")
-
-
-class RunLock:
-    """An exclusive lock on a run folder: a second process on the same run refuses to start."""
-
-    def __init__(self, lock_path: Path) -> None:
-        self.path = lock_path
-        self._fd: Optional[int] = None
-
-    def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise UserError(f"run {self.path.stem.lstrip('.')!r} is in use by process {holder} "
-                            f"(lock {self.path}); wait for it or use another --name") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock; a killed process releases it too
-            self.path.unlink(missing_ok=True)
 
 
 def rng_state() -> dict[str, Any]:
@@ -74,24 +45,25 @@ class StageCheckpoints:
         if self.path is None or not self.path.is_file():
             return None
         state = torch.load(self.path, map_location="cpu", weights_only=False)
-        from benchmark.manifest import git_revision
-
         if state.get("git_revision", git_revision()) != git_revision():  # pickled objects follow the code
-            log.warning(f"{self.path.name} was written by suite revision {state['git_revision']}, this is "
-                        f"{git_revision()}: resuming anyway; use --fresh if the change matters")
+            log.warning(
+                f"{self.path.name} was written by suite revision {state['git_revision']}, this is "
+                f"{git_revision()}: resuming anyway; use --fresh if the change matters"
+            )
         return state
 
     def save(self, state: dict[str, Any]) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        from benchmark.manifest import git_revision
-
         state = {**state, "git_revision": git_revision()}
         try:
             if self.keep and "stage" in state:  # keep every stage's file, not only the latest
-                atomic_write(self.path.with_name(f"{self.path.stem}.stage{state['stage']}.pt"),
-                             lambda stream: torch.save(state, stream), binary=True)
+                atomic_write(
+                    self.path.with_name(f"{self.path.stem}.stage{state['stage']}.pt"),
+                    lambda stream: torch.save(state, stream),
+                    binary=True,
+                )
             atomic_write(self.path, lambda stream: torch.save(state, stream), binary=True)
         except (pickle.PicklingError, AttributeError, TypeError) as e:
             # A method whose state cannot be pickled (e.g. a class defined inside a function)
@@ -105,7 +77,3 @@ class StageCheckpoints:
         self.save(state)
         if self.path is not None and not self.path.is_file():  # unpicklable: keep the rows at least
             self.save({k: v for k, v in state.items() if k not in ("model", "plugins", "clock")})
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

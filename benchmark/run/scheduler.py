@@ -1,23 +1,25 @@
 """The task-sequence scheduler: one method, one seed, stage after stage on one engine."""
+
 from __future__ import annotations
 
 import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from benchmark.checkpoints import StageCheckpoints, rng_state, set_rng_state
-from benchmark.engine import ClipClassifier, Engine, NonFiniteLoss
+from benchmark.config import RunConfig
+from benchmark.evaluation.tracker import Tracker
+from benchmark.models.loading import ClipBundle
+from benchmark.models.preprocess import BatchPreprocess
+from benchmark.run.checkpoints import StageCheckpoints, rng_state, set_rng_state
+from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
 from methods import build_method
-from tasks import Task
-
-if TYPE_CHECKING:
-    from benchmark.runner import RunSetup
+from tasks import Sequence, Task
 
 log = logging.getLogger("ldifs_bench")
 log.propagate = False  # run.log gets everything; the console gets what announce() prints
@@ -28,7 +30,24 @@ def announce(message: str, show: bool, level: int = logging.INFO) -> None:
     log.log(level, message)
     if show:
         tqdm.write(message)
+
+
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+@dataclass
+class RunSetup:
+    """What every (seed, method) of a run shares."""
+
+    cfg: RunConfig
+    sequence: Sequence
+    tasks: dict[str, Task]
+    bundle: ClipBundle
+    device: torch.device
+    preprocess: BatchPreprocess
+    tracker: Tracker
+    progress: bool
+    log_dir: Optional[str] = None  # where Avalanche's optional loggers write
 
 
 @dataclass
@@ -65,16 +84,22 @@ def make_stream(tasks: list[Task], train_limit, seed: int) -> list:
     data = []
     for label, task in enumerate(tasks):
         split = task.train.subset(train_limit, seed)
-        data.append(TaskAwareSupervisedClassificationDataset(
-            [_TensorTaskDataset(split.images, split.labels)],
-            data_attributes=[DataAttribute(split.labels.tolist(), "targets"),
-                             TaskLabels(ConstantSequence(label, len(split)))]))
+        data.append(
+            TaskAwareSupervisedClassificationDataset(
+                [_TensorTaskDataset(split.images, split.labels)],
+                data_attributes=[
+                    DataAttribute(split.labels.tolist(), "targets"),
+                    TaskLabels(ConstantSequence(label, len(split))),
+                ],
+            )
+        )
     bench = with_classes_timeline(with_task_labels(benchmark_from_datasets(train=data)))
     return list(bench.train_stream)
 
 
-def run_method(setup: "RunSetup", spec: str, seed: int, stage0: list[dict],
-               checkpoints: Optional[StageCheckpoints] = None) -> MethodResult:
+def run_method(
+    setup: RunSetup, spec: str, seed: int, stage0: list[dict], checkpoints: Optional[StageCheckpoints] = None
+) -> MethodResult:
     """Fine-tune with ``spec`` through the sequence; evaluate every task after every stage.
 
     After every stage the model, the methods' state (Avalanche plugins included), the RNG
@@ -87,7 +112,9 @@ def run_method(setup: "RunSetup", spec: str, seed: int, stage0: list[dict],
     torch.manual_seed(seed)
     plugins = build_method(spec, cfg.hparams)
     if not all(p.trains for p in plugins):  # zero-shot: nothing changes, so neither do the numbers
-        rows = [r for stage, task in enumerate(["pretrained"] + seq.tasks) for r in _label(stage0, spec, seed, stage, task)]
+        rows = [
+            r for stage, task in enumerate(["pretrained"] + seq.tasks) for r in _label(stage0, spec, seed, stage, task)
+        ]
         return MethodResult(spec, seed, rows)
     model = ClipClassifier(copy.deepcopy(setup.bundle.model.visual)).to(setup.device)
     result, first = MethodResult(spec, seed, _label(stage0, spec, seed, 0, "pretrained")), 1
@@ -107,16 +134,43 @@ def run_method(setup: "RunSetup", spec: str, seed: int, stage0: list[dict],
             _fail(result, engine, stage, st.task, e, cfg.train.batch_size)
             break
         _evaluate_stage(setup, engine, result, stage, st.task)
-        checkpoints.save({"stage": stage, "model": model, "plugins": plugins, "clock": engine.clock,
-                          "rng": rng_state(), "rows": result.rows, "stages": result.stages})
-    checkpoints.finish({"done": True, "rows": result.rows, "stages": result.stages, "status": result.status,
-                        "error": result.error, "model": model, "plugins": plugins})
+        checkpoints.save(
+            {
+                "stage": stage,
+                "model": model,
+                "plugins": plugins,
+                "clock": engine.clock,
+                "rng": rng_state(),
+                "rows": result.rows,
+                "stages": result.stages,
+            }
+        )
+    checkpoints.finish(
+        {
+            "done": True,
+            "rows": result.rows,
+            "stages": result.stages,
+            "status": result.status,
+            "error": result.error,
+            "model": model,
+            "plugins": plugins,
+        }
+    )
     return result
 
 
-def _make_engine(setup: "RunSetup", model: ClipClassifier, plugins: list, seed: int, saved) -> Engine:
-    engine = Engine(model, setup.cfg.train, setup.preprocess, plugins, setup.device, seed, setup.progress,
-                    loggers=setup.cfg.loggers, log_dir=setup.log_dir)
+def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: int, saved) -> Engine:
+    engine = Engine(
+        model,
+        setup.cfg.train,
+        setup.preprocess,
+        plugins,
+        setup.device,
+        seed,
+        setup.progress,
+        loggers=setup.cfg.loggers,
+        log_dir=setup.log_dir,
+    )
     if any(p.freeze_encoder for p in plugins):  # after the engine: its first optimiser needs a parameter
         model.visual.requires_grad_(False)  # each stage's optimiser only takes what requires grad
     if saved is not None:  # Avalanche's counters (EWC indexes its importances by them)
@@ -125,7 +179,7 @@ def _make_engine(setup: "RunSetup", model: ClipClassifier, plugins: list, seed: 
     return engine
 
 
-def _train_stage(setup: "RunSetup", engine: Engine, plugins: list, stage: int, st, exp) -> None:
+def _train_stage(setup: RunSetup, engine: Engine, plugins: list, stage: int, st, exp) -> None:
     head_init = next((p.head_init for p in plugins if p.head_init), setup.cfg.train.head_init)
     _add_head(engine.model, setup, st.task, stage - 1, head_init)
     engine.stage_index, engine.train_epochs = stage, st.epochs or setup.cfg.train.epochs
@@ -134,15 +188,17 @@ def _train_stage(setup: "RunSetup", engine: Engine, plugins: list, stage: int, s
     engine.train(exp, eval_streams=[])
 
 
-def _evaluate_stage(setup: "RunSetup", engine: Engine, result: MethodResult, stage: int, task: str) -> None:
+def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage: int, task: str) -> None:
     t1 = time.time()
     trained = {t: engine.model.heads[str(i)] for i, t in enumerate(setup.sequence.tasks[:stage])}
     rows = setup.tracker.evaluate(engine.model.visual, trained, stage, f"{result.method} ")
     result.rows += _label(rows, result.method, result.seed, stage, task)
     s = _stage_summary(stage, task, engine.last_loss, rows, t1 - engine.stage_started, time.time() - t1)
     result.stages.append(s)
-    line = (f"[{result.method} seed {result.seed}] stage {stage} {task}: loss {s['final_loss']:.3f}, "
-            f"head acc {s['head_accuracy']:.1f}%, train {s['train_seconds']:.1f}s, eval {s['eval_seconds']:.1f}s")
+    line = (
+        f"[{result.method} seed {result.seed}] stage {stage} {task}: loss {s['final_loss']:.3f}, "
+        f"head acc {s['head_accuracy']:.1f}%, train {s['train_seconds']:.1f}s, eval {s['eval_seconds']:.1f}s"
+    )
     announce(line, setup.progress)
 
 
@@ -155,7 +211,7 @@ def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exce
     announce(f"[{result.method} seed {result.seed}] FAILED at {result.error}", True, logging.ERROR)
 
 
-def _add_head(model: ClipClassifier, setup: "RunSetup", task: str, label: int, init: str) -> None:
+def _add_head(model: ClipClassifier, setup: RunSetup, task: str, label: int, init: str) -> None:
     es = setup.tracker.sets[task]
     if init == "lp":  # LP-init (Kumar et al. 2022): a probe on the current encoder's features
         probe = setup.tracker.fit_probe(model.visual, es)
@@ -170,5 +226,11 @@ def _label(rows: list[dict], method: str, seed: int, stage: int, trained: str) -
 
 def _stage_summary(stage: int, task: str, loss: float, rows: list[dict], train_s: float, eval_s: float) -> dict:
     head = next((r["accuracy"] for r in rows if r["eval_task"] == task and r["kind"] == "head"), float("nan"))
-    return {"stage": stage, "task": task, "final_loss": round(loss, 4), "head_accuracy": head,
-            "train_seconds": round(train_s, 2), "eval_seconds": round(eval_s, 2)}
+    return {
+        "stage": stage,
+        "task": task,
+        "final_loss": round(loss, 4),
+        "head_accuracy": head,
+        "train_seconds": round(train_s, 2),
+        "eval_seconds": round(eval_s, 2),
+    }

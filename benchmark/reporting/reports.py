@@ -1,158 +1,63 @@
 """Summary tables and the markdown report, drawn from ``accuracy_long.csv`` alone.
 
 The long CSV is the source of truth; everything here can be redrawn from it with
-``python -m benchmark.reports results/RUN``.
+``python -m benchmark.reporting.reports results/RUN``.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from benchmark import metrics
 from benchmark.errors import UserError
 from benchmark.files import atomic_text
-
-LONG_CSV = "accuracy_long.csv"
-SUMMARY_CSV = "summary.csv"
-REPORT_MD = "report.md"
-PLOTS_DIR = "plots"
-
-LONG_COLUMNS = ("method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy")
-KINDS = ("head", "lp", "zs")
+from benchmark.reporting import metrics
+from benchmark.reporting.table import (
+    accuracy_matrix,
+    eval_only_tasks,
+    kinds_in_order,
+    load_long_csv,
+    methods_in_order,
+    seeds_of,
+    sequence_tasks,
+    trained_stages,
+    usable_rows,
+)
+from benchmark.rundir import LONG_CSV, PLOTS_DIR, REPORT_MD, SUMMARY_CSV, run_title
 
 # Metrics whose spread over seeds is reported next to the mean.
 METRICS_WITH_STD = ("avg_acc_final", "last", "delta_final_untrained")
 # The columns shown in report.md; summary.csv keeps them all.
 REPORT_COLUMNS = (
-    "method", "kind", "n_seeds", "avg_acc_final", "last", "forgetting_if", "forgetting_max",
-    "bwt", "fwt", "mtil_transfer", "delta_final_untrained", "delta_mean_untrained",
+    "method",
+    "kind",
+    "n_seeds",
+    "avg_acc_final",
+    "last",
+    "forgetting_if",
+    "forgetting_max",
+    "bwt",
+    "fwt",
+    "mtil_transfer",
+    "delta_final_untrained",
+    "delta_mean_untrained",
 )
-
-
-# ---------------------------------------------------------------- reading the long CSV
-
-def usable_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows that count for metrics: all of them, less those whose optional ``status`` is "failed"."""
-    if "status" not in df.columns:
-        return df
-    return df[df["status"] != "failed"]
-
-
-def sequence_tasks(df: pd.DataFrame) -> list[str]:
-    """The trained tasks in stage order (stage 1 first), recovered from ``trained_task`` by stage.
-
-    Raises ValueError when a stage names two tasks (e.g. two methods ran different
-    sequences) or when stages 1..S are not all present.
-    """
-    trained = df.loc[df["stage"] >= 1, ["stage", "trained_task"]].drop_duplicates()
-    tasks_by_stage = trained.groupby("stage")["trained_task"].unique()
-    ambiguous = {int(stage): list(tasks) for stage, tasks in tasks_by_stage.items() if len(tasks) > 1}
-    if ambiguous:
-        raise ValueError(f"stages train different tasks across rows: {ambiguous}")
-    stages = [int(stage) for stage in tasks_by_stage.index]
-    if stages != list(range(1, len(stages) + 1)):
-        raise ValueError(f"stages must run 1..S without gaps, got {stages}")
-    return [str(tasks[0]) for tasks in tasks_by_stage]
-
-
-def eval_only_tasks(df: pd.DataFrame) -> list[str]:
-    """Evaluated tasks that no stage trains, in order of first appearance in the CSV."""
-    trained = set(sequence_tasks(df))
-    return [str(task) for task in pd.unique(df["eval_task"]) if task not in trained]
-
-
-def num_stages(df: pd.DataFrame) -> int:
-    """S, the last fine-tuning stage present in the frame (0 when only the pre-trained model ran)."""
-    return int(df["stage"].max()) if len(df) else 0
-
-
-def accuracy_matrix(df: pd.DataFrame, method: str, seed: int, kind: str, columns: Sequence[str]) -> np.ndarray:
-    """Accuracies of one (method, seed, kind) as a ``[S+1, len(columns)]`` array, NaN where missing.
-
-    S is taken from the whole frame, so a run that stopped early shows NaN rows instead of
-    a shorter matrix. Raises ValueError on two rows for the same (stage, eval_task).
-    """
-    rows = df[(df["method"] == method) & (df["seed"] == seed) & (df["kind"] == kind)]
-    duplicated = rows.duplicated(["stage", "eval_task"], keep=False)
-    if duplicated.any():
-        first = rows[duplicated].iloc[0]
-        raise ValueError(
-            f"duplicate rows for method={method!r} seed={seed} kind={kind!r} "
-            f"stage={first['stage']} eval_task={first['eval_task']!r}"
-        )
-    matrix = np.full((num_stages(df) + 1, len(columns)), np.nan)
-    column_index = {task: index for index, task in enumerate(columns)}
-    rows = rows[rows["eval_task"].isin(column_index)]
-    stage_rows = rows["stage"].to_numpy(int)
-    task_columns = rows["eval_task"].map(column_index).to_numpy(int)
-    matrix[stage_rows, task_columns] = rows["accuracy"].to_numpy(float)
-    return matrix
-
-
-def trained_stages(df: pd.DataFrame, columns: Sequence[str]) -> list[int]:
-    """For each column, the 1-based stage that trains it, or -1 for eval-only tasks."""
-    stage_of = {task: stage for stage, task in enumerate(sequence_tasks(df), start=1)}
-    return [stage_of.get(task, metrics.NEVER_TRAINED) for task in columns]
-
-
-def methods_in_order(df: pd.DataFrame) -> list[str]:
-    """Method names in order of first appearance."""
-    return [str(method) for method in pd.unique(df["method"])]
-
-
-def kinds_in_order(df: pd.DataFrame, method: str) -> list[str]:
-    """The kinds (head, lp, zs order) that have rows for this method."""
-    present = set(df.loc[df["method"] == method, "kind"])
-    return [kind for kind in KINDS if kind in present]
-
-
-def seeds_of(df: pd.DataFrame, method: str, kind: str) -> list[int]:
-    """Sorted seeds with rows for this (method, kind)."""
-    rows = df[(df["method"] == method) & (df["kind"] == kind)]
-    return sorted(int(seed) for seed in pd.unique(rows["seed"]))
-
-
-def load_long_csv(csv_path: Path) -> pd.DataFrame:
-    """Read and check the long CSV; every problem becomes a one-line UserError."""
-    try:
-        df = pd.read_csv(csv_path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read {csv_path}: {error}") from None
-    missing = [column for column in LONG_COLUMNS if column not in df.columns]
-    if missing:
-        raise UserError(f"{csv_path} lacks columns {missing}; expected {list(LONG_COLUMNS)}")
-    unknown_kinds = sorted({str(kind) for kind in df["kind"]} - set(KINDS))
-    if unknown_kinds:
-        raise UserError(f"{csv_path} has unknown kinds {unknown_kinds}; valid: {list(KINDS)}")
-    for column in ("seed", "stage", "accuracy"):
-        if not pd.api.types.is_numeric_dtype(df[column]):
-            raise UserError(f"{csv_path}: column {column!r} is not numeric")
-    if (df["stage"] < 0).any():
-        raise UserError(f"{csv_path}: negative stage numbers")
-    usable = usable_rows(df)
-    cell = ["method", "seed", "kind", "stage", "eval_task"]
-    duplicated = usable[usable.duplicated(cell, keep=False)]
-    if len(duplicated):
-        first = ", ".join(f"{key}={value}" for key, value in duplicated.iloc[0][cell].items())
-        raise UserError(f"{csv_path}: {len(duplicated)} rows measure the same cell, e.g. {first}")
-    try:
-        sequence = sequence_tasks(usable)
-    except ValueError as error:
-        raise UserError(f"{csv_path}: {error}") from None
-    if not sequence:
-        raise UserError(f"{csv_path} has no usable fine-tuning stage (rows with stage >= 1)")
-    return df
 
 
 # ---------------------------------------------------------------- summary table
 
+
 def seed_metrics(
-    full: np.ndarray, num_sequence_tasks: int, trained_stage: Sequence[int], eval_only: Sequence[str],
+    full: np.ndarray,
+    num_sequence_tasks: int,
+    trained_stage: Sequence[int],
+    eval_only: Sequence[str],
 ) -> dict[str, float]:
     """All summary metrics of one seed's ``[S+1, K]`` matrix (sequence columns first)."""
     R = full[:, :num_sequence_tasks]
@@ -194,8 +99,19 @@ def _mean_or_nan(values: np.ndarray) -> float:
 def summary_columns(eval_only: Sequence[str]) -> list[str]:
     """Column order of :func:`summarise`: each reported std right after its mean."""
     columns = ["method", "kind", "n_seeds"]
-    for name in ("avg_acc_final", "last", "forgetting_if", "forgetting_max", "bwt", "fwt",
-                 "mtil_transfer", "mtil_avg", "mtil_last", "delta_final_untrained", "delta_mean_untrained"):
+    for name in (
+        "avg_acc_final",
+        "last",
+        "forgetting_if",
+        "forgetting_max",
+        "bwt",
+        "fwt",
+        "mtil_transfer",
+        "mtil_avg",
+        "mtil_last",
+        "delta_final_untrained",
+        "delta_mean_untrained",
+    ):
         columns.append(name)
         if name in METRICS_WITH_STD:
             columns.append(f"{name}_std")
@@ -218,10 +134,14 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     for method in methods_in_order(df):
         for kind in kinds_in_order(df, method):
             seeds = seeds_of(df, method, kind)
-            per_seed = pd.DataFrame([
-                seed_metrics(accuracy_matrix(df, method, seed, kind, columns), len(sequence), trained_stage, eval_only)
-                for seed in seeds
-            ])
+            per_seed = pd.DataFrame(
+                [
+                    seed_metrics(
+                        accuracy_matrix(df, method, seed, kind, columns), len(sequence), trained_stage, eval_only
+                    )
+                    for seed in seeds
+                ]
+            )
             record = {"method": method, "kind": kind, "n_seeds": len(seeds)}
             record.update({name: float(per_seed[name].to_numpy().mean()) for name in per_seed.columns})
             record.update({f"{name}_std": float(per_seed[name].to_numpy().std()) for name in METRICS_WITH_STD})
@@ -230,6 +150,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- markdown
+
 
 def _format_cell(value: object, floatfmt: str) -> str:
     if isinstance(value, (float, np.floating)):
@@ -243,9 +164,11 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".1f") -> str:
     Written by hand because ``DataFrame.to_markdown`` needs the optional ``tabulate`` package.
     """
     header = "| " + " | ".join(str(column) for column in df.columns) + " |"
-    align = "| " + " | ".join(
-        "---:" if pd.api.types.is_numeric_dtype(df[column]) else "---" for column in df.columns
-    ) + " |"
+    align = (
+        "| "
+        + " | ".join("---:" if pd.api.types.is_numeric_dtype(df[column]) else "---" for column in df.columns)
+        + " |"
+    )
     body = [
         "| " + " | ".join(_format_cell(value, floatfmt) for value in row) + " |"
         for row in df.itertuples(index=False, name=None)
@@ -255,11 +178,6 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".1f") -> str:
 
 # ---------------------------------------------------------------- files
 
-def _run_title(run_dir: Path) -> str:
-    from benchmark.leaderboard import run_title
-
-    return run_title(run_dir)
-
 
 def report_markdown(run_dir: Path, df: pd.DataFrame, summary: pd.DataFrame, images: Sequence[Path]) -> str:
     """The text of report.md: run description, compact summary table, metric notes, figures."""
@@ -268,7 +186,7 @@ def report_markdown(run_dir: Path, df: pd.DataFrame, summary: pd.DataFrame, imag
     seeds = sorted(int(seed) for seed in pd.unique(usable["seed"]))
     failed = len(df) - len(usable)
     lines = [
-        f"# Continual fine-tuning report: {_run_title(run_dir)}",
+        f"# Continual fine-tuning report: {run_title(run_dir)}",
         "",
         f"- Sequence: {' -> '.join(sequence) or '(none)'}",
         f"- Eval-only tasks (never trained, marked * in the plots): {', '.join(eval_only) or '(none)'}",
@@ -276,7 +194,7 @@ def report_markdown(run_dir: Path, df: pd.DataFrame, summary: pd.DataFrame, imag
         f"- Source of truth: [{LONG_CSV}]({LONG_CSV}); full table with every metric: [{SUMMARY_CSV}]({SUMMARY_CSV})",
     ]
     if failed:
-        lines.append(f"- Rows with status \"failed\", left out of every metric: {failed}")
+        lines.append(f'- Rows with status "failed", left out of every metric: {failed}')
     lines += [
         "",
         "## Summary (mean over seeds, accuracy in percent)",
@@ -302,7 +220,7 @@ def report_markdown(run_dir: Path, df: pd.DataFrame, summary: pd.DataFrame, imag
 def write_report(run_dir: Path) -> None:
     """Redraw summary.csv, plots/ and report.md of a run from its accuracy_long.csv alone."""
     # Imported here so that computing tables never pays for (or depends on) matplotlib.
-    from benchmark import plots
+    from benchmark.reporting import plots
 
     run_dir = Path(run_dir)
     df = load_long_csv(run_dir / LONG_CSV)
@@ -319,8 +237,8 @@ def write_report(run_dir: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m benchmark.reports RUN_DIR``: redraw a run's tables and figures; 2 on a bad CSV."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.reports", description=main.__doc__)
+    """``python -m benchmark.reporting.reports RUN_DIR``: redraw a run's tables and figures; 2 on a bad CSV."""
+    parser = argparse.ArgumentParser(prog="python -m benchmark.reporting.reports", description=main.__doc__)
     parser.add_argument("run_dir", type=Path, help=f"folder holding {LONG_CSV}")
     args = parser.parse_args(argv)
     try:

@@ -3,34 +3,40 @@
 Built from ``accuracy_long.csv`` alone (plus manifest.json for runs that failed), written as
 leaderboard.csv, leaderboard.md and a self-contained leaderboard.html. Runs made separately
 (other methods, other seeds, other machines) are merged with
-``python -m benchmark.leaderboard RUN1 RUN2 ... [--out DIR]``, which refuses runs whose
+``python -m benchmark.reporting.leaderboard RUN1 RUN2 ... [--out DIR]``, which refuses runs whose
 numbers are not comparable (see :func:`check_mergeable`).
 """
+
 from __future__ import annotations
 
 import argparse
 import base64
 import html
 import json
-import re
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from benchmark import reports
+from benchmark import rundir
 from benchmark.errors import UserError
 from benchmark.files import atomic_text
+from benchmark.reporting import reports, table
+from benchmark.rundir import (
+    CONFIG_YAML,
+    LEADERBOARD_CSV,
+    LEADERBOARD_HTML,
+    LEADERBOARD_MD,
+    MANIFEST_JSON,
+    run_title,
+    safe_name,
+)
 
-LEADERBOARD_CSV = "leaderboard.csv"
-LEADERBOARD_MD = "leaderboard.md"
-LEADERBOARD_HTML = "leaderboard.html"
-CONFIG_YAML = "config.yaml"
-MANIFEST_JSON = "manifest.json"
 DEFAULT_MERGE_OUT = Path("results/leaderboard-merged")
 
 BEST, OVERLAPS, BELOW = "best", "≈", "<"
@@ -76,6 +82,7 @@ LEGEND = (
 
 # ---------------------------------------------------------------- building the table
 
+
 def build_leaderboard(df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, int]] = ()) -> pd.DataFrame:
     """One row per method: mean and std over seeds of last head acc, dLP and dZS, ranks and spread marks.
 
@@ -84,16 +91,17 @@ def build_leaderboard(df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, in
     methods with only failed seeds are kept, with NaN metrics and no rank.
     """
     failed_seeds = _failed_seeds(df_long, failed_runs)
-    usable = reports.usable_rows(df_long)
+    usable = table.usable_rows(df_long)
     summary = reports.summarise(usable) if len(usable) else None
-    methods = list(dict.fromkeys(reports.methods_in_order(df_long) + list(failed_seeds)))
+    methods = list(dict.fromkeys(table.methods_in_order(df_long) + list(failed_seeds)))
     board = pd.DataFrame([_method_record(method, usable, summary, failed_seeds) for method in methods])
     for metric in BOARD_METRICS:
         seeds_column = f"_n_{metric.column}"
         if metric.rank_column:
             board[metric.rank_column] = board[metric.column].rank(ascending=False, method="min").astype("Int64")
         board[metric.mark_column] = spread_marks(
-            board[metric.column].to_numpy(float), board[f"{metric.column}_std"].to_numpy(float),
+            board[metric.column].to_numpy(float),
+            board[f"{metric.column}_std"].to_numpy(float),
             board[seeds_column].to_numpy(int),
         )
     board = board.sort_values(["rank_acc", "rank_dlp"], na_position="last", kind="stable")
@@ -123,13 +131,18 @@ def _failed_seeds(df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, int]])
 
 
 def _method_record(
-    method: str, usable: pd.DataFrame, summary: Optional[pd.DataFrame], failed_seeds: dict[str, set[int]],
+    method: str,
+    usable: pd.DataFrame,
+    summary: Optional[pd.DataFrame],
+    failed_seeds: dict[str, set[int]],
 ) -> dict[str, Any]:
     """The leaderboard numbers of one method, read from its summarise() rows (NaN where absent)."""
     seeds = pd.unique(usable.loc[usable["method"] == method, "seed"])
     failed = sorted(failed_seeds.get(method, set()))
     record: dict[str, Any] = {
-        "method": method, "status": "failed" if failed else "ok", "n_seeds": len(seeds),
+        "method": method,
+        "status": "failed" if failed else "ok",
+        "n_seeds": len(seeds),
         "failed_seeds": " ".join(map(str, failed)),
     }
     for metric in BOARD_METRICS:
@@ -174,6 +187,7 @@ def spread_marks(means: np.ndarray, stds: np.ndarray, n_seeds: np.ndarray) -> li
 
 # ---------------------------------------------------------------- markdown and HTML
 
+
 def _mean_std_text(mean: float, std: float, n_seeds: int) -> str:
     """Mean and std as text; the mean alone for one seed, whose std of 0 would suggest a measured spread."""
     if np.isnan(mean):
@@ -198,12 +212,19 @@ def display_cells(board: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, 
     headers.append("failed_seeds")
     rows = []
     for _, entry in board.iterrows():
-        cells = [(entry["method"], entry["method"]), (entry["status"], entry["status"]),
-                 (str(entry["n_seeds"]), str(entry["n_seeds"]))]
+        cells = [
+            (entry["method"], entry["method"]),
+            (entry["status"], entry["status"]),
+            (str(entry["n_seeds"]), str(entry["n_seeds"])),
+        ]
         for metric in BOARD_METRICS:
             mean = float(entry[metric.column])
-            cells.append((_mean_std_text(mean, float(entry[f"{metric.column}_std"]), int(entry["n_seeds"])),
-                          "" if np.isnan(mean) else repr(mean)))
+            cells.append(
+                (
+                    _mean_std_text(mean, float(entry[f"{metric.column}_std"]), int(entry["n_seeds"])),
+                    "" if np.isnan(mean) else repr(mean),
+                )
+            )
             if metric.rank_column:
                 rank = _rank_text(entry[metric.rank_column])
                 cells.append((rank, rank))
@@ -216,18 +237,21 @@ def display_cells(board: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, 
 
 def _run_description(df_long: pd.DataFrame) -> list[str]:
     """Bullet lines naming the sequence and the eval-only tasks."""
-    usable = reports.usable_rows(df_long)
-    sequence, eval_only = reports.sequence_tasks(usable), reports.eval_only_tasks(usable)
-    return [f"- Sequence: {' -> '.join(sequence) or '(none)'}",
-            f"- Eval-only tasks (dLP / dZS are measured on these): {', '.join(eval_only) or '(none)'}"]
+    usable = table.usable_rows(df_long)
+    sequence, eval_only = table.sequence_tasks(usable), table.eval_only_tasks(usable)
+    return [
+        f"- Sequence: {' -> '.join(sequence) or '(none)'}",
+        f"- Eval-only tasks (dLP / dZS are measured on these): {', '.join(eval_only) or '(none)'}",
+    ]
 
 
 def leaderboard_markdown(title: str, df_long: pd.DataFrame, board: pd.DataFrame) -> str:
     """The text of leaderboard.md: what was run, the table, and the legend."""
     headers, rows = display_cells(board)
     table = pd.DataFrame([[text for text, _ in cells] for cells in rows], columns=headers, dtype=object)
-    return "\n".join([f"# Leaderboard: {title}", "", *_run_description(df_long), "",
-                      reports.markdown_table(table), LEGEND])
+    return "\n".join(
+        [f"# Leaderboard: {title}", "", *_run_description(df_long), "", reports.markdown_table(table), LEGEND]
+    )
 
 
 HTML_STYLE = """
@@ -283,19 +307,19 @@ def figure_paths(run_dir: Path, methods: Sequence[str]) -> list[Path]:
 
     Named from the methods on the board, so stale figures of other methods in plots/ are left out.
     """
-    from benchmark.plots import _safe_name  # lazy: building tables should not pay for matplotlib
 
-    plot_dir = Path(run_dir) / reports.PLOTS_DIR
-    names = ["forgetting_curve.png"] + [f"dlp_{_safe_name(method)}.png" for method in methods]
-    names += [f"heatmap_{_safe_name(method)}_{kind}.png" for method in methods for kind in reports.KINDS]
+    plot_dir = Path(run_dir) / rundir.PLOTS_DIR
+    names = ["forgetting_curve.png"] + [f"dlp_{safe_name(method)}.png" for method in methods]
+    names += [f"heatmap_{safe_name(method)}_{kind}.png" for method in methods for kind in table.KINDS]
     return [plot_dir / name for name in names if (plot_dir / name).is_file()]
 
 
 def _html_figure(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     caption = html.escape(path.stem)
-    return (f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{caption}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{caption}" src="data:image/png;base64,{data}"><figcaption>{caption}</figcaption></figure>'
+    )
 
 
 def _legend_html() -> str:
@@ -325,6 +349,7 @@ def leaderboard_html(title: str, df_long: pd.DataFrame, board: pd.DataFrame, fig
 
 # ---------------------------------------------------------------- one run
 
+
 def read_manifest_runs(run_dir: Path) -> list[dict[str, Any]]:
     """The ``runs`` list of run_dir/manifest.json ([] when there is no manifest)."""
     path = Path(run_dir) / MANIFEST_JSON
@@ -332,8 +357,10 @@ def read_manifest_runs(run_dir: Path) -> list[dict[str, Any]]:
         return []
     try:
         runs = json.loads(path.read_text(encoding="utf-8")).get("runs", [])
-        return [{"method": str(run["method"]), "seed": int(run["seed"]), "status": str(run.get("status", "ok"))}
-                for run in runs]
+        return [
+            {"method": str(run["method"]), "seed": int(run["seed"]), "status": str(run.get("status", "ok"))}
+            for run in runs
+        ]
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         raise UserError(f"cannot read {path}: {error}") from None
 
@@ -343,15 +370,10 @@ def failed_runs_of(manifest_runs: Iterable[dict[str, Any]]) -> set[tuple[str, in
     return {(run["method"], run["seed"]) for run in manifest_runs if run["status"] != "ok"}
 
 
-def run_title(run_dir: Path) -> str:
-    """The run's folder name; inside the runner's staging folder ``.NAME.partial``, the final NAME."""
-    name = Path(run_dir).resolve().name
-    staging = re.fullmatch(r"\.(.+)\.partial(-\d+)?", name)
-    return staging.group(1) if staging else name
-
-
 def write_leaderboard_files(
-    out_dir: Path, df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, int]] = (),
+    out_dir: Path,
+    df_long: pd.DataFrame,
+    failed_runs: Iterable[tuple[str, int]] = (),
 ) -> list[Path]:
     """Write leaderboard.csv, .md and .html into out_dir (figures from out_dir/plots); return the paths."""
     out_dir = Path(out_dir)
@@ -368,11 +390,12 @@ def write_leaderboard_files(
 def write_leaderboard(run_dir: Path) -> list[Path]:
     """Build the leaderboard of one run from its accuracy_long.csv (and manifest.json) and write it there."""
     run_dir = Path(run_dir)
-    df_long = reports.load_long_csv(run_dir / reports.LONG_CSV)
+    df_long = table.load_long_csv(run_dir / rundir.LONG_CSV)
     return write_leaderboard_files(run_dir, df_long, failed_runs_of(read_manifest_runs(run_dir)))
 
 
 # ---------------------------------------------------------------- merging runs
+
 
 @dataclass
 class LoadedRun:
@@ -394,8 +417,8 @@ def load_run(run_dir: Path) -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
-    if not (run_dir / reports.LONG_CSV).is_file():
-        raise UserError(f"{run_dir} has no {reports.LONG_CSV}; is it a finished run directory?")
+    if not (run_dir / rundir.LONG_CSV).is_file():
+        raise UserError(f"{run_dir} has no {rundir.LONG_CSV}; is it a finished run directory?")
     config_path = run_dir / CONFIG_YAML
     if not config_path.is_file():
         raise UserError(f"{run_dir} has no {CONFIG_YAML}, so its settings cannot be checked against the other runs")
@@ -405,7 +428,7 @@ def load_run(run_dir: Path) -> LoadedRun:
         raise UserError(f"cannot read {config_path}: {str(error).splitlines()[0]}") from None
     if not isinstance(config, dict):
         raise UserError(f"{config_path} is not a mapping")
-    df = reports.load_long_csv(run_dir / reports.LONG_CSV)
+    df = table.load_long_csv(run_dir / rundir.LONG_CSV)
     return LoadedRun(run_dir, df, config, read_manifest_runs(run_dir))
 
 
@@ -427,11 +450,11 @@ def comparison_keys(run: LoadedRun) -> dict[str, Any]:
     was pretrained; the training protocol; the evaluation settings except eval.batch_size,
     which only changes speed (so that a smaller GPU can use a smaller batch).
     """
-    usable = reports.usable_rows(run.df)
+    usable = table.usable_rows(run.df)
     config = run.config
     keys: dict[str, Any] = {
-        "sequence stage order (accuracy_long.csv)": reports.sequence_tasks(usable),
-        "eval-only tasks (accuracy_long.csv)": sorted(reports.eval_only_tasks(usable)),
+        "sequence stage order (accuracy_long.csv)": table.sequence_tasks(usable),
+        "eval-only tasks (accuracy_long.csv)": sorted(table.eval_only_tasks(usable)),
         "sequence (config.yaml)": config.get("sequence"),
     }
     model = config.get("model") or {}
@@ -463,7 +486,7 @@ def check_mergeable(runs: Sequence[LoadedRun]) -> None:
             if mine != theirs:
                 raise UserError(f"cannot merge {first.path} and {other.path}: {key} differs ({mine!r} vs {theirs!r})")
     for index, run in enumerate(runs):
-        for other in runs[index + 1:]:
+        for other in runs[index + 1 :]:
             _check_shared_methods(run, other)
 
 
@@ -472,16 +495,20 @@ def _check_shared_methods(run: LoadedRun, other: LoadedRun) -> None:
     duplicates = sorted(run.method_seeds() & other.method_seeds())
     if duplicates:
         method, seed = duplicates[0]
-        raise UserError(f"cannot merge {run.path} and {other.path}: both hold method {method!r} seed {seed} "
-                        f"({len(duplicates)} duplicate (method, seed) pair(s)); give each pair once")
+        raise UserError(
+            f"cannot merge {run.path} and {other.path}: both hold method {method!r} seed {seed} "
+            f"({len(duplicates)} duplicate (method, seed) pair(s)); give each pair once"
+        )
     shared = {method for method, _ in run.method_seeds()} & {method for method, _ in other.method_seeds()}
     for method in sorted(shared):
         for component in method.split("+"):
             mine = (run.config.get("hparams") or {}).get(component, {})
             theirs = (other.config.get("hparams") or {}).get(component, {})
             if mine != theirs:
-                raise UserError(f"cannot merge {run.path} and {other.path}: method {method!r} is in both but "
-                                f"hparams.{component} differs ({mine!r} vs {theirs!r})")
+                raise UserError(
+                    f"cannot merge {run.path} and {other.path}: method {method!r} is in both but "
+                    f"hparams.{component} differs ({mine!r} vs {theirs!r})"
+                )
 
 
 def merged_long(runs: Sequence[LoadedRun]) -> pd.DataFrame:
@@ -512,8 +539,9 @@ def merged_manifest(runs: Sequence[LoadedRun]) -> dict[str, Any]:
     for run in runs:
         statuses = {(entry["method"], entry["seed"]): entry["status"] for entry in run.manifest_runs}
         for method, seed in sorted(run.method_seeds()):
-            entries.append({"method": method, "seed": seed, "status": statuses.get((method, seed), "ok"),
-                            "source": str(run.path)})
+            entries.append(
+                {"method": method, "seed": seed, "status": statuses.get((method, seed), "ok"), "source": str(run.path)}
+            )
     return {"merged_from": [str(run.path) for run in runs], "runs": entries}
 
 
@@ -521,7 +549,7 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
     """Check the runs can share a leaderboard, then write the merged run folder and its leaderboard.
 
     out_dir gets accuracy_long.csv, config.yaml and manifest.json (so it can be merged again or
-    redrawn with ``python -m benchmark.reports``), the report and plots unless ``draw_plots`` is
+    redrawn with ``python -m benchmark.reporting.reports``), the report and plots unless ``draw_plots`` is
     False, and leaderboard.csv/.md/.html. Raises UserError when the runs cannot be merged.
     """
     resolved = [Path(run_dir).resolve() for run_dir in run_dirs]
@@ -534,9 +562,8 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
     check_mergeable(runs)
     out_dir = Path(out_dir)
     merged = merged_long(runs)
-    atomic_text(out_dir / reports.LONG_CSV, merged.to_csv(index=False))
-    atomic_text(out_dir / CONFIG_YAML,
-                              yaml.safe_dump(merged_config(runs, out_dir.resolve().name), sort_keys=False))
+    atomic_text(out_dir / rundir.LONG_CSV, merged.to_csv(index=False))
+    atomic_text(out_dir / CONFIG_YAML, yaml.safe_dump(merged_config(runs, out_dir.resolve().name), sort_keys=False))
     manifest = merged_manifest(runs)
     atomic_text(out_dir / MANIFEST_JSON, json.dumps(manifest, indent=2))
     if draw_plots:
@@ -545,11 +572,12 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m benchmark.leaderboard RUN1 RUN2 ... [--out DIR]``: merge runs into one leaderboard; 2 if refused."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.leaderboard", description=main.__doc__)
+    """``python -m benchmark.reporting.leaderboard RUN1 RUN2 ... [--out DIR]``: merge runs into one leaderboard; 2 if refused."""
+    parser = argparse.ArgumentParser(prog="python -m benchmark.reporting.leaderboard", description=main.__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with accuracy_long.csv and config.yaml)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_MERGE_OUT,
-                        help=f"output folder (default {DEFAULT_MERGE_OUT})")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_MERGE_OUT, help=f"output folder (default {DEFAULT_MERGE_OUT})"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip summary.csv, report.md and plots/ (faster)")
     args = parser.parse_args(argv)
     try:

@@ -1,4 +1,5 @@
 """Command line: ``python run_benchmark.py [--config FILE] [--key.sub VALUE ...]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ from typing import Optional
 from benchmark.config import RunConfig, apply_override, load_yaml
 from benchmark.errors import UserError
 
-EMBEDDED_DEFAULT = Path(__file__).parent / "presets" / "embedded.yaml"
+EMBEDDED_DEFAULT = Path(__file__).parents[1] / "presets" / "embedded.yaml"
 EPILOG = """Without --config, the embedded default (benchmark/presets/embedded.yaml) runs.
 Any config key can be overridden with a dotted flag, e.g. --train.lr 1e-4,
 --model.name ViT-B-32 --model.pretrained openai, --hparams.ldifs.alpha 5. A composition
@@ -30,12 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", dest="results_dir", help="where run directories are written")
     p.add_argument("--name", help="run directory name (default <sequence>-<config hash>)")
     p.add_argument("--data-root", dest="data_root", help="folder of real datasets (default ./data)")
-    p.add_argument("--download", action="store_true", default=None,
-                   help="let torchvision download missing datasets (needs network)")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        default=None,
+        help="let torchvision download missing datasets (needs network)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (batch jobs); run.log still has all")
     p.add_argument("--fresh", action="store_true", help="discard an earlier (partial or complete) run of this config")
-    p.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep every stage's checkpoint (default: only what resume needs, dropped when done)")
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep every stage's checkpoint (default: only what resume needs, dropped when done)",
+    )
     p.add_argument("--loggers", help="Avalanche loggers for the training loss: tensorboard,csv,wandb,text")
     p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
@@ -63,6 +71,7 @@ def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
 def _expand_methods(text: str) -> str:
     if text.strip() == "all":
         from methods import METHODS
+
         return ",".join(METHODS.names())
     return text
 
@@ -113,8 +122,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.list_methods or args.list_tasks or args.list_sequences:
             print_registries(args)
             return 0
-        from benchmark.runner import run
-        from benchmark.summary import print_headline
+        from benchmark.reporting.summary import print_headline
+        from benchmark.run.runner import run
 
         run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
         print_headline(run_dir)

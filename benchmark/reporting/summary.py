@@ -1,4 +1,5 @@
 """The short table ``run_benchmark.py`` prints at the end of a run."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,9 +12,13 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
     head = summary[summary.kind == "head"].set_index("method")
     lp = summary[summary.kind == "lp"].set_index("method")
     zs = summary[summary.kind == "zs"].set_index("method")
-    out = pd.DataFrame({"last head acc": head.get("last"),
-                        "mean dLP (untrained)": lp.get("delta_final_untrained"),
-                        "mean dZS (untrained)": zs.get("delta_final_untrained")})
+    out = pd.DataFrame(
+        {
+            "last head acc": head.get("last"),
+            "mean dLP (untrained)": lp.get("delta_final_untrained"),
+            "mean dZS (untrained)": zs.get("delta_final_untrained"),
+        }
+    )
     return out.reindex(head.index)
 
 

@@ -1,4 +1,5 @@
 """What a method is: a named set of Avalanche plugin hooks on the shared engine."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +32,7 @@ class Method(SupervisedPlugin):
     # would silently do nothing beside a method that freezes the encoder: refused.
     needs_encoder_training: ClassVar[bool] = False
 
-    def __init__(self, params: Optional["Method.Params"] = None) -> None:
+    def __init__(self, params: Optional[Method.Params] = None) -> None:
         super().__init__()
         self.params = params if params is not None else self.Params()
 
@@ -77,13 +78,17 @@ def build_method(spec: str, hparams: dict[str, dict[str, Any]]) -> list[Method]:
         raise UserError(f"method {spec!r} names a part twice")
     if len(classes) > 1 and not all(c.trains for c in classes):
         frozen = [c.name for c in classes if not c.trains]
-        raise UserError(f"method {spec!r} cannot be composed: {', '.join(frozen)} trains nothing, "
-                        "so nothing else can act on its training")
+        raise UserError(
+            f"method {spec!r} cannot be composed: {', '.join(frozen)} trains nothing, "
+            "so nothing else can act on its training"
+        )
     frozen_by = [c.name for c in classes if c.freeze_encoder]
     idle = [c.name for c in classes if c.needs_encoder_training]
     if frozen_by and idle:
-        raise UserError(f"method {spec!r} cannot be composed: {', '.join(frozen_by)} freezes the image encoder, "
-                        f"so {', '.join(idle)} (which only acts on the encoder) would change nothing")
+        raise UserError(
+            f"method {spec!r} cannot be composed: {', '.join(frozen_by)} freezes the image encoder, "
+            f"so {', '.join(idle)} (which only acts on the encoder) would change nothing"
+        )
     inits = {c.head_init for c in classes if c.head_init}
     if len(inits) > 1:
         raise UserError(f"method {spec!r} cannot be composed: its parts ask for different head inits {sorted(inits)}")

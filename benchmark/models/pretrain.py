@@ -4,6 +4,7 @@ The result is saved in open_clip's own folder format (``open_clip_config.json`` 
 ``open_clip_pytorch_model.bin``) and loaded back through ``local-dir:``, exactly as a
 real checkpoint would be.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.config import ModelConfig, to_dict
-from benchmark.models import OPENAI_MEAN, OPENAI_STD, BatchPreprocess, quiet_root_logger, suite_model_config
+from benchmark.logs import quiet_root_logger
+from benchmark.models.architectures import suite_model_config
+from benchmark.models.preprocess import OPENAI_MEAN, OPENAI_STD, BatchPreprocess
 
 WORLD_VERSION = 1  # bump when tasks/synthetic.py renders differently: old caches become stale
 
@@ -26,8 +29,15 @@ def cache_key(cfg: ModelConfig) -> str:
     """Folder name for a (model config, pretraining config, world version) triple."""
     import open_clip
 
-    blob = json.dumps({"model": suite_model_config(cfg.name), "pretrain": to_dict(cfg.pretrain),
-                       "world": WORLD_VERSION, "open_clip": open_clip.__version__.split(".")[0]}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "model": suite_model_config(cfg.name),
+            "pretrain": to_dict(cfg.pretrain),
+            "world": WORLD_VERSION,
+            "open_clip": open_clip.__version__.split(".")[0],
+        },
+        sort_keys=True,
+    )
     return f"{cfg.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -49,14 +59,17 @@ def ensure_pretrained(cfg: ModelConfig, cache_dir: Path, progress: bool = True) 
 
 
 def _write_config(folder: Path, name: str) -> None:
-    payload = {"model_cfg": suite_model_config(name),
-               "preprocess_cfg": {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD)}}
+    payload = {
+        "model_cfg": suite_model_config(name),
+        "preprocess_cfg": {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD)},
+    }
     (folder / "open_clip_config.json").write_text(json.dumps(payload, indent=2))
 
 
 def pretrain(folder: Path, cfg: ModelConfig, progress: bool = True) -> dict:
     """Train a randomly initialised CLIP contrastively on rendered image-caption pairs."""
     import open_clip
+
     from tasks.synthetic import render
 
     p = cfg.pretrain
@@ -66,8 +79,11 @@ def pretrain(folder: Path, cfg: ModelConfig, progress: bool = True) -> dict:
     tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
     world = render(p.images, seed=p.seed + 123_457)  # seeds disjoint from every task's
     texts = tokenizer(world.captions(p.seed))  # [N, context_length]
-    prep = BatchPreprocess(model.visual.image_size if isinstance(model.visual.image_size, int)
-                           else model.visual.image_size[0], OPENAI_MEAN, OPENAI_STD)
+    prep = BatchPreprocess(
+        model.visual.image_size if isinstance(model.visual.image_size, int) else model.visual.image_size[0],
+        OPENAI_MEAN,
+        OPENAI_STD,
+    )
     loss_fn = open_clip.ClipLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     steps = p.epochs * math.ceil(p.images / p.batch_size)

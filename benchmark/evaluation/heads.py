@@ -1,7 +1,8 @@
 """Classifier heads on l2-normalised image embeddings: zero-shot (text) and linear probe."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -9,8 +10,9 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def zeroshot_weights(model: nn.Module, tokenizer: Callable, prompts: list[list[str]],
-                     device: torch.device) -> torch.Tensor:
+def zeroshot_weights(
+    model: nn.Module, tokenizer: Callable, prompts: list[list[str]], device: torch.device
+) -> torch.Tensor:
     """Zero-shot head [K, D] as in CLIP (Radford et al. 2021) and the LDIFS authors:
     per-template text embeddings, normalised, averaged, renormalised, scaled by
     exp(logit_scale), no bias. Always from the original text tower."""
@@ -21,8 +23,9 @@ def zeroshot_weights(model: nn.Module, tokenizer: Callable, prompts: list[list[s
     return torch.stack(rows) * model.logit_scale.exp().float()
 
 
-def fit_linear_probe(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                     weight_decay: float = 1e-4, max_iter: int = 100) -> nn.Linear:
+def fit_linear_probe(
+    feats: torch.Tensor, labels: torch.Tensor, num_classes: int, weight_decay: float = 1e-4, max_iter: int = 100
+) -> nn.Linear:
     """Multinomial logistic regression on frozen features, fitted full-batch by L-BFGS.
 
     Deterministic and a few dozen milliseconds for thousands of examples; the authors'
@@ -36,8 +39,15 @@ def fit_linear_probe(feats: torch.Tensor, labels: torch.Tensor, num_classes: int
     head = nn.Linear(feats.shape[1], num_classes).to(feats.device)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
-    opt = torch.optim.LBFGS(head.parameters(), lr=1, max_iter=max_iter, history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
+    opt = torch.optim.LBFGS(
+        head.parameters(),
+        lr=1,
+        max_iter=max_iter,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()

@@ -1,5 +1,6 @@
 """A run: validate everything, load model and tasks, run every (seed, method) through the
 stage loop, write the results directory atomically."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,42 +10,26 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
-from typing import Optional
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from benchmark.checkpoints import RunLock, StageCheckpoints
-from benchmark.files import atomic_text, atomic_write
 from benchmark.config import RunConfig, config_hash, dump_yaml, load_yaml, validate
 from benchmark.errors import UserError
-from benchmark.heads import zeroshot_weights
-from benchmark.manifest import write_manifest
-from benchmark.models import BatchPreprocess, ClipBundle, check_model_config, load_clip
-from benchmark.scheduler import MethodResult, announce, log, run_method
-from benchmark.tracker import EvalSet, Tracker
+from benchmark.evaluation.heads import zeroshot_weights
+from benchmark.evaluation.tracker import EvalSet, Tracker
+from benchmark.files import atomic_text, atomic_write
+from benchmark.models.loading import ClipBundle, check_model_config, load_clip
+from benchmark.models.preprocess import BatchPreprocess
+from benchmark.run.checkpoints import StageCheckpoints
+from benchmark.run.manifest import write_manifest
+from benchmark.run.scheduler import MethodResult, RunSetup, announce, log, run_method
+from benchmark.rundir import RunLock
 from methods import build_method
 from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
 
 COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status"]
-
-
-
-@dataclass
-class RunSetup:
-    """What every (seed, method) of a run shares."""
-
-    cfg: RunConfig
-    sequence: Sequence
-    tasks: dict[str, Task]
-    bundle: ClipBundle
-    device: torch.device
-    preprocess: BatchPreprocess
-    tracker: Tracker
-    progress: bool
-    log_dir: Optional[str] = None  # where Avalanche's optional loggers write
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,6 +52,7 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, Path]:
     for name in cfg.hparams:
         if name not in {p for spec in cfg.methods for p in spec.split("+")}:
             from methods import METHODS
+
             METHODS.get(name)  # unknown name -> error with the valid choices
     sequence = load_sequence(cfg.sequence)
     for task in sequence.all_tasks:
@@ -94,8 +80,13 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
     device = resolve_device(cfg.device)
     bundle = load_clip(cfg.model, device, progress)
     preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std)
-    ctx = TaskContext(data_root=Path(cfg.data_root), seed=0, train_limit=_load_limit(cfg),
-                      test_limit=cfg.eval.test_limit, download=cfg.download)
+    ctx = TaskContext(
+        data_root=Path(cfg.data_root),
+        seed=0,
+        train_limit=_load_limit(cfg),
+        test_limit=cfg.eval.test_limit,
+        download=cfg.download,
+    )
     tasks = {name: TASKS.get(name)(ctx) for name in sequence.all_tasks}
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
     tracker = Tracker(sets, cfg.eval, preprocess, device, progress)
@@ -159,8 +150,11 @@ def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, ke
     else:
         stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")
         atomic_text(stage0_file, json.dumps(stage0))
-    results = [run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep))
-               for seed in cfg.seeds for spec in cfg.methods]
+    results = [
+        run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep))
+        for seed in cfg.seeds
+        for spec in cfg.methods
+    ]
     _write_outputs(folder, setup, results, time.time() - started, keep)
 
 
@@ -170,8 +164,7 @@ def _dir_for_this_config(cfg: RunConfig, run_dir: Path) -> Path:
         saved = folder / "config.yaml"
         if saved.is_file() and config_hash(load_yaml(saved)) != config_hash(cfg):
             new_dir = run_dir.with_name(f"{run_dir.name}-{config_hash(cfg)}")
-            print(f"note: {folder} holds a run with another config; starting a new run in {new_dir}",
-                  file=sys.stderr)
+            print(f"note: {folder} holds a run with another config; starting a new run in {new_dir}", file=sys.stderr)
             return new_dir
     return run_dir
 
@@ -190,10 +183,11 @@ def _log_file(path: Path):
         handler.close()
 
 
-def _write_outputs(folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float,
-                   keep_checkpoints: bool) -> None:
-    from benchmark.leaderboard import write_leaderboard
-    from benchmark.reports import write_report
+def _write_outputs(
+    folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float, keep_checkpoints: bool
+) -> None:
+    from benchmark.reporting.leaderboard import write_leaderboard
+    from benchmark.reporting.reports import write_report
 
     rows = [{**row, "status": r.status} for r in results for row in r.rows]
     table = pd.DataFrame(rows, columns=COLUMNS)

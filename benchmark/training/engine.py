@@ -7,10 +7,12 @@ device (no per-sample Python), preprocessed there in one call, and stepped under
 autocast on CUDA; the optimiser and the warm-up + cosine schedule are rebuilt per stage
 as in the LDIFS authors' protocol.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -21,7 +23,7 @@ from avalanche.training.templates import SupervisedTemplate
 from tqdm.auto import tqdm
 
 from benchmark.config import TrainConfig
-from benchmark.models import BatchPreprocess, bf16_autocast
+from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
 
@@ -77,8 +79,9 @@ class ClipClassifier(MultiTaskModule):
 class DeviceBatchLoader:
     """Shuffled mini-batches sliced from tensors that live on the device."""
 
-    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, generator: torch.Generator,
-                 single_task: Optional[int]) -> None:
+    def __init__(
+        self, tensors: Sequence[torch.Tensor], batch_size: int, generator: torch.Generator, single_task: Optional[int]
+    ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
         self.generator = generator
@@ -121,10 +124,12 @@ def make_evaluator(loggers: Sequence[str], log_dir: Optional[str]) -> Evaluation
     from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger, WandBLogger
 
     folder = log_dir or "avalanche_logs"
-    make = {"tensorboard": lambda: TensorboardLogger(f"{folder}/tensorboard"),
-            "csv": lambda: CSVLogger(f"{folder}/csv"),
-            "wandb": lambda: WandBLogger(project_name="ldifs-bench", dir=folder),
-            "text": lambda: TextLogger(open(f"{folder}/avalanche.txt", "a"))}
+    make = {
+        "tensorboard": lambda: TensorboardLogger(f"{folder}/tensorboard"),
+        "csv": lambda: CSVLogger(f"{folder}/csv"),
+        "wandb": lambda: WandBLogger(project_name="ldifs-bench", dir=folder),
+        "text": lambda: TextLogger(open(f"{folder}/avalanche.txt", "a")),
+    }
     return EvaluationPlugin(loss_metrics(epoch=True, experience=True), loggers=[make[name]() for name in loggers])
 
 
@@ -133,8 +138,13 @@ def _tensors_of(dataset) -> Optional[list[torch.Tensor]]:
     when it is one untransformed in-memory tensor dataset (what ``make_stream`` builds)."""
     flat = getattr(dataset, "_flat_data", None)
     inner = getattr(flat, "_datasets", [None])
-    if (len(inner) != 1 or not isinstance(inner[0], torch.utils.data.TensorDataset) or flat._indices is not None
-            or not _no_transforms(flat._transform_groups) or not hasattr(dataset, "targets_task_labels")):
+    if (
+        len(inner) != 1
+        or not isinstance(inner[0], torch.utils.data.TensorDataset)
+        or flat._indices is not None
+        or not _no_transforms(flat._transform_groups)
+        or not hasattr(dataset, "targets_task_labels")
+    ):
         return None
     images, labels = inner[0].tensors
     tasks = torch.as_tensor(list(dataset.targets_task_labels), dtype=torch.long)
@@ -150,9 +160,18 @@ def _no_transforms(groups) -> bool:
 class Engine(SupervisedTemplate):
     """Avalanche's supervised template with a device-resident data path (see module doc)."""
 
-    def __init__(self, model: ClipClassifier, train_cfg: TrainConfig, preprocess: BatchPreprocess,
-                 plugins: list[SupervisedPlugin], device: torch.device, seed: int, progress: bool = True,
-                 loggers: Sequence[str] = (), log_dir: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        model: ClipClassifier,
+        train_cfg: TrainConfig,
+        preprocess: BatchPreprocess,
+        plugins: list[SupervisedPlugin],
+        device: torch.device,
+        seed: int,
+        progress: bool = True,
+        loggers: Sequence[str] = (),
+        log_dir: Optional[str] = None,
+    ) -> None:
         self.cfg = train_cfg
         self.seed = seed
         self.stage_index = 0
@@ -165,14 +184,24 @@ class Engine(SupervisedTemplate):
         self.bundle = None  # ClipBundle of the original model; set by the scheduler
         self.current_task = None  # tasks.Task of the stage being trained; set by the scheduler
         optimizer = self._new_optimizer(model, device)
-        super().__init__(model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(),
-                         train_mb_size=train_cfg.batch_size, train_epochs=1, eval_mb_size=train_cfg.batch_size,
-                         device=device, plugins=plugins, evaluator=make_evaluator(loggers, log_dir), eval_every=-1)
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            criterion=nn.CrossEntropyLoss(),
+            train_mb_size=train_cfg.batch_size,
+            train_epochs=1,
+            eval_mb_size=train_cfg.batch_size,
+            device=device,
+            plugins=plugins,
+            evaluator=make_evaluator(loggers, log_dir),
+            eval_every=-1,
+        )
 
     def _new_optimizer(self, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                                 fused=device.type == "cuda")
+        return torch.optim.AdamW(
+            params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=device.type == "cuda"
+        )
 
     def autocast(self):
         """bf16 autocast on CUDA unless train.amp=off (plugins running forward passes use this too)."""
@@ -212,8 +241,9 @@ class Engine(SupervisedTemplate):
 
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.stage_step = 0
-        self._bar = tqdm(total=total, desc=f"  stage {self.stage_index}", unit="step", leave=False,
-                         disable=not self.progress)
+        self._bar = tqdm(
+            total=total, desc=f"  stage {self.stage_index}", unit="step", leave=False, disable=not self.progress
+        )
 
     def backward(self) -> None:
         self._all_finite &= torch.isfinite(self.loss.detach()).all()  # on the device: no host sync
@@ -221,8 +251,10 @@ class Engine(SupervisedTemplate):
 
     def check_finite(self) -> None:
         if not bool(self._all_finite):
-            raise NonFiniteLoss(f"non-finite loss (NaN/Inf) in stage {self.stage_index} by step {self.stage_step}; "
-                                "try a lower train.lr or a smaller regulariser weight")
+            raise NonFiniteLoss(
+                f"non-finite loss (NaN/Inf) in stage {self.stage_index} by step {self.stage_step}; "
+                "try a lower train.lr or a smaller regulariser weight"
+            )
 
     def optimizer_step(self) -> None:
         if self.cfg.grad_clip > 0:  # after plugins' after_backward/before_update hooks

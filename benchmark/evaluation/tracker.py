@@ -1,4 +1,5 @@
 """The accuracy-matrix tracker: every task, after every stage, three ways (head, lp, zs)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,8 +11,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from benchmark.config import EvalConfig
-from benchmark.heads import accuracy, fit_linear_probe
-from benchmark.models import BatchPreprocess, bf16_autocast
+from benchmark.evaluation.heads import accuracy, fit_linear_probe
+from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
 
 
@@ -35,8 +36,14 @@ class Tracker:
     linear probe fitted on the frozen train features) and ``zs`` (zero-shot prompts).
     """
 
-    def __init__(self, eval_sets: dict[str, EvalSet], cfg: EvalConfig, preprocess: BatchPreprocess,
-                 device: torch.device, progress: bool = True) -> None:
+    def __init__(
+        self,
+        eval_sets: dict[str, EvalSet],
+        cfg: EvalConfig,
+        preprocess: BatchPreprocess,
+        device: torch.device,
+        progress: bool = True,
+    ) -> None:
         self.sets = eval_sets
         self.cfg = cfg
         self.preprocess = preprocess.to(device)
@@ -82,6 +89,6 @@ class Tracker:
 
     def fit_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:
         feats = self.features(visual, es.probe_images)
-        return fit_linear_probe(feats, es.probe_labels.to(self.device), es.task.num_classes,
-                                self.cfg.lp_weight_decay, self.cfg.lp_max_iter)
-
+        return fit_linear_probe(
+            feats, es.probe_labels.to(self.device), es.task.num_classes, self.cfg.lp_weight_decay, self.cfg.lp_max_iter
+        )

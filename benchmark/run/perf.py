@@ -1,13 +1,14 @@
 """Step-time benchmark: a bare PyTorch loop vs the suite's engine (FT, LDIFS, ...), one process.
 
-    python -m benchmark.perf                                   # CPU, the embedded tiny model
-    python -m benchmark.perf --device cuda --model ViT-B-32    # GPU, real architecture
+    python -m benchmark.run.perf                                   # CPU, the embedded tiny model
+    python -m benchmark.run.perf --device cuda --model ViT-B-32    # GPU, real architecture
 
 Every variant trains the same model on the same device-resident uint8 data (32 px, resized
 on the device to the model's resolution) with the same batch, optimiser and schedule.
 Variants are interleaved over repeats and the median is kept, so a noisy shared machine
 biases no variant; ratios are computed within the run. Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,16 +19,16 @@ import statistics
 import sys
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from benchmark.config import TrainConfig
-from benchmark.engine import ClipClassifier, Engine
-from benchmark.manifest import device_name
-from benchmark.models import (OPENAI_MEAN, OPENAI_STD, BatchPreprocess, bf16_autocast, suite_model_config,
-                              suite_model_names)
+from benchmark.models.architectures import suite_model_config, suite_model_names
+from benchmark.models.preprocess import OPENAI_MEAN, OPENAI_STD, BatchPreprocess, bf16_autocast
+from benchmark.run.provenance import device_name
+from benchmark.training.engine import ClipClassifier, Engine
 
 
 def build_visual(name: str) -> tuple[torch.nn.Module, int]:
@@ -51,8 +52,7 @@ def bare_loop(visual, head_w, data, cfg: TrainConfig, prep, device, steps: int) 
     """The reference: plain PyTorch, no framework. Returns seconds per step."""
     model = ClipClassifier(copy.deepcopy(visual)).to(device)
     model.add_head(0, head_w)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            fused=device.type == "cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     x_all, y_all = data
     _sync(device)
@@ -72,7 +72,7 @@ def bare_loop(visual, head_w, data, cfg: TrainConfig, prep, device, steps: int) 
 
 def suite_loop(method: str, visual, head_w, data, cfg: TrainConfig, prep, device, steps: int) -> float:
     """The suite's engine with a registered method's plugins. Returns seconds per step."""
-    from benchmark.scheduler import make_stream
+    from benchmark.run.scheduler import make_stream
     from methods import build_method
     from tasks.base import Split, Task
 
@@ -95,7 +95,7 @@ def eval_cost(visual, prep, device, n_probe: int, n_test: int, batch: int) -> di
     """Seconds to evaluate one task: features of its probe and test images (inference mode)
     and the L-BFGS linear probe, as the tracker does it."""
     from benchmark.config import EvalConfig
-    from benchmark.tracker import EvalSet, Tracker
+    from benchmark.evaluation.tracker import EvalSet, Tracker
     from tasks.base import Split, Task
 
     n = n_probe + n_test
@@ -122,8 +122,12 @@ def eval_share(visual, prep, device, train_img_s: float) -> dict:
     cost = eval_cost(visual, prep, device, 10_000, 10_000, 512)
     train_s = 10 * 65_931 / train_img_s
     eval_s = 12 * cost["seconds_per_task"]
-    return {**cost, "stage_train_seconds_projected": round(train_s, 1), "stage_eval_seconds_projected": round(eval_s, 1),
-            "eval_share_of_stage": round(eval_s / (eval_s + train_s), 3)}
+    return {
+        **cost,
+        "stage_train_seconds_projected": round(train_s, 1),
+        "stage_eval_seconds_projected": round(eval_s, 1),
+        "eval_share_of_stage": round(eval_s / (eval_s + train_s), 3),
+    }
 
 
 def measure(variants: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
@@ -144,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--methods", default="finetune,ldifs", help="suite methods to time, comma-separated")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--eval-share", action="store_true",
-                   help="also time one task's evaluation and project the share of a paper-scale stage")
+    p.add_argument(
+        "--eval-share",
+        action="store_true",
+        help="also time one task's evaluation and project the share of a paper-scale stage",
+    )
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.threads:
@@ -156,24 +163,37 @@ def main(argv: list[str] | None = None) -> int:
     visual = visual.to(device).to(memory_format=torch.channels_last)
     prep = BatchPreprocess(size, OPENAI_MEAN, OPENAI_STD).to(device)
     n = args.steps * args.batch_size
-    data = (torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device),
-            torch.randint(0, 10, (n,), device=device))
+    data = (
+        torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device),
+        torch.randint(0, 10, (n,), device=device),
+    )
     with torch.no_grad():
         head_w = F.normalize(torch.randn(10, visual(prep(data[0][:2])).shape[-1], device=device), dim=-1) * 20
     cfg = TrainConfig(lr=1e-5, batch_size=args.batch_size, warmup_steps=0)
     methods = [m for m in args.methods.split(",") if m]
     variants = {"bare": lambda: bare_loop(visual, head_w, data, cfg, prep, device, args.steps)}
     for m in methods:
-        variants[m] = (lambda m=m: suite_loop(m, visual, head_w, data, cfg, prep, device, args.steps))
+        variants[m] = lambda m=m: suite_loop(m, visual, head_w, data, cfg, prep, device, args.steps)
     measure(variants, 1)  # warm-up: allocator, kernels, lazy imports
     sec = measure(variants, args.repeats)
-    out = {"device": device_name(device), "model": args.model, "image_size": size, "batch": args.batch_size,
-           "steps": args.steps, "repeats": args.repeats,
-           "img_per_s": {k: round(args.batch_size / v, 1) for k, v in sec.items()},
-           "ms_per_step": {k: round(1000 * v, 2) for k, v in sec.items()}}
+    out = {
+        "device": device_name(device),
+        "model": args.model,
+        "image_size": size,
+        "batch": args.batch_size,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "img_per_s": {k: round(args.batch_size / v, 1) for k, v in sec.items()},
+        "ms_per_step": {k: round(1000 * v, 2) for k, v in sec.items()},
+    }
     ratios = {f"{m}_vs_bare_throughput": round(sec["bare"] / sec[m], 3) for m in methods}
-    ratios.update({f"{m}_vs_finetune_time": round(sec[m] / sec["finetune"], 3)
-                   for m in methods if m != "finetune" and "finetune" in sec})
+    ratios.update(
+        {
+            f"{m}_vs_finetune_time": round(sec[m] / sec["finetune"], 3)
+            for m in methods
+            if m != "finetune" and "finetune" in sec
+        }
+    )
     out["ratios"] = ratios
     if args.eval_share:
         out["eval"] = eval_share(visual, prep, device, args.batch_size / sec.get("finetune", sec["bare"]))

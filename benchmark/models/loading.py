@@ -1,0 +1,114 @@
+"""open_clip models: loading by name, tag, file or folder, and the suite's own configs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from benchmark.config import ModelConfig
+from benchmark.errors import UserError
+from benchmark.logs import quiet_root_logger
+from benchmark.models.architectures import default_cache_dir, suite_model_names
+from benchmark.models.preprocess import OPENAI_MEAN, OPENAI_STD
+
+
+@dataclass
+class ClipBundle:
+    """A loaded CLIP model with what the suite needs beside it."""
+
+    model: nn.Module  # open_clip CLIP: .visual, .encode_text, .logit_scale
+    tokenizer: Callable[[list[str]], torch.Tensor]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    source: str  # how it was loaded, for the manifest
+
+
+def check_model_config(cfg: ModelConfig) -> None:
+    """Refuse an unknown model or a missing local folder/file before any work starts."""
+    import open_clip
+
+    if cfg.name.startswith("local-dir:"):  # a schema brings its own weights: pretrained is ignored
+        folder = Path(cfg.name[len("local-dir:") :])
+        if not (folder / "open_clip_config.json").is_file():
+            raise UserError(
+                f"model folder {str(folder)!r} has no open_clip_config.json; a local-dir: model needs "
+                "open_clip_config.json and open_clip_pytorch_model.bin (or .safetensors) inside"
+            )
+    elif cfg.pretrained == "suite" and not cfg.name.startswith("hf-hub:"):
+        if cfg.name not in suite_model_names():
+            raise UserError(
+                f"model.pretrained=suite needs a suite model config; unknown model {cfg.name!r}; "
+                f"valid choices: {', '.join(suite_model_names())}"
+            )
+    elif not cfg.name.startswith("hf-hub:"):
+        known = open_clip.list_models()
+        if cfg.name not in known:
+            raise UserError(
+                f"unknown model {cfg.name!r}; valid choices: open_clip architectures such as "
+                f"{', '.join(known[:6])}, ... ({len(known)} in all, see open_clip.list_models()), "
+                f"suite models {', '.join(suite_model_names())}, or local-dir:PATH / hf-hub:ID"
+            )
+        looks_like_file = os.sep in cfg.pretrained or cfg.pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+        if looks_like_file and not os.path.isfile(cfg.pretrained):
+            raise UserError(f"checkpoint file {cfg.pretrained!r} (model.pretrained) does not exist")
+
+
+def load_clip(cfg: ModelConfig, device: torch.device, progress: bool = True) -> ClipBundle:
+    """Load the model the config names; every route ends in open_clip's own loader."""
+    check_model_config(cfg)
+    if cfg.name.startswith(("local-dir:", "hf-hub:")):
+        return _from_open_clip(cfg.name, None, device, cfg.name)
+    if cfg.pretrained == "suite":
+        from benchmark.models.pretrain import ensure_pretrained
+
+        folder = ensure_pretrained(cfg, default_cache_dir(cfg), progress=progress)
+        return _from_open_clip(f"local-dir:{folder}", None, device, f"suite-pretrained {cfg.name} at {folder}")
+    pretrained = None if cfg.pretrained in ("", "none") else cfg.pretrained
+    return _from_open_clip(cfg.name, pretrained, device, f"{cfg.name} pretrained={cfg.pretrained}")
+
+
+def _from_open_clip(name: str, pretrained: Optional[str], device: torch.device, source: str) -> ClipBundle:
+    import open_clip
+
+    try:
+        with quiet_root_logger():
+            model = open_clip.create_model(name, pretrained=pretrained, device=device)
+    except Exception as e:  # noqa: BLE001  a corrupt file fails in pickle, torch, safetensors...: all user input
+        raise UserError(_weights_error(name, pretrained, e)) from None
+    tokenizer = open_clip.get_tokenizer(name)
+    pp = getattr(model.visual, "preprocess_cfg", {}) or {}
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    mean = tuple(pp.get("mean", OPENAI_MEAN))
+    std = tuple(pp.get("std", OPENAI_STD))
+    model = model.to(memory_format=torch.channels_last)  # matches BatchPreprocess's output
+    return ClipBundle(model.eval(), tokenizer, int(size), mean, std, source)
+
+
+def _weights_error(name: str, pretrained: Optional[str], err: Exception) -> str:
+    """Explain a failed load: which weights, where open_clip looked, how to place them."""
+    import open_clip
+
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    first = str(err).splitlines()[0][:200]
+    if pretrained and not os.path.isfile(pretrained):
+        tags = [t for m, t in open_clip.list_pretrained() if m == name]
+        if pretrained not in tags:
+            return (
+                f"unknown pretrained tag {pretrained!r} for model {name!r}; valid choices: "
+                f"{', '.join(tags) or '(none)'}, or a checkpoint file path"
+            )
+        return (
+            f"weights {name}/{pretrained} could not be loaded ({first}); open_clip looked in the Hugging Face "
+            f"cache {cache} and the network is unreachable: download them on a connected machine "
+            f"(open_clip.create_model('{name}', pretrained='{pretrained}')) and copy the cache, or pass "
+            f"model.pretrained=/path/to/checkpoint.pt"
+        )
+    return f"could not load model {name!r} (pretrained={pretrained!r}): {first}"

@@ -1,0 +1,83 @@
+"""LDIFS feature taps: which intermediate outputs of an image tower are compared, and hooks
+that record them during the ordinary forward pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from benchmark.errors import UserError
+
+
+@dataclass
+class Tap:
+    """One intermediate feature map of the image tower that LDIFS compares."""
+
+    name: str
+    module: nn.Module
+    token_major: bool  # True: ViT residual stream laid out [B, tokens, width] after fixing
+    seq_first: bool = False  # the module emits [tokens, B, width] (open_clip without batch_first)
+
+
+def image_taps(visual: nn.Module) -> list[Tap]:
+    """The 5 LDIFS taps of an image tower (Mukhoti et al. 2024, Sec. 4).
+
+    ViT: ``ln_pre`` and the residual stream after every quarter of the blocks (3, 6, 9, 12
+    for ViT-B). ModifiedResNet: the stem's output and the 4 stages. timm towers (ConvNeXt
+    and others): the stem and every stage of the trunk.
+    """
+    from open_clip.modified_resnet import ModifiedResNet
+    from open_clip.transformer import VisionTransformer
+
+    if isinstance(visual, VisionTransformer):
+        blocks = visual.transformer.resblocks
+        n = len(blocks)
+        idx = sorted({max(1, round(n * q / 4)) - 1 for q in (1, 2, 3, 4)})
+        seq_first = not getattr(visual.transformer, "batch_first", True)
+        return [Tap("ln_pre", visual.ln_pre, True, seq_first)] + [
+            Tap(f"block{i + 1}", blocks[i], True, seq_first) for i in idx
+        ]
+    if isinstance(visual, ModifiedResNet):
+        return [Tap("stem", visual.avgpool, False)] + [
+            Tap(f"layer{i}", getattr(visual, f"layer{i}"), False) for i in range(1, 5)
+        ]
+    trunk = getattr(visual, "trunk", None)
+    if trunk is not None and hasattr(trunk, "stages"):
+        stem = getattr(trunk, "stem", None)
+        taps = [Tap("stem", stem, False)] if stem is not None else []
+        return taps + [Tap(f"stage{i}", s, False) for i, s in enumerate(trunk.stages)]
+    raise UserError(
+        f"no LDIFS feature taps are declared for image tower {type(visual).__name__}; "
+        "supported: open_clip VisionTransformer, ModifiedResNet, timm towers with .trunk.stages "
+        "(add a branch to benchmark.models.image_taps)"
+    )
+
+
+class TapRecorder:
+    """Forward hooks that keep the taps' outputs of the last forward pass, in tap order."""
+
+    def __init__(self, taps: list[Tap]) -> None:
+        self.taps = taps
+        self.outputs: list[Optional[torch.Tensor]] = [None] * len(taps)
+        self._handles = [t.module.register_forward_hook(self._hook(i)) for i, t in enumerate(taps)]
+
+    def _hook(self, i: int):
+        def hook(_module, _inputs, output):
+            out = output[0] if isinstance(output, tuple) else output
+            self.outputs[i] = out.transpose(0, 1) if self.taps[i].seq_first else out
+
+        return hook
+
+    def take(self) -> list[torch.Tensor]:
+        outs, self.outputs = self.outputs, [None] * len(self.taps)
+        if any(o is None for o in outs):
+            raise RuntimeError("a feature tap did not fire: was the image tower run since the last take()?")
+        return outs  # type: ignore[return-value]
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []

@@ -1,0 +1,40 @@
+"""What a reader needs to trust a run: versions, seed, device, git revision, timings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from benchmark.files import atomic_text, folder_bytes
+from benchmark.run.provenance import device_name, git_revision, versions
+from benchmark.run.scheduler import MethodResult, RunSetup
+
+
+def write_manifest(
+    path: Path, setup: RunSetup, results: list[MethodResult], seconds: float, keep_checkpoints: bool = False
+) -> None:
+    cfg = setup.cfg
+    manifest = {
+        "command": sys.argv,
+        "seeds": cfg.seeds,
+        "device": str(setup.device),
+        "device_name": device_name(setup.device),
+        "git_revision": git_revision(),
+        "versions": versions(),
+        "model": setup.bundle.source,
+        "tasks": {
+            n: {"source": t.source, "train": len(t.train), "test": len(t.test), "classes": t.num_classes}
+            for n, t in setup.tasks.items()
+        },
+        "wall_seconds": round(seconds, 2),
+        "runs": [
+            {"method": r.method, "seed": r.seed, "status": r.status, "error": r.error, "stages": r.stages}
+            for r in results
+        ],
+    }
+    checkpoints = folder_bytes(path.parent / "checkpoints") if (path.parent / "checkpoints").is_dir() else 0
+    # what the finished run folder keeps (checkpoints are dropped at the end unless kept)
+    manifest["disk_bytes"] = folder_bytes(path.parent) - (0 if keep_checkpoints else checkpoints)
+    manifest["checkpoint_bytes_during_run"] = checkpoints
+    atomic_text(path, json.dumps(manifest, indent=2))
