@@ -18,7 +18,7 @@ from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints, rng_state, set_rng_state
 from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
-from methods import build_method
+from methods import Method, build_method
 from tasks import Sequence, Task
 
 log = logging.getLogger("ldifs_bench")
@@ -98,19 +98,26 @@ def make_stream(tasks: list[Task], train_limit, seed: int) -> list:
 
 
 def run_method(
-    setup: RunSetup, spec: str, seed: int, stage0: list[dict], checkpoints: Optional[StageCheckpoints] = None
+    setup: RunSetup,
+    spec: str,
+    seed: int,
+    stage0: list[dict],
+    checkpoints: Optional[StageCheckpoints] = None,
+    plugins: Optional[list[Method]] = None,
 ) -> MethodResult:
     """Fine-tune with ``spec`` through the sequence; evaluate every task after every stage.
 
-    After every stage the model, the methods' state (Avalanche plugins included), the RNG
-    and the rows so far are checkpointed, so a killed run resumes at the next stage."""
+    ``plugins`` are the method's hooks, built from ``spec`` and the config's hparams when
+    not given (tests pass their own, e.g. with spies). After every stage the model, the
+    methods' state (Avalanche plugins included), the RNG and the rows so far are
+    checkpointed, so a killed run resumes at the next stage."""
     cfg, seq = setup.cfg, setup.sequence
     checkpoints = checkpoints or StageCheckpoints(None, spec, seed)
     saved = checkpoints.load()
     if saved is not None and saved.get("done"):
         return MethodResult(spec, seed, saved["rows"], saved["stages"], saved["status"], saved.get("error", ""))
     torch.manual_seed(seed)
-    plugins = build_method(spec, cfg.hparams)
+    plugins = plugins if plugins is not None else build_method(spec, cfg.hparams)
     if not all(p.trains for p in plugins):  # zero-shot: nothing changes, so neither do the numbers
         rows = [
             r for stage, task in enumerate(["pretrained"] + seq.tasks) for r in _label(stage0, spec, seed, stage, task)
@@ -170,22 +177,19 @@ def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: in
         setup.progress,
         loggers=setup.cfg.loggers,
         log_dir=setup.log_dir,
+        bundle=setup.bundle,
     )
     if any(p.freeze_encoder for p in plugins):  # after the engine: its first optimiser needs a parameter
         model.visual.requires_grad_(False)  # each stage's optimiser only takes what requires grad
     if saved is not None:  # Avalanche's counters (EWC indexes its importances by them)
         engine.clock.__dict__.update(saved["clock"].__dict__)
-    engine.bundle = setup.bundle  # the original CLIP (text tower, tokenizer) for methods that need it
     return engine
 
 
 def _train_stage(setup: RunSetup, engine: Engine, plugins: list, stage: int, st, exp) -> None:
     head_init = next((p.head_init for p in plugins if p.head_init), setup.cfg.train.head_init)
     _add_head(engine.model, setup, st.task, stage - 1, head_init)
-    engine.stage_index, engine.train_epochs = stage, st.epochs or setup.cfg.train.epochs
-    engine.current_task = setup.tasks[st.task]
-    engine.stage_started = time.time()
-    engine.train(exp, eval_streams=[])
+    engine.train_stage(stage, setup.tasks[st.task], st.epochs or setup.cfg.train.epochs, exp)
 
 
 def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage: int, task: str) -> None:
@@ -204,7 +208,6 @@ def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage
 
 def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exception, batch: int) -> None:
     """Mark the (method, seed) failed; the run goes on with the other methods."""
-    engine._bar.close()
     if isinstance(err, OUT_OF_MEMORY):
         err = RuntimeError(f"out of memory at train.batch_size={batch}; try --train.batch_size {max(1, batch // 2)}")
     result.status, result.error = "failed", f"stage {stage} ({task}): {err}"
