@@ -10,7 +10,6 @@ from typing import Optional
 
 import torch
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig
 from benchmark.evaluation.tracker import Tracker
@@ -21,16 +20,7 @@ from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
 from methods import Method, build_method
 from tasks import Sequence, Task
 
-log = logging.getLogger("ldifs_bench")
-log.propagate = False  # run.log gets everything; the console gets what announce() prints
-
-
-def announce(message: str, show: bool, level: int = logging.INFO) -> None:
-    """One line to run.log, and to the console (between progress bars) when ``show``."""
-    log.log(level, message)
-    if show:
-        tqdm.write(message)
-
+log = logging.getLogger(__name__)
 
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -129,7 +119,7 @@ def run_method(
         model, plugins, first = saved["model"].to(setup.device), saved["plugins"], saved["stage"] + 1
         result.rows, result.stages = saved["rows"], saved["stages"]
         set_rng_state(saved["rng"])
-        announce(f"[{spec} seed {seed}] resuming after stage {saved['stage']} from {checkpoints.path}", setup.progress)
+        log.info(f"[{spec} seed {seed}] resuming after stage {saved['stage']} from {checkpoints.path}")
     engine = _make_engine(setup, model, plugins, seed, saved)
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
     for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
@@ -203,7 +193,7 @@ def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage
         f"[{result.method} seed {result.seed}] stage {stage} {task}: loss {s['final_loss']:.3f}, "
         f"head acc {s['head_accuracy']:.1f}%, train {s['train_seconds']:.1f}s, eval {s['eval_seconds']:.1f}s"
     )
-    announce(line, setup.progress)
+    log.info(line)
 
 
 def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exception, batch: int) -> None:
@@ -211,7 +201,7 @@ def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exce
     if isinstance(err, OUT_OF_MEMORY):
         err = RuntimeError(f"out of memory at train.batch_size={batch}; try --train.batch_size {max(1, batch // 2)}")
     result.status, result.error = "failed", f"stage {stage} ({task}): {err}"
-    announce(f"[{result.method} seed {result.seed}] FAILED at {result.error}", True, logging.ERROR)
+    log.error(f"[{result.method} seed {result.seed}] FAILED at {result.error}")
 
 
 def _add_head(model: ClipClassifier, setup: RunSetup, task: str, label: int, init: str) -> None:
