@@ -107,3 +107,20 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["train"]["lr"] == micro_cfg.train.lr
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_print_config_shows_the_resolved_config_and_runs_nothing(tmp_path, capsys):
+    assert main(["--sequence", "micro", "--train.lr", "0.01", "--results-dir", str(tmp_path), "--print-config"]) == 0
+    out = capsys.readouterr().out
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(out)
+    from benchmark.config import load_yaml
+
+    cfg = load_yaml(printed)
+    assert cfg.sequence == "micro" and cfg.train.lr == 0.01 and not list(tmp_path.glob("micro-*"))
+
+
+def test_a_shadowed_override_says_so(tmp_path, capsys):
+    assert main(["--sequence", "micro", "--train.epochs", "3", "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "train.epochs=3 is not used" in err and "shapes 1" in err
