@@ -158,6 +158,25 @@ def print_registries(args: argparse.Namespace) -> None:
             print(f"{name:14s} {seq.description}")
 
 
+SUITE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding benchmark/, methods/, tasks/
+
+
+def check_own_packages() -> None:
+    """The suite's three top-level packages must be its own: a user's ``tasks.py`` (or
+    ``methods/``) earlier on ``sys.path`` would shadow them. Say which file does, in one line."""
+    import importlib.util
+
+    for name in ("methods", "tasks"):
+        spec = importlib.util.find_spec(name) if name not in sys.modules else sys.modules[name].__spec__
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin is None or SUITE_ROOT not in origin.parents:
+            raise UserError(
+                f"the module {name!r} comes from {origin or 'nowhere'}, not from ldifs-bench ({SUITE_ROOT}); "
+                f"a file or folder named {name} earlier on sys.path shadows the suite's: run from another "
+                "folder, rename it, or install the suite in its own virtual environment"
+            )
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     warnings.filterwarnings("ignore", module="avalanche|qpsolvers|open_clip")
@@ -165,6 +184,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
     setup_console(quiet="-q" in argv or "--quiet" in argv)
     try:
+        check_own_packages()
         args, cfg = parse_config(argv)
         if args.print_config:
             print(dump_yaml(cfg), end="")
@@ -181,3 +201,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -124,3 +124,24 @@ def test_a_shadowed_override_says_so(tmp_path, capsys):
     assert main(["--sequence", "micro", "--train.epochs", "3", "--print-config"]) == 0
     err = capsys.readouterr().err
     assert "train.epochs=3 is not used" in err and "shapes 1" in err
+
+
+def test_a_users_tasks_module_shadowing_the_suite_is_one_line(tmp_path):
+    """The suite installs top-level benchmark/methods/tasks: a user's tasks.py earlier on
+    sys.path would shadow them; the CLI names the file instead of failing deep inside."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "tasks.py").write_text("x = 1\n")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark.run.cli", "--list-tasks"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert str(tmp_path / "tasks.py") in out.stderr and "shadows" in out.stderr
