@@ -109,7 +109,7 @@ def run_method(
     checkpoints = checkpoints or StageCheckpoints(None, spec, seed)
     saved = checkpoints.load()
     if checkpoints.ignored:
-        announce(f"[{spec} seed {seed}] {checkpoints.ignored}; starting from stage 1", setup.progress, logging.WARNING)
+        announce(f"[{spec} seed {seed}] {checkpoints.ignored}; starting from stage 1", True, logging.WARNING)
     if saved is not None and saved.done:
         return MethodResult(spec, seed, saved.rows, saved.stages, saved.status, saved.error)
     torch.manual_seed(seed)
