@@ -116,3 +116,13 @@ def test_paths_stay_inside_the_results_folder(tmp_path):
         RunDir(results, "link")
     rd = RunDir(results, "ok")
     assert rd.staging.name == ".ok.partial" and rd.lock_path.name == ".ok.lock" and rd.title == "ok"
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_kept(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    (tmp_path / ".run.lock").symlink_to(target)
+    with pytest.raises(UserError, match="cannot use the lock file"):
+        with RunDir(tmp_path, "run").lock():
+            pass
+    assert target.read_text() == "keep me\n" and (tmp_path / ".run.lock").is_symlink()
