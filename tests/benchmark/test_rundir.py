@@ -59,6 +59,7 @@ def test_unsafe_names_are_refused(name):
         ["--name", "../../escape"],
         ["--name", "/ABS/absolute-run"],
         ["--name", "mydata"],
+        ["--name", "mydata", "--fresh"],
         ["--name", "a_file"],
         ["--sequence", "{seq}"],
     ],
