@@ -46,6 +46,13 @@ class L2SP(Method):
         if self.anchors is None or self.params.reference == "previous":
             self.anchors = [p.detach().clone() for p in self.weights]
 
+    def state_dict(self) -> dict:
+        return {"anchors": self.anchors}
+
+    def load_state_dict(self, state: dict, context) -> None:
+        anchors = state["anchors"]
+        self.anchors = None if anchors is None else [a.to(context.device) for a in anchors]
+
     @torch.no_grad()
     def after_backward(self, strategy, **kwargs) -> None:
         add_l2sp_gradient(self.weights, self.anchors, self.params.alpha)

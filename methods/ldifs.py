@@ -91,6 +91,15 @@ class LDIFS(Method):
         self.last_distance = ldifs_distance(feats, self._ref.take(), self._live.taps, self.params.norm_axis)
         strategy.loss += self.params.alpha * self.last_distance
 
+    def state_dict(self) -> dict:
+        """The frozen reference (between stages only with reference=pretrained)."""
+        return {"reference": None if self.reference is None else self.reference.state_dict()}
+
+    def load_state_dict(self, state: dict, context) -> None:
+        if state["reference"] is not None:  # the same architecture as the tower: copy it, then load
+            self.reference = frozen_like_training(context.model.visual)
+            self.reference.load_state_dict(state["reference"])
+
     def after_training_exp(self, strategy, **kwargs) -> None:
         for rec in (self._live, self._ref):
             rec.remove()

@@ -43,6 +43,13 @@ class WiseFT(Method):
         if self.reference is None or self.params.reference == "previous":
             self.reference = {k: v.detach().clone() for k, v in mixable(strategy.model.visual).items()}
 
+    def state_dict(self) -> dict:
+        return {"reference": self.reference}
+
+    def load_state_dict(self, state: dict, context) -> None:
+        ref = state["reference"]
+        self.reference = None if ref is None else {k: v.to(context.device) for k, v in ref.items()}
+
     @torch.no_grad()
     def after_training_exp(self, strategy, **kwargs) -> None:
         tuned = mixable(strategy.model.visual)  # views of the live tensors: mixed in place
