@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -11,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.errors import UserError
+from benchmark.models.reference import ReferenceRunner, TapCache, log, stochastic_or_batch_dependent
 from benchmark.models.taps import Tap, TapRecorder, image_taps
 from benchmark.training.method import Method, register_method
 
@@ -67,6 +69,11 @@ class LDIFS(Method):
         alpha: float = 10.0
         reference: str = "previous"  # previous (the encoder after stage t-1) | pretrained
         norm_axis: str = "authors"  # authors (dim 1) | features
+        # Speed paths (README "Performance"); each gives the plain path's numbers up to rounding.
+        reference_stream: bool = False  # CUDA: the reference's forward on a second stream, beside the trained one
+        cuda_graph: bool = False  # CUDA: replay the reference's forward from a CUDA graph (elsewhere: warned, eager)
+        reuse_reference_taps: str = "off"  # auto | on | off: the reference's taps once per image and stage
+        reuse_budget_gb: float = 0.0  # device memory the reused taps may take; 0: half the free memory
 
     def validate(self) -> None:
         p = self.params
@@ -76,12 +83,23 @@ class LDIFS(Method):
             raise UserError(f"hparams.ldifs.norm_axis={p.norm_axis!r}; valid choices: authors, features")
         if p.alpha < 0:
             raise UserError(f"hparams.ldifs.alpha={p.alpha!r} must be >= 0")
+        if p.reuse_reference_taps not in ("auto", "on", "off"):
+            raise UserError(
+                f"hparams.ldifs.reuse_reference_taps={p.reuse_reference_taps!r}; valid choices: auto, on, off"
+            )
+        if p.reuse_budget_gb < 0:
+            raise UserError(f"hparams.ldifs.reuse_budget_gb={p.reuse_budget_gb!r} must be >= 0")
 
     def __init__(self, params: Optional[LDIFS.Params] = None) -> None:
         super().__init__(params)
         self.reference: Optional[nn.Module] = None
         self._live: Optional[TapRecorder] = None
         self._ref: Optional[TapRecorder] = None
+        self._runner: Optional[ReferenceRunner] = None
+        self._cache: Optional[TapCache] = None
+        self._cached: Optional[list[torch.Tensor]] = None  # this batch's reused taps
+        self._launched = False
+        self.reuse_tier: Optional[str] = None  # the last stage's TapCache tier, when reuse was on
         self.last_distance = torch.tensor(0.0)
 
     def before_training_exp(self, strategy, **kwargs) -> None:
@@ -90,16 +108,69 @@ class LDIFS(Method):
         # Taps of the trained encoder come from the forward pass that gives the logits.
         self._live = TapRecorder(image_taps(strategy.model.visual))
         self._ref = TapRecorder(image_taps(self.reference))
+        p, device = self.params, strategy.device
+        if p.cuda_graph and device.type != "cuda":
+            warnings.warn(f"hparams.ldifs.cuda_graph needs CUDA; the reference runs eagerly on {device}", stacklevel=2)
+        amp = bool(getattr(strategy, "amp", False))
+        self._runner = ReferenceRunner(self.reference, self._ref, device, amp, p.reference_stream, p.cuda_graph)
+        self._cache = self._make_cache(strategy)
+
+    def _make_cache(self, strategy) -> Optional[TapCache]:
+        """A TapCache when reuse is asked for and exact (no augmentation, no batch-dependent
+        or random layers); ``on`` where it is not exact is refused, ``auto`` recomputes."""
+        mode = self.params.reuse_reference_taps
+        if mode == "off":
+            return None
+        augment = getattr(strategy.cfg, "augment", "none")
+        reasons = [f"train.augment={augment}"] if augment not in (None, False, "", "none", "off") else []
+        reasons += stochastic_or_batch_dependent(self.reference)[:3]
+        if reasons and mode == "on":
+            raise UserError(
+                f"hparams.ldifs.reuse_reference_taps=on is not exact here ({', '.join(reasons)}); use auto or off"
+            )
+        tensors = getattr(strategy.dataloader, "tensors", None)
+        if reasons or tensors is None or strategy.train_epochs < 2:
+            why = "; ".join(reasons) or ("one epoch" if tensors is not None else "no dataset indices")
+            log.info("LDIFS reference taps: recompute tier (%s)", why)
+            self.reuse_tier = "recompute"
+            return None
+        budget = int(self.params.reuse_budget_gb * 2**30)
+        return TapCache(len(tensors[0]), strategy.device, budget)
+
+    def _indices(self, strategy) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Dataset positions of the batch (DeviceBatchLoader's; other loaders, e.g. replay's, have none)."""
+        loader = strategy.dataloader
+        return getattr(loader, "last_indices", None), getattr(loader, "last_indices_device", None)
+
+    def before_forward(self, strategy, **kwargs) -> None:
+        self._cached, self._launched = None, False
+        idx, idx_dev = self._indices(strategy)
+        if self._cache is not None and idx is not None:
+            self._cached = self._cache.lookup(idx, idx_dev)
+        if self._cached is None and self.params.reference_stream:
+            self._runner.launch(strategy.mb_x)  # overlaps the trained tower's forward on CUDA
+            self._launched = True
 
     def before_backward(self, strategy, **kwargs) -> None:
         feats = self._live.take()
-        with torch.no_grad(), strategy.autocast():
-            self.reference(strategy.mb_x)  # fills self._ref
-        self.last_distance = ldifs_distance(feats, self._ref.take(), self._live.taps, self.params.norm_axis)
+        refs = self._cached
+        if refs is None:
+            if not self._launched:
+                self._runner.launch(strategy.mb_x)
+            refs = self._runner.result()
+            idx, idx_dev = self._indices(strategy)
+            if self._cache is not None and idx is not None:
+                self._cache.fill(idx, idx_dev, refs)
+        self._cached, self._launched = None, False
+        self.last_distance = ldifs_distance(feats, refs, self._live.taps, self.params.norm_axis)
         strategy.loss += self.params.alpha * self.last_distance
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         for rec in (self._live, self._ref):
             rec.remove()
+        if self._cache is not None:  # where the stage's reused taps lived (perf reports it)
+            self.reuse_tier = self._cache.tier or "recompute"
+            self._cache.release()
+        self._runner = self._cache = None
         if self.params.reference == "previous":
             self.reference = None  # the next stage copies the then-current encoder

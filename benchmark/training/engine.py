@@ -86,6 +86,10 @@ class DeviceBatchLoader:
         self.batch_size = batch_size
         self.generator = generator
         self.single_task = single_task  # the task label when every sample shares it
+        # Dataset positions of the batch last yielded, on the CPU and the device (LDIFS reuses
+        # its reference's taps per image across epochs: methods/ldifs.py).
+        self.last_indices: Optional[torch.Tensor] = None
+        self.last_indices_device: Optional[torch.Tensor] = None
 
     @classmethod
     def from_dataset(cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator):
@@ -103,8 +107,10 @@ class DeviceBatchLoader:
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         n = len(self.tensors[0])
-        order = torch.randperm(n, generator=self.generator).to(self.tensors[0].device)
-        for idx in order.split(self.batch_size):
+        order = torch.randperm(n, generator=self.generator)
+        on_device = order.to(self.tensors[0].device)
+        for cpu_idx, idx in zip(order.split(self.batch_size), on_device.split(self.batch_size)):
+            self.last_indices, self.last_indices_device = cpu_idx, idx
             yield [t[idx] for t in self.tensors]
 
 
