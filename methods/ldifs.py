@@ -111,8 +111,9 @@ class LDIFS(Method):
         p, device = self.params, strategy.device
         if p.cuda_graph and device.type != "cuda":
             warnings.warn(f"hparams.ldifs.cuda_graph needs CUDA; the reference runs eagerly on {device}", stacklevel=2)
-        amp = bool(getattr(strategy, "amp", False))
-        self._runner = ReferenceRunner(self.reference, self._ref, device, amp, p.reference_stream, p.cuda_graph)
+        self._runner = ReferenceRunner(
+            self.reference, self._ref, device, strategy.autocast, p.reference_stream, p.cuda_graph
+        )
         self._cache = self._make_cache(strategy)
 
     def _make_cache(self, strategy) -> Optional[TapCache]:

@@ -16,9 +16,10 @@ less, each exact up to float rounding (docs in README.md, "Performance"):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Optional
 
 import torch
@@ -30,11 +31,12 @@ log = logging.getLogger("ldifs_bench.ldifs")
 MAX_GRAPHS = 2  # batch shapes captured per stage: the full batch and an epoch's last one
 
 
-def _autocast(device: torch.device, amp: bool, cache: bool = True):
-    """bf16 autocast on CUDA when ``amp``; graph capture needs the cast cache off."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=cache)
-    return contextlib.nullcontext()
+def _uncached(ctx):
+    """The engine's autocast context with its cast cache off: a CUDA graph must capture the
+    weights' casts, not read casts cached outside it (PyTorch's CUDA graph notes)."""
+    if isinstance(ctx, torch.autocast):
+        ctx._cache_enabled = False
+    return ctx
 
 
 class ReferenceRunner:
@@ -47,9 +49,15 @@ class ReferenceRunner:
     """
 
     def __init__(
-        self, reference: nn.Module, recorder: TapRecorder, device: torch.device, amp: bool, stream: bool, graph: bool
+        self,
+        reference: nn.Module,
+        recorder: TapRecorder,
+        device: torch.device,
+        autocast: Callable[[], AbstractContextManager],
+        stream: bool,
+        graph: bool,
     ) -> None:
-        self.reference, self.recorder, self.device, self.amp = reference, recorder, device, amp
+        self.reference, self.recorder, self.device, self.autocast = reference, recorder, device, autocast
         cuda = device.type == "cuda"
         self.side = torch.cuda.Stream(device) if (stream and cuda) else None
         self.graph = graph and cuda
@@ -85,7 +93,7 @@ class ReferenceRunner:
         return self._eager(x)
 
     def _eager(self, x: torch.Tensor, cache: bool = True) -> list[torch.Tensor]:
-        with torch.no_grad(), _autocast(self.device, self.amp, cache):
+        with torch.no_grad(), self.autocast() if cache else _uncached(self.autocast()):
             self.reference(x)  # the recorder's hooks keep the taps
         return self.recorder.take()
 

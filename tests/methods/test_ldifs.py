@@ -133,7 +133,7 @@ def tiny_resnet() -> torch.nn.Module:
 class FakeStrategy:
     """What LDIFS's hooks read of the engine: the model, batch, loss, loader, config, device."""
 
-    def __init__(self, visual, device="cpu", augment="none", n=12, batch=5, size=16, epochs=2) -> None:
+    def __init__(self, visual, device="cpu", augment="none", n=12, batch=5, size=16, epochs=2, amp=False) -> None:
         from types import SimpleNamespace
 
         from benchmark.training.engine import DeviceBatchLoader
@@ -142,20 +142,20 @@ class FakeStrategy:
         self.model = SimpleNamespace(visual=visual.to(self.device))
         self.cfg = SimpleNamespace(augment=augment)
         self.train_epochs = epochs
-        self.amp = False
+        self.amp = amp
         g = torch.Generator().manual_seed(1)
         images = torch.randn(n, 3, size, size, generator=g).to(self.device)
         tensors = [images, torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)]
         self.dataloader = DeviceBatchLoader(tensors, batch, torch.Generator().manual_seed(2), 0)
 
     def autocast(self):
-        import contextlib
+        from benchmark.models.preprocess import bf16_autocast
 
-        return contextlib.nullcontext()
+        return bf16_autocast(self.device, self.amp)
 
 
 def run_hooks(
-    hparams: dict, device: str = "cpu", epochs: int = 2
+    hparams: dict, device: str = "cpu", epochs: int = 2, amp: bool = False
 ) -> tuple[list[float], list[list[torch.Tensor]], object]:
     """LDIFS's hooks over ``epochs`` passes of a small loader: per step, the penalty and the
     gradient it gives the trained tower (no optimiser step, so only the reference path differs)."""
@@ -165,7 +165,7 @@ def run_hooks(
     method = LDIFS(build_params(LDIFS, hparams))
     method.validate()
     visual = tiny_vit()
-    strategy = FakeStrategy(visual, device)
+    strategy = FakeStrategy(visual, device, amp=amp)
     method.before_training_exp(strategy)
     with torch.no_grad():  # move the trained tower away from the reference: a non-zero penalty
         for p in visual.parameters():
@@ -279,3 +279,10 @@ def test_speed_paths_on_cuda_give_the_plain_numbers(hparams):
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 on both paths: differences are rounding only
     torch.backends.cudnn.allow_tf32 = False
     assert_same(run_hooks(hparams, "cuda", epochs=3), run_hooks({}, "cuda", epochs=3), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_speed_paths_under_bf16_autocast_give_the_plain_numbers():
+    both = {"reference_stream": True, "cuda_graph": True, "reuse_reference_taps": "on"}
+    assert_same(run_hooks(both, "cuda", 3, amp=True), run_hooks({}, "cuda", 3, amp=True), rtol=2e-2, atol=1e-4)
