@@ -110,7 +110,7 @@ class LDIFS(Method):
         self._ref = TapRecorder(image_taps(self.reference))
         p, device = self.params, strategy.device
         if p.cuda_graph and device.type != "cuda":
-            warnings.warn(f"hparams.ldifs.cuda_graph needs CUDA; the reference runs eagerly on {device}", stacklevel=2)
+            warnings.warn(f"hparams.ldifs.cuda_graph needs CUDA; the reference runs eagerly on {device}", stacklevel=1)
         self._runner = ReferenceRunner(
             self.reference, self._ref, device, strategy.autocast, p.reference_stream, p.cuda_graph
         )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import Optional
 
 from benchmark.config import RunConfig, apply_override, load_yaml
 from benchmark.errors import UserError
+from benchmark.logs import quiet_warnings
 
 EMBEDDED_DEFAULT = Path(__file__).parents[1] / "presets" / "embedded.yaml"
 EPILOG = """Without --config, the embedded default (benchmark/presets/embedded.yaml) runs.
@@ -114,8 +114,7 @@ def print_registries(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    warnings.filterwarnings("ignore", module="avalanche|qpsolvers|open_clip")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)  # Avalanche 0.6's own, not the user's
+    quiet_warnings()  # third-party internals' warnings off, every other one shown once
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
     try:
         args, cfg = parse_config(argv)

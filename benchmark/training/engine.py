@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from avalanche.models import MultiTaskModule
 from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
-from tqdm.auto import tqdm
 
 from benchmark.config import TrainConfig
+from benchmark.logs import progress
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
@@ -247,9 +247,9 @@ class Engine(SupervisedTemplate):
 
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.stage_step = 0
-        self._bar = tqdm(
-            total=total, desc=f"  stage {self.stage_index}", unit="step", leave=False, disable=not self.progress
-        )
+        task = getattr(self.current_task, "name", "")
+        desc = f"  stage {self.stage_index}" + (f" {task}" if task else "")
+        self._bar = progress(total, desc, enabled=self.progress, unit="step", leave=False)
 
     def backward(self) -> None:
         self._all_finite &= torch.isfinite(self.loss.detach()).all()  # on the device: no host sync
