@@ -63,8 +63,10 @@ class ReferenceRunner:
         self.graph = graph and cuda
         self._graphs: dict[tuple, tuple[torch.Tensor, torch.cuda.CUDAGraph, list[torch.Tensor]]] = {}
         self._pending: Optional[list[torch.Tensor]] = None
+        self._pending_is_static = False  # a graph's outputs: its own memory pool, never freed mid-stage
 
     def launch(self, x: torch.Tensor) -> None:
+        self._pending_is_static = self.graph and self._graphable(x)
         if self.side is None:
             self._pending = self._forward(x)
             return
@@ -81,15 +83,16 @@ class ReferenceRunner:
         if self.side is not None:
             main = torch.cuda.current_stream(self.device)
             main.wait_stream(self.side)  # the one synchronisation: before the penalty
-            for t in taps:
+            for t in taps if not self._pending_is_static else ():
                 t.record_stream(main)  # allocated on the side stream, read on the main one
         return taps
 
+    def _graphable(self, x: torch.Tensor) -> bool:
+        return (tuple(x.shape), x.dtype) in self._graphs or len(self._graphs) < MAX_GRAPHS
+
     def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.graph:
-            key = (tuple(x.shape), x.dtype)
-            if key in self._graphs or len(self._graphs) < MAX_GRAPHS:
-                return self._replay(key, x)
+        if self.graph and self._graphable(x):
+            return self._replay((tuple(x.shape), x.dtype), x)
         return self._eager(x)
 
     def _eager(self, x: torch.Tensor, cache: bool = True) -> list[torch.Tensor]:
@@ -215,7 +218,7 @@ class TapCache:
                 self.store = [t.new_empty((self.n, *t.shape[1:])) for t in taps]
             else:
                 self.store = [torch.empty((self.n, *t.shape[1:]), dtype=t.dtype, pin_memory=True) for t in taps]
-                self._staging = [torch.empty_like(t, device="cpu", pin_memory=True) for t in taps]
+                self._staging = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in taps]
         except (RuntimeError, torch.cuda.OutOfMemoryError):
             self.store, self._staging = [], []
             return False
