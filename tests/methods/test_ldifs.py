@@ -248,18 +248,26 @@ def test_reuse_refuses_augmentation_and_batchnorm_towers():
 
 def test_reuse_through_the_engine_trains_like_the_plain_path():
     """Two 2-epoch stages of the real scheduler and engine: the same encoders with and without reuse."""
-    from methods_testkit import micro_setup, run
+    from methods_testkit import Spy, micro_setup, run
 
+    from methods.ldifs import LDIFS
     from tasks.sequences import Sequence, Stage
 
-    encoders = {}
+    encoders, passes = {}, {"off": [], "on": []}
     for mode in ("off", "on"):
+
+        def count_reference_passes(strategy, mode=mode):
+            ldifs = next(p for p in strategy.plugins if isinstance(p, LDIFS))
+            ldifs.reference.register_forward_hook(lambda *a: passes[mode].append(1))
+
         setup = micro_setup("vit")
         setup.sequence = Sequence("micro-methods", [Stage("alpha", 2), Stage("beta", 2)])
-        result, plugins = run(setup, "ldifs", {"ldifs": {"reuse_reference_taps": mode}})
+        spy = Spy(before_training_exp=count_reference_passes)
+        result, plugins = run(setup, "ldifs", {"ldifs": {"reuse_reference_taps": mode}}, spies=(spy,))
         assert result.status == "ok"
         encoders[mode] = setup.tracker.encoders[2]
         assert plugins[0].reuse_tier == (None if mode == "off" else "device")
+    assert (len(passes["off"]), len(passes["on"])) == (8, 4)  # 2 stages x 2 epochs x 2 steps; reuse: epoch 1 only
     for k, v in encoders["off"].items():
         torch.testing.assert_close(encoders["on"][k], v, rtol=1e-4, atol=1e-6)
 
