@@ -8,10 +8,10 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from benchmark.config import EvalConfig
 from benchmark.evaluation.heads import accuracy, fit_linear_probe
+from benchmark.logs import progress
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
 
@@ -67,7 +67,8 @@ class Tracker:
         """Rows {eval_task, kind, accuracy} for every task; ``heads`` maps trained task -> head."""
         rows = []
         names = list(self.sets)
-        for name in tqdm(names, desc=f"  evaluating {desc}stage {stage}", leave=False, disable=not self.progress):
+        bar = progress(len(names), f"  evaluating {desc}stage {stage}", self.progress, "task", names, leave=False)
+        for name in bar:
             rows += self._evaluate_task(visual, self.sets[name], heads.get(name))
         return rows
 

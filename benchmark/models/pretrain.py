@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from benchmark.config import ModelConfig, to_dict
+from benchmark.logs import progress as progress_bar
 from benchmark.logs import quiet_root_logger
 from benchmark.models.architectures import suite_model_config
 from benchmark.models.preprocess import OPENAI_MEAN, OPENAI_STD, BatchPreprocess
@@ -89,7 +89,7 @@ def pretrain(folder: Path, cfg: ModelConfig, progress: bool = True) -> dict:
     steps = p.epochs * math.ceil(p.images / p.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     gen = torch.Generator().manual_seed(p.seed)
-    bar = tqdm(total=steps, desc="pretraining tiny CLIP (cached after)", disable=not progress, unit="step")
+    bar = progress_bar(steps, "pretraining tiny CLIP (cached after)", enabled=progress, unit="step")
     start, loss, step = time.time(), torch.tensor(0.0), 0
     model.train()
     for _epoch in range(p.epochs):

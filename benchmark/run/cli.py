@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +12,7 @@ import yaml
 
 from benchmark.config import RunConfig, apply_override, dump_yaml, load_yaml
 from benchmark.errors import UserError
-from benchmark.logs import setup_console
+from benchmark.logs import quiet_warnings, setup_console
 
 log = logging.getLogger(__name__)
 EMBEDDED_DEFAULT = Path(__file__).parents[1] / "presets" / "embedded.yaml"
@@ -179,8 +178,7 @@ def check_own_packages() -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    warnings.filterwarnings("ignore", module="avalanche|qpsolvers|open_clip")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)  # Avalanche 0.6's own, not the user's
+    quiet_warnings()  # third-party internals' warnings off, every other one shown once
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
     setup_console(quiet="-q" in argv or "--quiet" in argv)
     try:

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from avalanche.models import MultiTaskModule
 from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
-from tqdm.auto import tqdm
 
 from benchmark.config import TrainConfig
+from benchmark.logs import progress
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
@@ -89,6 +89,10 @@ class DeviceBatchLoader:
         self.batch_size = batch_size
         self.generator = generator
         self.single_task = single_task  # the task label when every sample shares it
+        # Dataset positions of the batch last yielded, on the CPU and the device (LDIFS reuses
+        # its reference's taps per image across epochs: methods/ldifs.py).
+        self.last_indices: Optional[torch.Tensor] = None
+        self.last_indices_device: Optional[torch.Tensor] = None
 
     @classmethod
     def from_dataset(cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator):
@@ -106,8 +110,10 @@ class DeviceBatchLoader:
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         n = len(self.tensors[0])
-        order = torch.randperm(n, generator=self.generator).to(self.tensors[0].device)
-        for idx in order.split(self.batch_size):
+        order = torch.randperm(n, generator=self.generator)
+        on_device = order.to(self.tensors[0].device)
+        for cpu_idx, idx in zip(order.split(self.batch_size), on_device.split(self.batch_size)):
+            self.last_indices, self.last_indices_device = cpu_idx, idx
             yield [t[idx] for t in self.tensors]
 
 
@@ -265,9 +271,9 @@ class Engine(SupervisedTemplate):
 
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.stage_step = 0
-        self._bar = tqdm(
-            total=total, desc=f"  stage {self.stage_index}", unit="step", leave=False, disable=not self.progress
-        )
+        task = getattr(self.current_task, "name", "")
+        desc = f"  stage {self.stage_index}" + (f" {task}" if task else "")
+        self._bar = progress(total, desc, enabled=self.progress, unit="step", leave=False)
 
     def backward(self) -> None:
         self._all_finite &= torch.isfinite(self.loss.detach()).all()  # on the device: no host sync
