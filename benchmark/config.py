@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from benchmark.errors import UserError
+from benchmark.files import load_yaml_file
 
 
 @dataclass
@@ -131,6 +134,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = _parse_scalar(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # inf/nan pass every range check and then wreck training
+            raise UserError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if isinstance(value, (dict, list)):
@@ -208,14 +213,7 @@ def apply_override(cfg: RunConfig, dotted: str, raw: Any) -> None:
 
 def load_yaml(path: Union[str, Path]) -> RunConfig:
     """Read a config file (a partial config is fine: missing keys keep their defaults)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise UserError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
-    return from_dict(RunConfig, data)
+    return from_dict(RunConfig, load_yaml_file(path, "config file") or {})
 
 
 def dump_yaml(cfg: RunConfig) -> str:
@@ -231,6 +229,34 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,3})?")
+DEVICES = "valid choices: auto, cpu, cuda, cuda:N, mps"
+MAX_STRING = 4096  # PATH_MAX: no config string (a name, a path) is longer
+
+
+def _none_or_at_least(value: Optional[int], low: int) -> bool:
+    return value is None or value >= low
+
+
+def _check_strings(data: Any, key: str) -> None:
+    """Every string in the config is printable and of bounded length (names become paths,
+    log lines and table cells: a newline or an escape sequence in one corrupts them)."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _check_strings(str(k), f"{key}{k} (key)")
+            _check_strings(v, f"{key}{k}.")
+    elif isinstance(data, list):
+        for v in data:
+            _check_strings(v, key)
+    elif isinstance(data, str):
+        where = key.rstrip(".")
+        if len(data) > MAX_STRING:
+            raise UserError(f"{where}: a string of {len(data)} characters; at most {MAX_STRING}")
+        if not data.isprintable():
+            bad = next(c for c in data if not c.isprintable())
+            raise UserError(f"{where}={data[:80]!r} holds a non-printable character {bad!r}")
+
+
 def validate(cfg: RunConfig) -> None:
     """Range checks that types alone cannot express; raise UserError naming the value."""
     checks = [
@@ -240,7 +266,22 @@ def validate(cfg: RunConfig) -> None:
         ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "must be >= 1"),
         ("train.warmup_steps", cfg.train.warmup_steps, cfg.train.warmup_steps >= 0, "must be >= 0"),
         ("train.grad_clip", cfg.train.grad_clip, cfg.train.grad_clip >= 0, "must be >= 0"),
-        ("train.train_limit", cfg.train.train_limit, (cfg.train.train_limit or 1) >= 1, "must be >= 1"),
+        ("train.train_limit", cfg.train.train_limit, _none_or_at_least(cfg.train.train_limit, 1), "must be >= 1"),
+        ("eval.test_limit", cfg.eval.test_limit, _none_or_at_least(cfg.eval.test_limit, 1), "must be >= 1"),
+        (
+            "eval.lp_train_limit",
+            cfg.eval.lp_train_limit,
+            _none_or_at_least(cfg.eval.lp_train_limit, 1),
+            "must be >= 1",
+        ),
+        ("eval.lp_weight_decay", cfg.eval.lp_weight_decay, cfg.eval.lp_weight_decay >= 0, "must be >= 0"),
+        (
+            "model.pretrain.weight_decay",
+            cfg.model.pretrain.weight_decay,
+            cfg.model.pretrain.weight_decay >= 0,
+            "must be >= 0",
+        ),
+        ("model.pretrain.seed", cfg.model.pretrain.seed, 0 <= cfg.model.pretrain.seed < 2**32, "must be in [0, 2**32)"),
         ("eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1, "must be >= 1"),
         ("eval.lp_max_iter", cfg.eval.lp_max_iter, cfg.eval.lp_max_iter >= 1, "must be >= 1"),
         ("model.pretrain.epochs", cfg.model.pretrain.epochs, cfg.model.pretrain.epochs >= 1, "must be >= 1"),
@@ -255,6 +296,10 @@ def validate(cfg: RunConfig) -> None:
         ("methods", cfg.methods, len(cfg.methods) >= 1, "must name at least one method"),
         ("seeds", cfg.seeds, len(cfg.seeds) >= 1, "must name at least one seed"),
         ("threads", cfg.threads, cfg.threads >= 0, "must be >= 0 (0: torch's default)"),
+        ("threads", cfg.threads, cfg.threads <= 1024, "must be <= 1024"),
+    ]
+    checks += [
+        ("seeds", seed, 0 <= seed < 2**32, "must be in [0, 2**32) (torch and numpy seeds)") for seed in cfg.seeds
     ]
     for key, value, ok, why in checks:
         if not ok:
@@ -269,6 +314,16 @@ def validate(cfg: RunConfig) -> None:
     bad_loggers = [name for name in cfg.loggers if name not in ("tensorboard", "csv", "wandb", "text")]
     if bad_loggers:
         raise UserError(f"loggers: unknown logger {bad_loggers[0]!r}; valid choices: csv, tensorboard, text, wandb")
+    if DEVICE_PATTERN.fullmatch(cfg.device) is None:
+        raise UserError(f"unknown device {cfg.device[:80]!r}; {DEVICES}")
+    for key, values in (("seeds", cfg.seeds), ("methods", cfg.methods), ("eval.kinds", cfg.eval.kinds)):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:  # each would produce the same rows twice, refused only after training
+            raise UserError(f"{key} names {repeated[0]!r} more than once: {values!r}")
+    for name, params in cfg.hparams.items():
+        if not isinstance(params, dict):
+            raise UserError(f"hparams.{name}: expected a mapping of hyperparameters, got {params!r}")
+    _check_strings(to_dict(cfg), "")
     bad_kinds = [k for k in cfg.eval.kinds if k not in ("head", "lp", "zs")]
     if bad_kinds or not cfg.eval.kinds:
         raise UserError(f"eval.kinds={cfg.eval.kinds!r} is not valid; valid choices: head, lp, zs")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from benchmark.config import RunConfig, apply_override, load_yaml
-from benchmark.errors import UserError
+from benchmark.errors import OneLineParser, UserError, run_command
 
 EMBEDDED_DEFAULT = Path(__file__).parents[1] / "presets" / "embedded.yaml"
 EPILOG = """Without --config, the embedded default (benchmark/presets/embedded.yaml) runs.
@@ -20,7 +20,7 @@ of methods is written with '+', e.g. --methods finetune,ldifs+replay."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run_benchmark.py", description=__doc__.splitlines()[0], epilog=EPILOG)
+    p = OneLineParser(prog="run_benchmark.py", description=__doc__.splitlines()[0], epilog=EPILOG)
     p.add_argument("--config", help="YAML config file (a partial one is fine)")
     p.add_argument("--methods", help="comma-separated methods, e.g. finetune,ldifs ('all' for every one)")
     p.add_argument("--sequence", help="registered sequence name or a YAML file")
@@ -117,17 +117,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     warnings.filterwarnings("ignore", module="avalanche|qpsolvers|open_clip")
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # Avalanche 0.6's own, not the user's
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
-    try:
-        args, cfg = parse_config(argv)
-        if args.list_methods or args.list_tasks or args.list_sequences:
-            print_registries(args)
-            return 0
-        from benchmark.reporting.summary import print_headline
-        from benchmark.run.runner import run
+    return run_command(lambda: _main(argv))
 
-        run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
-        print_headline(run_dir)
+
+def _main(argv: list[str]) -> int:
+    args, cfg = parse_config(argv)
+    if args.list_methods or args.list_tasks or args.list_sequences:
+        print_registries(args)
         return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from benchmark.reporting.summary import print_headline
+    from benchmark.run.runner import run
+
+    run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
+    print_headline(run_dir)
+    return 0

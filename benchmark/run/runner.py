@@ -20,6 +20,7 @@ from benchmark.errors import UserError
 from benchmark.evaluation.heads import zeroshot_weights
 from benchmark.evaluation.tracker import EvalSet, Tracker
 from benchmark.files import atomic_text, atomic_write
+from benchmark.models.architectures import has_batch_norm_tower
 from benchmark.models.loading import ClipBundle, check_model_config, load_clip
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints
@@ -41,6 +42,10 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"unknown device {name!r}; valid choices: auto, cpu, cuda, cuda:N, mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but CUDA is not available here; valid choices: auto, cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r} requested but MPS is not available here; valid choices: auto, cpu")
     return device
 
 
@@ -59,6 +64,11 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, Path]:
         TASKS.get(task)
     resolve_device(cfg.device)
     check_model_config(cfg.model)
+    if cfg.train.batch_size < 2 and has_batch_norm_tower(cfg.model):
+        raise UserError(
+            f"train.batch_size={cfg.train.batch_size} cannot train {cfg.model.name!r}: its ResNet image tower "
+            "has BatchNorm layers, which need at least 2 images per batch"
+        )
     run_dir = Path(cfg.results_dir) / (cfg.name or f"{sequence.name}-{config_hash(cfg)}")
     _check_writable(Path(cfg.results_dir))
     return sequence, run_dir

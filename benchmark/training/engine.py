@@ -23,6 +23,7 @@ from avalanche.training.templates import SupervisedTemplate
 from tqdm.auto import tqdm
 
 from benchmark.config import TrainConfig
+from benchmark.errors import UserError
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
@@ -80,15 +81,25 @@ class DeviceBatchLoader:
     """Shuffled mini-batches sliced from tensors that live on the device."""
 
     def __init__(
-        self, tensors: Sequence[torch.Tensor], batch_size: int, generator: torch.Generator, single_task: Optional[int]
+        self,
+        tensors: Sequence[torch.Tensor],
+        batch_size: int,
+        generator: torch.Generator,
+        single_task: Optional[int],
+        min_batch: int = 1,
     ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
         self.generator = generator
         self.single_task = single_task  # the task label when every sample shares it
+        # A trailing batch smaller than this is dropped: BatchNorm in training mode cannot
+        # normalise one image (ModifiedResNet towers), so their last batch of 1 is skipped.
+        self.min_batch = min_batch
 
     @classmethod
-    def from_dataset(cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator):
+    def from_dataset(
+        cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator, min_batch: int = 1
+    ):
         """Materialise an Avalanche dataset once per stage (not once per epoch)."""
         tensors = _tensors_of(dataset)
         if tensors is None:  # anything else: one pass of Avalanche's own per-sample loading
@@ -96,16 +107,24 @@ class DeviceBatchLoader:
             tensors = [torch.cat(p) for p in zip(*loader)]
         tensors = [t.to(device, non_blocking=True) for t in tensors]
         tasks = tensors[-1].unique()
-        return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None)
+        return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None, min_batch)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.tensors[0]) / self.batch_size)
+        n = len(self.tensors[0])
+        full, rest = divmod(n, self.batch_size)
+        return full + int(rest >= self.min_batch)
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         n = len(self.tensors[0])
         order = torch.randperm(n, generator=self.generator).to(self.tensors[0].device)
         for idx in order.split(self.batch_size):
-            yield [t[idx] for t in self.tensors]
+            if len(idx) >= self.min_batch:
+                yield [t[idx] for t in self.tensors]
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    """True when the model normalises by batch statistics in training (ResNet towers)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 LOGGERS = ("tensorboard", "csv", "wandb", "text")
@@ -210,7 +229,15 @@ class Engine(SupervisedTemplate):
     # ---- data path
     def make_train_dataloader(self, **kwargs) -> None:
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.stage_index)
-        self.dataloader = DeviceBatchLoader.from_dataset(self.adapted_dataset, self.train_mb_size, self.device, gen)
+        min_batch = 2 if has_batch_norm(self.model) else 1
+        if self.train_mb_size < min_batch:
+            raise UserError(
+                f"train.batch_size={self.train_mb_size} cannot train this image tower: its BatchNorm layers "
+                "need at least 2 images per batch"
+            )
+        self.dataloader = DeviceBatchLoader.from_dataset(
+            self.adapted_dataset, self.train_mb_size, self.device, gen, min_batch
+        )
 
     def _unpack_minibatch(self) -> None:
         self.mbatch = [t.to(self.device, non_blocking=True) for t in self.mbatch]
