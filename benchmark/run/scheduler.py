@@ -17,6 +17,7 @@ from benchmark.evaluation.tracker import Tracker
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints, rng_state, set_rng_state
+from benchmark.run.tracking import log_stage_accuracies, log_summary
 from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
 from methods import build_method
 from tasks import Sequence, Task
@@ -124,6 +125,8 @@ def run_method(
         set_rng_state(saved["rng"])
         announce(f"[{spec} seed {seed}] resuming after stage {saved['stage']} from {checkpoints.path}", setup.progress)
     engine = _make_engine(setup, model, plugins, seed, saved)
+    if first == 1:
+        log_stage_accuracies(engine.evaluator.loggers, f"{spec}/seed{seed}/", stage0, 0)
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
     for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
         if stage < first:
@@ -145,6 +148,7 @@ def run_method(
                 "stages": result.stages,
             }
         )
+    log_summary(engine.evaluator.loggers, f"{spec}/seed{seed}/", spec, result.rows, result.status, len(seq.stages))
     checkpoints.finish(
         {
             "done": True,
@@ -193,6 +197,7 @@ def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage
     trained = {t: engine.model.heads[str(i)] for i, t in enumerate(setup.sequence.tasks[:stage])}
     rows = setup.tracker.evaluate(engine.model.visual, trained, stage, f"{result.method} ")
     result.rows += _label(rows, result.method, result.seed, stage, task)
+    log_stage_accuracies(engine.evaluator.loggers, f"{result.method}/seed{result.seed}/", rows, stage)
     s = _stage_summary(stage, task, engine.last_loss, rows, t1 - engine.stage_started, time.time() - t1)
     result.stages.append(s)
     line = (

@@ -140,13 +140,15 @@ def make_evaluator(loggers: Sequence[str], log_dir: Optional[str]) -> Evaluation
             warnings.simplefilter("ignore")  # "no loggers specified": silence is the point
             return EvaluationPlugin(loggers=[])
     from avalanche.evaluation.metrics import loss_metrics
-    from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger, WandBLogger
+    from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger
+
+    from benchmark.training.loggers import OfflineWandBLogger
 
     folder = log_dir or "avalanche_logs"
     make = {
         "tensorboard": lambda: TensorboardLogger(f"{folder}/tensorboard"),
         "csv": lambda: CSVLogger(f"{folder}/csv"),
-        "wandb": lambda: WandBLogger(project_name="ldifs-bench", dir=folder),
+        "wandb": lambda: OfflineWandBLogger(f"{folder}/wandb"),
         "text": lambda: TextLogger(open(f"{folder}/avalanche.txt", "a")),
     }
     return EvaluationPlugin(loss_metrics(epoch=True, experience=True), loggers=[make[name]() for name in loggers])
