@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig
+from benchmark.errors import UserError
 from benchmark.evaluation.tracker import Tracker
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
@@ -107,7 +108,7 @@ def run_method(
     and the rows so far are checkpointed, so a killed run resumes at the next stage."""
     cfg, seq = setup.cfg, setup.sequence
     checkpoints = checkpoints or StageCheckpoints(None, spec, seed)
-    saved = checkpoints.load()
+    saved = _load_checkpoint(checkpoints)
     if saved is not None and saved.get("done"):
         return MethodResult(spec, seed, saved["rows"], saved["stages"], saved["status"], saved.get("error", ""))
     torch.manual_seed(seed)
@@ -161,6 +162,19 @@ def run_method(
         }
     )
     return result
+
+
+def _load_checkpoint(checkpoints: StageCheckpoints) -> Optional[dict]:
+    """The saved stage, or one line saying the file cannot be used (cut short by a full
+    disk, copied in half, refused as unsafe) and that --fresh discards it."""
+    try:
+        return checkpoints.load()
+    except Exception as e:  # noqa: BLE001  torch.load fails in zip, pickle, or its weights-only check
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(
+            f"checkpoint {checkpoints.path} cannot be resumed from ({first}); "
+            "re-run with --fresh to discard this run's partial work"
+        ) from None
 
 
 def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: int, saved) -> Engine:
