@@ -213,7 +213,11 @@ def apply_override(cfg: RunConfig, dotted: str, raw: Any) -> None:
 
 def load_yaml(path: Union[str, Path]) -> RunConfig:
     """Read a config file (a partial config is fine: missing keys keep their defaults)."""
-    return from_dict(RunConfig, load_yaml_file(path, "config file") or {})
+    data = load_yaml_file(path, "config file")
+    try:
+        return from_dict(RunConfig, {} if data is None else data)
+    except UserError as e:  # name the file: it may be a run's saved config.yaml, not the user's
+        raise UserError(f"config file {str(path)!r}: {e}") from None
 
 
 def dump_yaml(cfg: RunConfig) -> str:
@@ -316,7 +320,8 @@ def validate(cfg: RunConfig) -> None:
         raise UserError(f"loggers: unknown logger {bad_loggers[0]!r}; valid choices: csv, tensorboard, text, wandb")
     if DEVICE_PATTERN.fullmatch(cfg.device) is None:
         raise UserError(f"unknown device {cfg.device[:80]!r}; {DEVICES}")
-    for key, values in (("seeds", cfg.seeds), ("methods", cfg.methods), ("eval.kinds", cfg.eval.kinds)):
+    lists = (("seeds", cfg.seeds), ("methods", cfg.methods), ("eval.kinds", cfg.eval.kinds), ("loggers", cfg.loggers))
+    for key, values in lists:
         repeated = sorted({str(v) for v in values if values.count(v) > 1})
         if repeated:  # each would produce the same rows twice, refused only after training
             raise UserError(f"{key} names {repeated[0]!r} more than once: {values!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Iterable
 from typing import NoReturn
@@ -39,7 +40,11 @@ def run_command(body: Callable[[], int]) -> int:
         return 2
     except OSError as e:
         where = f" {str(e.filename)!r}" if e.filename else ""
-        print(f"error: cannot read or write{where}: {e.strerror or e}", file=sys.stderr)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            why = f"no space left on the device{where}; free some and re-run the same command to resume"
+        else:
+            why = f"cannot read or write{where}: {e.strerror or e}"
+        print("error: " + why.replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)

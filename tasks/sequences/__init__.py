@@ -92,7 +92,7 @@ def load_sequence(name_or_path: str) -> Sequence:
     """A registered sequence by name, or a YAML file by path."""
     path = Path(name_or_path)
     if name_or_path not in SEQUENCES and path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"sequence file {name_or_path!r} does not exist")
     else:
         path = SEQUENCES.get(name_or_path)
