@@ -151,8 +151,8 @@ def _parse_scalar(text: str) -> Any:
     except yaml.YAMLError:
         return text
     if isinstance(value, str):
-        try:  # YAML 1.1 reads '1e-4' as a string; Python reads it as a float
-            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        try:  # YAML 1.1 reads '1e-4' (and 'inf', 'nan') as strings; Python reads them as floats
+            return float(value) if any(c in value.lower() for c in ".ena") else int(value)
         except ValueError:
             return value
     return value

@@ -56,9 +56,7 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, Path]:
         build_method(spec, cfg.hparams)
     for name in cfg.hparams:
         if name not in {p for spec in cfg.methods for p in spec.split("+")}:
-            from methods import METHODS
-
-            METHODS.get(name)  # unknown name -> error with the valid choices
+            build_method(name, cfg.hparams)  # unknown name or bad value -> error, even if unused
     sequence = load_sequence(cfg.sequence)
     for task in sequence.all_tasks:
         TASKS.get(task)
