@@ -38,7 +38,7 @@ def hostile_files(folder: Path) -> None:
         "huge.yaml": b"# padding\n" * 600_000,  # 6 MB: over the 4 MB cap
         "laughs.yaml": BILLION_LAUGHS.encode(),
         "alias.yaml": b"seeds: &s [0]\nmethods: *s\n",
-        "deep.yaml": b"[" * 50_000,
+        "deep.yaml": b"[" * 3_000,
         "list.yaml": b"- a\n- b\n",
         "scalar.yaml": b"just words\n",
         "train_int.yaml": b"train: 5\n",
@@ -60,7 +60,7 @@ def hostile_files(folder: Path) -> None:
         "seq_epochs_word.yaml": b"stages: [{task: shapes, epochs: two}]\n",
         "seq_stage_key.yaml": b"stages: [{task: shapes, lr: 1}]\n",
         "seq_key.yaml": b"stages: [shapes]\nrepeat: 3\n",
-        "seq_deep.yaml": b"stages: " + b"[" * 50_000,
+        "seq_deep.yaml": b"stages: " + b"[" * 3_000,
         "a_file": b"",
     }
     for name, data in writes.items():
