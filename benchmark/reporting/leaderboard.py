@@ -25,7 +25,7 @@ import yaml
 
 from benchmark import rundir
 from benchmark.errors import UserError
-from benchmark.files import atomic_text
+from benchmark.files import atomic_text, load_yaml_file
 from benchmark.reporting import reports, table
 from benchmark.rundir import (
     CONFIG_YAML,
@@ -422,10 +422,7 @@ def load_run(run_dir: Path) -> LoadedRun:
     config_path = run_dir / CONFIG_YAML
     if not config_path.is_file():
         raise UserError(f"{run_dir} has no {CONFIG_YAML}, so its settings cannot be checked against the other runs")
-    try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise UserError(f"cannot read {config_path}: {str(error).splitlines()[0]}") from None
+    config = load_yaml_file(config_path, "run config") or {}  # size-capped, no YAML aliases
     if not isinstance(config, dict):
         raise UserError(f"{config_path} is not a mapping")
     df = table.load_long_csv(run_dir / rundir.LONG_CSV)
