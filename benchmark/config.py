@@ -128,6 +128,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = _parse_scalar(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"{key}: expected an integer, got {value!r}")
+        if abs(value) >= 2**62:  # torch and numpy take 64-bit integers: beyond, they overflow in C
+            raise UserError(f"{key}: {value} is too large; at most {2**62 - 1}")
         return value
     if tp is float:
         if isinstance(value, str):

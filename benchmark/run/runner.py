@@ -153,9 +153,8 @@ def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, ke
     setup = prepare(cfg, sequence, progress)
     setup.log_dir = str(folder / "avalanche_logs")
     stage0_file = folder / "stage0.json"
-    if stage0_file.is_file():  # deterministic, but not free: a resumed run reuses it
-        stage0 = json.loads(stage0_file.read_text())
-    else:
+    stage0 = _read_stage0(stage0_file)
+    if stage0 is None:
         stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")
         atomic_text(stage0_file, json.dumps(stage0))
     results = [
@@ -164,6 +163,16 @@ def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, ke
         for spec in cfg.methods
     ]
     _write_outputs(folder, setup, results, time.time() - started, keep)
+
+
+def _read_stage0(path: Path):
+    """The pretrained model's rows saved by an earlier attempt (deterministic, but not free:
+    a resumed run reuses them); None when absent or unreadable, so they are recomputed."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
 
 
 def _dir_for_this_config(cfg: RunConfig, run_dir: Path) -> Path:

@@ -141,6 +141,12 @@ CASES = [
     ("seed-flag-neg", ["--seed", "-3"], 2, "seeds=-3 must be in"),
     ("threads-huge", ["--threads", "100000"], 2, "threads=100000 must be <= 1024"),
     ("epochs-float", ["--train.epochs", "1.5"], 2, "train.epochs: expected an integer, got 1.5"),
+    (
+        "batch-size-overflow",
+        ["--train.batch_size", "1" + "0" * 23],
+        2,
+        "train.batch_size: 1" + "0" * 23 + " is too large",
+    ),
     ("batch-size-1-batchnorm", ["--train.batch_size", "1"], 2, "BatchNorm layers, which need at least 2"),
     ("amp-unknown", ["--train.amp", "fp8"], 2, "train.amp='fp8' is not valid"),
     # devices torch would refuse late or never
