@@ -9,7 +9,6 @@ numbers are not comparable (see :func:`check_mergeable`).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -24,7 +23,7 @@ import pandas as pd
 import yaml
 
 from benchmark import rundir
-from benchmark.errors import UserError
+from benchmark.errors import OneLineParser, UserError, run_command
 from benchmark.files import atomic_text, load_yaml_file
 from benchmark.reporting import reports, table
 from benchmark.rundir import (
@@ -570,20 +569,20 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m benchmark.reporting.leaderboard RUN1 RUN2 ... [--out DIR]``: merge runs into one leaderboard; 2 if refused."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.reporting.leaderboard", description=main.__doc__)
+    parser = OneLineParser(prog="python -m benchmark.reporting.leaderboard", description=main.__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with accuracy_long.csv and config.yaml)")
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_MERGE_OUT, help=f"output folder (default {DEFAULT_MERGE_OUT})"
     )
     parser.add_argument("--no-plots", action="store_true", help="skip summary.csv, report.md and plots/ (faster)")
-    args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:  # one line and code 2 for bad input and OS errors, 130 for Ctrl-C
+        args = parser.parse_args(argv)
         paths = merge_runs(args.runs, args.out, draw_plots=not args.no_plots)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {paths[-1]}")
-    return 0
+        print(f"wrote {paths[-1]}")
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

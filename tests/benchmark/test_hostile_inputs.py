@@ -555,3 +555,27 @@ def test_run_command_keeps_bugs_loud():
     """Only user errors, OS failures and Ctrl-C become one line: a bug keeps its traceback."""
     with pytest.raises(ZeroDivisionError):
         run_command(lambda: 1 // 0)
+
+
+MERGE_CASES = [
+    ("config-billion-laughs", BILLION_LAUGHS, ["{run}"], "aliases"),
+    ("config-binary", b"\x00\xff" * 10, ["{run}"], "is not a text file"),
+    ("config-a-list", "- 1\n- 2\n", ["{run}"], "is not a mapping"),
+    ("out-under-a-file", None, ["{run}", "--out", "{tmp}/a_file/merged"], "cannot read or write"),
+    ("no-arguments", None, [], "the following arguments are required"),
+]
+
+
+@pytest.mark.parametrize("case_id,config,args,message", MERGE_CASES, ids=[c[0] for c in MERGE_CASES])
+def test_a_merge_over_a_bad_run_is_one_line(case_id, config, args, message, finished_run, tmp_path, capsys):
+    from benchmark.reporting.leaderboard import main as leaderboard_main
+
+    run = tmp_path / "results" / "copy"
+    shutil.copytree(finished_run, run, ignore=shutil.ignore_patterns("checkpoints", "avalanche_logs", "plots"))
+    (tmp_path / "a_file").write_text("")
+    if config is not None:
+        (run / "config.yaml").write_bytes(config.encode() if isinstance(config, str) else config)
+    before = snapshot(tmp_path)
+    code = leaderboard_main([a.replace("{run}", str(run)).replace("{tmp}", str(tmp_path)) for a in args])
+    assert_one_line(code, capsys.readouterr().err, 2, message)
+    assert not changed_outside(before, snapshot(tmp_path), tmp_path / "nothing")
