@@ -8,17 +8,17 @@ exactly as if the penalty had been in the loss.
 
 Cost, measured through the Engine on an H200 (open_clip ViT-B-32 random init, batch 256,
 bf16 autocast, fused AdamW, torch 2.11): 1.01x a fine-tuning step, against 1.47x with the
-penalty in the loss through autograd (REFERENCE.md: 1.42-1.64x for the autograd routes).
+penalty in the loss through autograd (docs/protocol.md: 1.4-1.6x for the autograd routes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 
-from benchmark.errors import UserError
+from benchmark.config import Range
 from benchmark.training.method import Method, register_method
 
 
@@ -31,15 +31,9 @@ class L2SP(Method):
 
     @dataclass
     class Params:
-        alpha: float = 0.5  # the LDIFS authors' value
-        reference: str = "previous"  # previous (the encoder at the start of the stage) | pretrained
-
-    def validate(self) -> None:
-        p = self.params
-        if p.reference not in ("previous", "pretrained"):
-            raise UserError(f"hparams.l2sp.reference={p.reference!r}; valid choices: previous, pretrained")
-        if p.alpha < 0:
-            raise UserError(f"hparams.l2sp.alpha={p.alpha!r} must be >= 0")
+        alpha: Annotated[float, Range(low=0)] = 0.5  # the LDIFS authors' value
+        # previous: the encoder at the start of the stage; pretrained: the original model
+        reference: Literal["previous", "pretrained"] = "previous"
 
     def __init__(self, params: Optional[L2SP.Params] = None) -> None:
         super().__init__(params)
