@@ -26,6 +26,7 @@ from benchmark.run.checkpoints import StageCheckpoints
 from benchmark.run.manifest import write_manifest
 from benchmark.run.scheduler import MethodResult, RunSetup, run_method
 from benchmark.rundir import RUN_LOG, RunLock
+from benchmark.training.loggers import check_logger_packages
 from methods import build_method
 from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
 
@@ -62,6 +63,7 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, Path]:
     for task in sequence.all_tasks:
         TASKS.get(task)
     resolve_device(cfg.device)
+    check_logger_packages(cfg.loggers)
     check_model_config(cfg.model)
     if cfg.train.batch_size < 2 and has_batch_norm_tower(cfg.model):
         raise UserError(

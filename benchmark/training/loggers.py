@@ -12,6 +12,8 @@ import uuid
 
 from avalanche.logging import WandBLogger
 
+from benchmark.errors import UserError
+
 
 class OfflineWandBLogger(WandBLogger):
     """WandBLogger for wandb >= 0.18: scalar metrics only, offline by default, silent."""
@@ -32,3 +34,17 @@ class OfflineWandBLogger(WandBLogger):
         # (counted in iterations) and the accuracies (counted in stages) interleave.
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             self.wandb.log({name: value, f"{name}/x": x_plot})
+
+
+PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}  # logger -> the package it needs
+
+
+def check_logger_packages(loggers: list[str]) -> None:
+    """Refuse, before any work, a logger whose package is not installed (they are optional:
+    ``pip install ldifs-bench[loggers]``)."""
+    import importlib.util
+
+    for name in loggers:
+        package = PACKAGES.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise UserError(f"loggers: {name} needs the {package} package: pip install {package}")

@@ -271,6 +271,13 @@ FAULTS: list[tuple[str, list[str], Callable, int, str]] = [
         "cannot be written: No space left on device",
     ),
     (
+        "logger-package-missing",
+        ["--loggers", "csv,wandb"],
+        lambda mp, tmp: mp.setattr("benchmark.training.loggers.PACKAGES", {"wandb": "no_such_wandb_package"}),
+        2,
+        "loggers: wandb needs the no_such_wandb_package package",
+    ),
+    (
         "hf-hub-offline",
         ["--model.name", "hf-hub:someone/no-such-model"],
         _hub_unreachable,
@@ -579,3 +586,17 @@ def test_a_merge_over_a_bad_run_is_one_line(case_id, config, args, message, fini
     code = leaderboard_main([a.replace("{run}", str(run)).replace("{tmp}", str(tmp_path)) for a in args])
     assert_one_line(code, capsys.readouterr().err, 2, message)
     assert not changed_outside(before, snapshot(tmp_path), tmp_path / "nothing")
+
+
+@pytest.mark.slow
+def test_wandb_works_offline_and_gets_the_accuracies(finished_run, tmp_path, capsys, monkeypatch):
+    """--loggers wandb with no network: an offline wandb run under the run folder that holds
+    every stage's accuracies and the summary (wandb starts a service process: ~10 s)."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    shared = finished_run.parents[1] / "shared.yaml"
+    args = ["--config", str(shared), "-q", "--results-dir", str(tmp_path), "--name", "wb", "--loggers", "wandb"]
+    assert main(args) == 0, capsys.readouterr().err
+    (record,) = (tmp_path / "wb" / "avalanche_logs" / "wandb").rglob("offline-run-*/*.wandb")
+    data = record.read_bytes()
+    for key in ("finetune/seed0/accuracy/lp/textures", "finetune/seed0/summary/head/last", "Loss_Epoch"):
+        assert key.encode() in data, key
