@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from benchmark import rundir
+from benchmark.config import load_yaml
 from benchmark.errors import OneLineParser, UserError, run_command
 from benchmark.files import atomic_text, load_yaml_file
 from benchmark.reporting import reports, table
@@ -422,6 +423,8 @@ def load_run(run_dir: Path) -> LoadedRun:
     if not config_path.is_file():
         raise UserError(f"{run_dir} has no {CONFIG_YAML}, so its settings cannot be checked against the other runs")
     config = load_yaml_file(config_path, "run config") or {}  # size-capped, no YAML aliases
+    if isinstance(config, dict):
+        load_yaml(config_path)  # the run config's own schema: a wrong type is one line naming the file
     if not isinstance(config, dict):
         raise UserError(f"{config_path} is not a mapping")
     df = table.load_long_csv(run_dir / rundir.LONG_CSV)

@@ -568,6 +568,7 @@ MERGE_CASES = [
     ("config-billion-laughs", BILLION_LAUGHS, ["{run}"], "aliases"),
     ("config-binary", b"\x00\xff" * 10, ["{run}"], "is not a text file"),
     ("config-a-list", "- 1\n- 2\n", ["{run}"], "is not a mapping"),
+    ("config-wrong-types", "seeds: 7\ntrain: {lr: fast}\n", ["{run}"], "seeds: expected a list, got 7"),
     ("out-under-a-file", None, ["{run}", "--out", "{tmp}/a_file/merged"], "cannot read or write"),
     ("no-arguments", None, [], "the following arguments are required"),
 ]
