@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from benchmark.errors import UserError
+from benchmark.files import load_yaml_file
 
 
 @dataclass
@@ -166,12 +169,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = _parse_scalar(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"{key}: expected an integer, got {value!r}")
+        if abs(value) >= 2**62:  # torch and numpy take 64-bit integers: beyond, they overflow in C
+            raise UserError(f"{key}: {value} is too large; at most {2**62 - 1}")
         return value
     if tp is float:
         if isinstance(value, str):
             value = _parse_scalar(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # inf/nan pass every range check and then wreck training
+            raise UserError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if isinstance(value, (dict, list)):
@@ -187,8 +194,8 @@ def _parse_scalar(text: str) -> Any:
     except yaml.YAMLError:
         return text
     if isinstance(value, str):
-        try:  # YAML 1.1 reads '1e-4' as a string; Python reads it as a float
-            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        try:  # YAML 1.1 reads '1e-4' (and 'inf', 'nan') as strings; Python reads them as floats
+            return float(value) if any(c in value.lower() for c in ".ena") else int(value)
         except ValueError:
             return value
     return value
@@ -260,7 +267,11 @@ def load_yaml(path: Union[str, Path]) -> RunConfig:
     (relative to this one), or ``defaults`` (the dataclass defaults: the authors' protocol).
     Sections merge key by key (``train: {lr: 1e-4}`` keeps the base's other train keys);
     unknown keys are refused by name."""
-    return from_dict(RunConfig, _layered(Path(path), ()))
+    data = _layered(Path(path), ())
+    try:
+        return from_dict(RunConfig, data)
+    except UserError as e:  # name the file: it may be a run's saved config.yaml, not the user's
+        raise UserError(f"config file {str(path)!r}: {e}") from None
 
 
 def _layered(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -290,12 +301,8 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise UserError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = load_yaml_file(path, "config file")  # small UTF-8 text, no YAML aliases
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise UserError(f"config file {str(path)!r}: expected a mapping of config keys, got {type(data).__name__}")
     return data
@@ -315,6 +322,34 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,3})?")
+DEVICES = "valid choices: auto, cpu, cuda, cuda:N, mps"
+MAX_STRING = 4096  # PATH_MAX: no config string (a name, a path) is longer
+
+
+def _none_or_at_least(value: Optional[int], low: int) -> bool:
+    return value is None or value >= low
+
+
+def _check_strings(data: Any, key: str) -> None:
+    """Every string in the config is printable and of bounded length (names become paths,
+    log lines and table cells: a newline or an escape sequence in one corrupts them)."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _check_strings(str(k), f"{key}{k} (key)")
+            _check_strings(v, f"{key}{k}.")
+    elif isinstance(data, list):
+        for v in data:
+            _check_strings(v, key)
+    elif isinstance(data, str):
+        where = key.rstrip(".")
+        if len(data) > MAX_STRING:
+            raise UserError(f"{where}: a string of {len(data)} characters; at most {MAX_STRING}")
+        if not data.isprintable():
+            bad = next(c for c in data if not c.isprintable())
+            raise UserError(f"{where}={data[:80]!r} holds a non-printable character {bad!r}")
+
+
 def validate(cfg: RunConfig) -> None:
     """Range checks that types alone cannot express; raise UserError naming the value."""
     checks = [
@@ -324,7 +359,22 @@ def validate(cfg: RunConfig) -> None:
         ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "must be >= 1"),
         ("train.warmup_steps", cfg.train.warmup_steps, cfg.train.warmup_steps >= 0, "must be >= 0"),
         ("train.grad_clip", cfg.train.grad_clip, cfg.train.grad_clip >= 0, "must be >= 0"),
-        ("train.train_limit", cfg.train.train_limit, (cfg.train.train_limit or 1) >= 1, "must be >= 1"),
+        ("train.train_limit", cfg.train.train_limit, _none_or_at_least(cfg.train.train_limit, 1), "must be >= 1"),
+        ("eval.test_limit", cfg.eval.test_limit, _none_or_at_least(cfg.eval.test_limit, 1), "must be >= 1"),
+        (
+            "eval.lp_train_limit",
+            cfg.eval.lp_train_limit,
+            _none_or_at_least(cfg.eval.lp_train_limit, 1),
+            "must be >= 1",
+        ),
+        ("eval.lp_weight_decay", cfg.eval.lp_weight_decay, cfg.eval.lp_weight_decay >= 0, "must be >= 0"),
+        (
+            "model.pretrain.weight_decay",
+            cfg.model.pretrain.weight_decay,
+            cfg.model.pretrain.weight_decay >= 0,
+            "must be >= 0",
+        ),
+        ("model.pretrain.seed", cfg.model.pretrain.seed, 0 <= cfg.model.pretrain.seed < 2**32, "must be in [0, 2**32)"),
         ("eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1, "must be >= 1"),
         ("eval.lp_max_iter", cfg.eval.lp_max_iter, cfg.eval.lp_max_iter >= 1, "must be >= 1"),
         ("model.pretrain.epochs", cfg.model.pretrain.epochs, cfg.model.pretrain.epochs >= 1, "must be >= 1"),
@@ -339,9 +389,24 @@ def validate(cfg: RunConfig) -> None:
         ("methods", cfg.methods, len(cfg.methods) >= 1, "must name at least one method"),
         ("seeds", cfg.seeds, len(cfg.seeds) >= 1, "must name at least one seed"),
         ("threads", cfg.threads, cfg.threads >= 0, "must be >= 0 (0: torch's default)"),
+        ("threads", cfg.threads, cfg.threads <= 1024, "must be <= 1024"),
+    ]
+    checks += [
+        ("seeds", seed, 0 <= seed < 2**32, "must be in [0, 2**32) (torch and numpy seeds)") for seed in cfg.seeds
     ]
     for key, value, ok, why in checks:
         if not ok:
             raise UserError(f"{key}={value!r} {why}")
+    if DEVICE_PATTERN.fullmatch(cfg.device) is None:
+        raise UserError(f"unknown device {cfg.device[:80]!r}; {DEVICES}")
+    lists = (("seeds", cfg.seeds), ("methods", cfg.methods), ("eval.kinds", cfg.eval.kinds), ("loggers", cfg.loggers))
+    for key, values in lists:
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:  # each would produce the same rows twice, refused only after training
+            raise UserError(f"{key} names {repeated[0]!r} more than once: {values!r}")
+    for name, params in cfg.hparams.items():
+        if not isinstance(params, dict):
+            raise UserError(f"hparams.{name}: expected a mapping of hyperparameters, got {params!r}")
+    _check_strings(to_dict(cfg), "")
     if not cfg.eval.kinds:
         raise UserError("eval.kinds=[] is not valid; name at least one of: head, lp, zs")

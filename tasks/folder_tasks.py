@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from benchmark.errors import UserError
+from benchmark.files import read_text_file
 from tasks.base import Task, TaskContext, TaskFactory, register_task
 from tasks.clip_prompts import clip_prompts
 from tasks.loading import LARGE_IMAGE_SIZE, DecodeSource, TaskSpec, build_task
@@ -113,10 +114,8 @@ def _layout(root: Path, task: str) -> tuple[Path, Optional[Path]]:
 
 
 def read_classnames_file(path: Union[str, Path], expected: int, task: str) -> list[str]:
-    try:
-        names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-    except OSError as e:
-        raise UserError(f"task {task!r}: cannot read class-names file {str(path)!r}: {e.strerror}") from None
+    text = read_text_file(path, f"class-names file of task {task!r}")  # small UTF-8 text, or one line
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != expected:
         raise UserError(
             f"task {task!r}: class-names file {str(path)!r} has {len(names)} names "

@@ -14,6 +14,7 @@ limits to set, rather than after minutes of decoding or with an out-of-memory ki
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -133,8 +134,14 @@ class _Selected(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image, label = self.dataset[self.indices[i]]
-        return to_square_uint8(image, self.size), int(label)
+        try:
+            image, label = self.dataset[self.indices[i]]
+            return to_square_uint8(image, self.size), int(label)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001  PIL/numpy/torchvision on a user's file: corrupt, cut short, not an image
+            where = f"{e.filename!r}" if getattr(e, "filename", None) else f"item {self.indices[i]}"
+            raise UserError(f"image {where} cannot be decoded ({_first_line(e)}); replace or remove it") from None
 
 
 def decode_workers(n_images: int) -> int:
@@ -160,13 +167,23 @@ def decode(dataset: Any, indices: torch.Tensor, size: int, what: str) -> Split:
     done = 0
     # disable=None: a bar on a terminal, silence in logs and tests
     with tqdm(total=n, desc=f"decoding {what}", unit="img", leave=False, disable=None) as bar:
-        for batch_images, batch_labels in loader:
-            k = len(batch_labels)
-            images[done : done + k] = batch_images
-            labels[done : done + k] = batch_labels
-            done += k
-            bar.update(k)
+        try:
+            for batch_images, batch_labels in loader:
+                k = len(batch_labels)
+                images[done : done + k] = batch_images
+                labels[done : done + k] = batch_labels
+                done += k
+                bar.update(k)
+        except UserError as e:  # from a worker, it carries the worker's traceback: keep its last line
+            raise UserError(f"{what}: {_first_line(e, last=True)}") from None
     return Split(images, labels)
+
+
+def _first_line(err: BaseException, last: bool = False) -> str:
+    """One line of an error's message (a DataLoader worker's ends with 'UserError: <message>')."""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+    line = lines[-1] if last else lines[0]
+    return re.sub(r"^[\w.]*(Error|Exception): ", "", line.strip())[:300]
 
 
 # ----------------------------------------------------------------------------- budget

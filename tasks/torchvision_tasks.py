@@ -184,15 +184,27 @@ def open_dataset(spec: TorchvisionTask, ctx: TaskContext, args: dict[str, Any]) 
         if "not found" in str(e).lower():
             corrupted = " or failed torchvision's md5 check" if "corrupted" in str(e) else ""
             raise _missing(spec, root, f"incomplete{corrupted}") from None
-        raise
+        raise _unreadable(spec, root, e) from None
     except (OSError, ValueError) as e:  # download errors (URLError is an OSError); Cars: URL gone
         if not ctx.download:
-            raise
+            raise _unreadable(spec, root, e) from None
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
             f"downloading dataset {spec.name!r} into {root} failed: {first_line}; "
             f"place the files there yourself ({spec.expected})"
         ) from None
+    except Exception as e:  # noqa: BLE001  a zero-byte, cut-short or altered file fails anywhere in the reader
+        raise _unreadable(spec, root, e) from None
+
+
+def _unreadable(spec: TorchvisionTask, root: Path, err: Exception) -> UserError:
+    """A dataset whose files exist but cannot be read: name the file when the error does."""
+    where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200] or type(err).__name__
+    return UserError(
+        f"dataset {spec.name!r} in {root} cannot be read ({where}{first}); a file is corrupt or cut short: "
+        f"replace it ({spec.expected})"
+    )
 
 
 def _source(spec: TorchvisionTask, ds: Any) -> ArraySource | DecodeSource:

@@ -11,7 +11,7 @@ from typing import Optional
 import yaml
 
 from benchmark.config import RunConfig, apply_override, dump_yaml, load_yaml
-from benchmark.errors import UserError
+from benchmark.errors import OneLineParser, UserError, run_command
 from benchmark.logs import quiet_warnings, setup_console
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ of methods is written with '+', e.g. --methods finetune,ldifs+replay."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run_benchmark.py", description=__doc__.splitlines()[0], epilog=EPILOG)
+    p = OneLineParser(prog="run_benchmark.py", description=__doc__.splitlines()[0], epilog=EPILOG)
     p.add_argument("--config", help="YAML config file (a partial one is fine)")
     p.add_argument("--methods", help="comma-separated methods, e.g. finetune,ldifs ('all' for every one)")
     p.add_argument("--sequence", help="registered sequence name or a YAML file")
@@ -181,24 +181,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     quiet_warnings()  # third-party internals' warnings off, every other one shown once
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
     setup_console(quiet="-q" in argv or "--quiet" in argv)
-    try:
-        check_own_packages()
-        args, cfg = parse_config(argv)
-        if args.print_config:
-            print(dump_yaml(cfg), end="")
-            return 0
-        if args.list_methods or args.list_tasks or args.list_sequences:
-            print_registries(args)
-            return 0
-        from benchmark.reporting.summary import print_headline
-        from benchmark.run.runner import run
+    return run_command(lambda: _main(argv))
 
-        run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
-        print_headline(run_dir)
+
+def _main(argv: list[str]) -> int:
+    check_own_packages()
+    args, cfg = parse_config(argv)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
         return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.list_methods or args.list_tasks or args.list_sequences:
+        print_registries(args)
+        return 0
+    from benchmark.reporting.summary import print_headline
+    from benchmark.run.runner import run
+
+    run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
+    print_headline(run_dir)
+    return 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from benchmark.evaluation.heads import zeroshot_weights
 from benchmark.evaluation.tracker import EvalSet, Tracker
 from benchmark.files import atomic_text, atomic_write
 from benchmark.logs import run_log, setup_console
+from benchmark.models.architectures import has_batch_norm_tower
 from benchmark.models.loading import ClipBundle, check_model_config, load_clip
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints
@@ -36,6 +37,7 @@ from benchmark.rundir import (
     check_run_name,
     config_hash_of,
 )
+from benchmark.training.loggers import check_logger_packages
 from methods import build_method
 from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
 
@@ -53,6 +55,10 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"unknown device {name!r}; valid choices: auto, cpu, cuda, cuda:N, mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but CUDA is not available here; valid choices: auto, cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r} requested but MPS is not available here; valid choices: auto, cpu")
     return device
 
 
@@ -63,14 +69,18 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
         build_method(spec, cfg.hparams)
     for name in cfg.hparams:
         if name not in {p for spec in cfg.methods for p in spec.split("+")}:
-            from methods import METHODS
-
-            METHODS.get(name)  # unknown name -> error with the valid choices
+            build_method(name, cfg.hparams)  # unknown name or bad value -> error, even if unused
     sequence = load_sequence(cfg.sequence)
     for task in sequence.all_tasks:
         TASKS.get(task)
     resolve_device(cfg.device)
+    check_logger_packages(cfg.loggers)
     check_model_config(cfg.model)
+    if cfg.train.batch_size < 2 and has_batch_norm_tower(cfg.model):
+        raise UserError(
+            f"train.batch_size={cfg.train.batch_size} cannot train {cfg.model.name!r}: its ResNet image tower "
+            "has BatchNorm layers, which need at least 2 images per batch"
+        )
     if cfg.name:
         check_run_name(cfg.name)
     run_dir = RunDir(Path(cfg.results_dir), cfg.name or f"{sequence.name}-{config_hash(cfg)}")
@@ -161,9 +171,8 @@ def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, ke
     setup = prepare(cfg, sequence, progress)
     setup.log_dir = str(folder / AVALANCHE_LOGS)
     stage0_file = folder / STAGE0_JSON
-    if stage0_file.is_file():  # deterministic, but not free: a resumed run reuses it
-        stage0 = json.loads(stage0_file.read_text())
-    else:
+    stage0 = _read_stage0(stage0_file)
+    if stage0 is None:
         stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")
         atomic_text(stage0_file, json.dumps(stage0))
     results = [
@@ -191,6 +200,16 @@ def _dir_for_this_config(cfg: RunConfig, rd: RunDir) -> RunDir:
         log.warning(f"note: {folder} holds a run with another config; starting a new run in {new.path}")
         return new
     return rd
+
+
+def _read_stage0(path: Path):
+    """The pretrained model's rows saved by an earlier attempt (deterministic, but not free:
+    a resumed run reuses them); None when absent or unreadable, so they are recomputed."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
 
 
 def _write_outputs(

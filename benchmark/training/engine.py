@@ -23,6 +23,7 @@ from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.config import TrainConfig
+from benchmark.errors import UserError
 from benchmark.logs import progress
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
@@ -83,7 +84,12 @@ class DeviceBatchLoader:
     """Shuffled mini-batches sliced from tensors that live on the device."""
 
     def __init__(
-        self, tensors: Sequence[torch.Tensor], batch_size: int, generator: torch.Generator, single_task: Optional[int]
+        self,
+        tensors: Sequence[torch.Tensor],
+        batch_size: int,
+        generator: torch.Generator,
+        single_task: Optional[int],
+        min_batch: int = 1,
     ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
@@ -93,9 +99,14 @@ class DeviceBatchLoader:
         # its reference's taps per image across epochs: methods/ldifs.py).
         self.last_indices: Optional[torch.Tensor] = None
         self.last_indices_device: Optional[torch.Tensor] = None
+        # A trailing batch smaller than this is dropped: BatchNorm in training mode cannot
+        # normalise one image (ModifiedResNet towers), so their last batch of 1 is skipped.
+        self.min_batch = min_batch
 
     @classmethod
-    def from_dataset(cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator):
+    def from_dataset(
+        cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator, min_batch: int = 1
+    ):
         """Materialise an Avalanche dataset once per stage (not once per epoch)."""
         tensors = _tensors_of(dataset)
         if tensors is None:  # anything else: one pass of Avalanche's own per-sample loading
@@ -103,18 +114,27 @@ class DeviceBatchLoader:
             tensors = [torch.cat(p) for p in zip(*loader)]
         tensors = [t.to(device, non_blocking=True) for t in tensors]
         tasks = tensors[-1].unique()
-        return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None)
+        return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None, min_batch)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.tensors[0]) / self.batch_size)
+        n = len(self.tensors[0])
+        full, rest = divmod(n, self.batch_size)
+        return full + int(rest >= self.min_batch)
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         n = len(self.tensors[0])
         order = torch.randperm(n, generator=self.generator)
         on_device = order.to(self.tensors[0].device)
         for cpu_idx, idx in zip(order.split(self.batch_size), on_device.split(self.batch_size)):
+            if len(idx) < self.min_batch:
+                continue
             self.last_indices, self.last_indices_device = cpu_idx, idx
             yield [t[idx] for t in self.tensors]
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    """True when the model normalises by batch statistics in training (ResNet towers)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 LOGGERS = ("tensorboard", "csv", "wandb", "text")
@@ -130,13 +150,15 @@ def make_evaluator(loggers: Sequence[str], log_dir: Optional[str]) -> Evaluation
             warnings.simplefilter("ignore")  # "no loggers specified": silence is the point
             return EvaluationPlugin(loggers=[])
     from avalanche.evaluation.metrics import loss_metrics
-    from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger, WandBLogger
+    from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger
+
+    from benchmark.training.loggers import OfflineWandBLogger
 
     folder = log_dir or "avalanche_logs"
     make = {
         "tensorboard": lambda: TensorboardLogger(f"{folder}/tensorboard"),
         "csv": lambda: CSVLogger(f"{folder}/csv"),
-        "wandb": lambda: WandBLogger(project_name="ldifs-bench", dir=folder),
+        "wandb": lambda: OfflineWandBLogger(f"{folder}/wandb"),
         "text": lambda: TextLogger(open(f"{folder}/avalanche.txt", "a")),
     }
     return EvaluationPlugin(loss_metrics(epoch=True, experience=True), loggers=[make[name]() for name in loggers])
@@ -232,7 +254,15 @@ class Engine(SupervisedTemplate):
     # ---- data path
     def make_train_dataloader(self, **kwargs) -> None:
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.stage_index)
-        self.dataloader = DeviceBatchLoader.from_dataset(self.adapted_dataset, self.train_mb_size, self.device, gen)
+        min_batch = 2 if has_batch_norm(self.model) else 1
+        if self.train_mb_size < min_batch:
+            raise UserError(
+                f"train.batch_size={self.train_mb_size} cannot train this image tower: its BatchNorm layers "
+                "need at least 2 images per batch"
+            )
+        self.dataloader = DeviceBatchLoader.from_dataset(
+            self.adapted_dataset, self.train_mb_size, self.device, gen, min_batch
+        )
 
     def _unpack_minibatch(self) -> None:
         self.mbatch = [t.to(self.device, non_blocking=True) for t in self.mbatch]
