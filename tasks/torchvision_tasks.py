@@ -50,6 +50,7 @@ import torch
 
 from benchmark.errors import UserError
 from tasks.base import TaskContext, register_task
+from tasks.cache import files_under, fingerprint_files, hash_of
 from tasks.clip_prompts import Prompts, clip_prompts
 from tasks.loading import LARGE_IMAGE_SIZE, ArraySource, DecodeSource, TaskSpec, build_task
 
@@ -195,10 +196,14 @@ def open_dataset(spec: TorchvisionTask, ctx: TaskContext, args: dict[str, Any]) 
         ) from None
 
 
-def _source(spec: TorchvisionTask, ds: Any) -> ArraySource | DecodeSource:
+def _source(spec: TorchvisionTask, ds: Any, root: Path, split: dict[str, Any]) -> ArraySource | DecodeSource:
     if spec.image_size is None:
         return ARRAY_READERS[spec.tv_class](ds)
-    return DecodeSource(ds, spec.image_size)
+    # the cache key follows every file of the dataset's folder (sizes, mtimes) and the split read
+    folder = root / Path(spec.marker).parts[0]
+    return DecodeSource(
+        ds, spec.image_size, fingerprint=lambda: fingerprint_files(files_under(folder)) + hash_of([repr(split)])
+    )
 
 
 def make_task(spec: TorchvisionTask, ctx: TaskContext):
@@ -213,7 +218,9 @@ def make_task(spec: TorchvisionTask, ctx: TaskContext):
         spec.description,
         source=f"torchvision.datasets.{spec.tv_class} at {_root(spec, ctx)}; prompts: {prompts.source}",
     )
-    return build_task(info, ctx, _source(spec, train_ds), _source(spec, test_ds) if test_ds is not None else None)
+    root = _root(spec, ctx)
+    train = _source(spec, train_ds, root, spec.train_args)
+    return build_task(info, ctx, train, _source(spec, test_ds, root, spec.test_args) if test_ds is not None else None)
 
 
 def _register(spec: TorchvisionTask) -> None:

@@ -27,7 +27,9 @@ from benchmark.run.manifest import write_manifest
 from benchmark.run.scheduler import MethodResult, RunSetup, announce, log, run_method
 from benchmark.rundir import RunLock
 from methods import build_method
-from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
+from tasks import Sequence, Task, TaskContext, load_sequence
+from tasks.cache import resolve_cache_dir
+from tasks.declared import declarations, task_factory
 
 COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status"]
 
@@ -55,8 +57,9 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, Path]:
 
             METHODS.get(name)  # unknown name -> error with the valid choices
     sequence = load_sequence(cfg.sequence)
+    declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     for task in sequence.all_tasks:
-        TASKS.get(task)
+        task_factory(task, declared)
     resolve_device(cfg.device)
     check_model_config(cfg.model)
     run_dir = Path(cfg.results_dir) / (cfg.name or f"{sequence.name}-{config_hash(cfg)}")
@@ -86,8 +89,10 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         train_limit=_load_limit(cfg),
         test_limit=cfg.eval.test_limit,
         download=cfg.download,
+        data_cache=resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir),
     )
-    tasks = {name: TASKS.get(name)(ctx) for name in sequence.all_tasks}
+    declared = declarations(sequence.declared, sequence.path, cfg.tasks)
+    tasks = {name: task_factory(name, declared)(ctx) for name in sequence.all_tasks}
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
     tracker = Tracker(sets, cfg.eval, preprocess, device, progress)
     return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from benchmark.config import TrainConfig
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
+from tasks.cache import MappedImages
 
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
 
@@ -94,7 +95,8 @@ class DeviceBatchLoader:
         if tensors is None:  # anything else: one pass of Avalanche's own per-sample loading
             loader = torch.utils.data.DataLoader(dataset, batch_size=4096, shuffle=False)
             tensors = [torch.cat(p) for p in zip(*loader)]
-        tensors = [t.to(device, non_blocking=True) for t in tensors]
+        # images mapped from the decoded-image cache stay on the host: gathered per batch
+        tensors = [t if isinstance(t, MappedImages) else t.to(device, non_blocking=True) for t in tensors]
         tasks = tensors[-1].unique()
         return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None)
 
@@ -103,9 +105,32 @@ class DeviceBatchLoader:
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         n = len(self.tensors[0])
-        order = torch.randperm(n, generator=self.generator).to(self.tensors[0].device)
-        for idx in order.split(self.batch_size):
-            yield [t[idx] for t in self.tensors]
+        perm = torch.randperm(n, generator=self.generator)
+        order = perm.to(self.tensors[-1].device)  # task labels: always on the device
+        if not any(isinstance(t, MappedImages) for t in self.tensors):
+            for idx in order.split(self.batch_size):
+                yield [t[idx] for t in self.tensors]
+            return
+        yield from self._mapped_batches(perm.split(self.batch_size), order.split(self.batch_size))
+
+    def _mapped_batches(self, host_idx: Sequence[torch.Tensor], idx: Sequence[torch.Tensor]):
+        """Batches whose images are read from disk one batch ahead, in a thread, while the
+        device works on the current one; pinned host memory makes the copy asynchronous."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        device = self.tensors[-1].device
+        pin = device.type == "cuda"
+
+        def read(i: int) -> list:
+            return [t.gather(host_idx[i], pin) if isinstance(t, MappedImages) else None for t in self.tensors]
+
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(read, 0)
+            for i in range(len(idx)):
+                host = ahead.result()
+                if i + 1 < len(idx):
+                    ahead = pool.submit(read, i + 1)
+                yield [t[idx[i]] if h is None else h.to(device, non_blocking=True) for t, h in zip(self.tensors, host)]
 
 
 LOGGERS = ("tensorboard", "csv", "wandb", "text")
