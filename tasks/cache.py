@@ -91,10 +91,13 @@ def files_under(folder: Union[str, Path]) -> list[str]:
 
 
 class MappedImages:
-    """uint8 [N, 3, H, W] images that stay on disk: chosen rows of a memory-mapped .npy file.
+    """uint8 [N, 3, H, W] images that stay on disk: chosen rows of a decoded .npy file.
 
     Indexing with an int gives one image tensor; with a tensor of positions, another lazy
     view (so ``Split.subset`` costs nothing); ``gather`` and ``batches`` read rows into memory.
+    Rows are read with ``pread`` straight into the (pinned) batch buffer rather than through
+    a mapping: the page cache still shares one copy between processes, and a process's
+    resident memory holds its batches only, never the pages of the file it has read.
     Pickles as (file, positions): a checkpoint never copies the dataset.
     """
 
@@ -103,26 +106,40 @@ class MappedImages:
 
     def __init__(self, path: Union[str, Path], positions: Optional[np.ndarray] = None) -> None:
         self.path = str(path)
-        self.array = np.load(self.path, mmap_mode="r")
-        n = len(self.array)
-        self.positions = np.arange(n, dtype=np.int64) if positions is None else np.asarray(positions, np.int64)
+        header = np.load(self.path, mmap_mode="r")  # reads the .npy header only
+        self.row_shape = tuple(header.shape[1:])
+        self.row_bytes = int(np.prod(self.row_shape))
+        self.offset = int(header.offset)
+        count = int(header.shape[0])
+        del header
+        self.positions = np.arange(count, dtype=np.int64) if positions is None else np.asarray(positions, np.int64)
+        self._fd: Optional[tuple[int, int]] = None  # (pid, descriptor): reopened after a fork
 
     def __reduce__(self):
         return (MappedImages, (self.path, self.positions))
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._fd[0] == os.getpid():
+            os.close(self._fd[1])
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._fd[0] != os.getpid():
+            self._fd = (os.getpid(), os.open(self.path, os.O_RDONLY))
+        return self._fd[1]
 
     def __len__(self) -> int:
         return len(self.positions)
 
     @property
     def shape(self) -> torch.Size:
-        return torch.Size((len(self.positions), *self.array.shape[1:]))
+        return torch.Size((len(self.positions), *self.row_shape))
 
     def size(self, dim: Optional[int] = None):
         return self.shape if dim is None else self.shape[dim]
 
     def __getitem__(self, index: Any) -> Union[torch.Tensor, MappedImages]:
         if isinstance(index, (int, np.integer)):
-            return torch.from_numpy(np.array(self.array[self.positions[index]]))
+            return self.gather(np.asarray([index]))[0]
         if isinstance(index, torch.Tensor):
             index = index.cpu().numpy()
         return MappedImages(self.path, self.positions[index])
@@ -132,10 +149,18 @@ class MappedImages:
         if isinstance(index, torch.Tensor):
             index = index.cpu().numpy()
         rows = self.positions[index]
-        out = torch.empty((len(rows), *self.array.shape[1:]), dtype=torch.uint8, pin_memory=pin)
-        # sorted reads walk the file forwards; the result keeps the requested order
-        order = np.argsort(rows, kind="stable")
-        out.numpy()[order] = self.array[rows[order]]
+        out = torch.empty((len(rows), *self.row_shape), dtype=torch.uint8, pin_memory=pin)
+        flat = out.numpy().reshape(len(rows), self.row_bytes)
+        fd, start = self._descriptor(), 0
+        while start < len(rows):  # one read per run of consecutive rows
+            end = start + 1
+            while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                end += 1
+            want = (end - start) * self.row_bytes
+            got = os.preadv(fd, [flat[start:end]], self.offset + int(rows[start]) * self.row_bytes)
+            if got != want:
+                raise UserError(f"decoded-image cache file {self.path} is truncated; delete its folder to rebuild it")
+            start = end
         return out
 
     def batches(self, size: int, pin: bool = False) -> Iterator[torch.Tensor]:

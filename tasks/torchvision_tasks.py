@@ -39,7 +39,9 @@ name), and Caltech101 (torchvision drops the "BACKGROUND_Google" class, CLIP's f
 
 from __future__ import annotations
 
+import pickle
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,7 @@ from benchmark.errors import UserError
 from tasks.base import TaskContext, register_task
 from tasks.cache import files_under, fingerprint_files, hash_of
 from tasks.clip_prompts import Prompts, clip_prompts
+from tasks.file_checks import malformed
 from tasks.loading import LARGE_IMAGE_SIZE, ArraySource, DecodeSource, TaskSpec, build_task
 
 GTSRB_IMAGE_SIZE = 64
@@ -185,22 +188,30 @@ def open_dataset(spec: TorchvisionTask, ctx: TaskContext, args: dict[str, Any]) 
         if "not found" in str(e).lower():
             corrupted = " or failed torchvision's md5 check" if "corrupted" in str(e) else ""
             raise _missing(spec, root, f"incomplete{corrupted}") from None
-        raise
+        raise malformed(spec.name, dataset_folder(spec, root), e) from None
     except (OSError, ValueError) as e:  # download errors (URLError is an OSError); Cars: URL gone
-        if not ctx.download:
-            raise
+        if not ctx.download:  # the files are there but do not read: name the bad one
+            raise malformed(spec.name, dataset_folder(spec, root), e) from None
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
             f"downloading dataset {spec.name!r} into {root} failed: {first_line}; "
             f"place the files there yourself ({spec.expected})"
         ) from None
+    except (KeyError, IndexError, TypeError, EOFError, pickle.UnpicklingError, struct.error) as e:
+        raise malformed(spec.name, dataset_folder(spec, root), e) from None  # e.g. KeyError: 'data' (CIFAR)
+
+
+def dataset_folder(spec: TorchvisionTask, root: Path) -> Path:
+    """The folder holding only this dataset's files (its marker's first part, or the root)."""
+    folder = root / Path(spec.marker).parts[0]
+    return folder if folder.is_dir() else root
 
 
 def _source(spec: TorchvisionTask, ds: Any, root: Path, split: dict[str, Any]) -> ArraySource | DecodeSource:
     if spec.image_size is None:
         return ARRAY_READERS[spec.tv_class](ds)
     # the cache key follows every file of the dataset's folder (sizes, mtimes) and the split read
-    folder = root / Path(spec.marker).parts[0]
+    folder = dataset_folder(spec, root)
     return DecodeSource(
         ds, spec.image_size, fingerprint=lambda: fingerprint_files(files_under(folder)) + hash_of([repr(split)])
     )
