@@ -175,6 +175,36 @@ class MappedImages:
         return self.gather(slice(None))
 
 
+class RowWriter:
+    """Rows of a .npy image file written with ``pwrite``: ``writer[i] = image`` or
+    ``writer[a:b] = images``. Unlike a writable mapping, writing a dataset larger than memory
+    leaves no dirty pages counted in the decoding process's resident memory."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        header = np.load(path, mmap_mode="r")
+        self.count, self.row_shape = int(header.shape[0]), tuple(header.shape[1:])
+        self.row_bytes, self.offset = int(np.prod(self.row_shape)), int(header.offset)
+        del header
+        self.fd = os.open(path, os.O_WRONLY)
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.fsync(self.fd)  # complete on disk before the entry is renamed into place
+        os.close(self.fd)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __setitem__(self, index: Union[int, slice], value: np.ndarray) -> None:
+        start = (index.start or 0) if isinstance(index, slice) else int(index)
+        data = np.ascontiguousarray(value, dtype=np.uint8)
+        if data.size % self.row_bytes or start + data.size // self.row_bytes > self.count:
+            raise ValueError(f"rows of {self.row_shape} at {start} do not fit {self.count} rows")
+        os.pwrite(self.fd, memoryview(data).cast("B"), self.offset + start * self.row_bytes)
+
+
 def batches(images: Union[torch.Tensor, MappedImages], size: int, pin: bool = False) -> Iterable[torch.Tensor]:
     """Consecutive batches of an image tensor, gathered from disk when the images are mapped."""
     if isinstance(images, MappedImages):
@@ -235,7 +265,8 @@ def cached_arrays(
 ) -> tuple[MappedImages, torch.Tensor]:
     """Map the entry for ``parts``; build it first (once, under a lock) when it is missing.
 
-    ``fill(images, labels)`` decodes ``count`` images into the given writable arrays.
+    ``fill(images, labels)`` decodes ``count`` images into ``images`` (a RowWriter: assign rows
+    by index or slice) and ``labels`` (an int64 array).
     """
     key = entry_key(parts)
     entry = cache / f"{name}-{key}"
@@ -255,11 +286,12 @@ def _build(cache: Path, entry: Path, key: str, parts: dict, count: int, size: in
     tmp.mkdir(parents=True)
     started = time.time()
     try:
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
+        # the header and the file's size, written without touching its pages
+        header = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
+        del header
         labels = np.zeros(count, dtype=np.int64)
-        fill(images, labels)
-        images.flush()
-        del images
+        with RowWriter(tmp / "images.npy") as images:
+            fill(images, labels)
         np.save(tmp / "labels.npy", labels)
         meta = {"key": key, "what": what, "count": count, "image_size": size, **parts}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
