@@ -33,7 +33,7 @@ def write_webdataset(root: Path, counts=(("train", 25), ("test", 9)), per_shard:
                 # sample i: colour of class i % 3, green channel i (identifies the sample; lossless)
                 r, _, b = COLOURS[i % 3]
                 Image.new("RGB", (20, 16), (r, i, b)).save(buffer, format=fmt.upper())
-                sink.write({"__key__": "s%07d" % i, fmt: buffer.getvalue(), "cls": str(i % 3)})
+                sink.write({"__key__": f"s{i:07d}", fmt: buffer.getvalue(), "cls": str(i % 3)})
             shards = sink.shard
         (root / split / "nshards.txt").write_text(f"{shards}\n")
     (root / "classnames.txt").write_text("red\ngreen\nblue\n")
