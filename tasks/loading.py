@@ -1,14 +1,15 @@
 """From an on-disk image dataset to in-memory Splits: the authors' split, limits, a memory budget.
 
-Shared by tasks/torchvision_tasks.py and tasks/folder_tasks.py. The protocol follows the
-LDIFS authors' code (omegafragger/ldifs_code ``datasets/registry.py``, see REFERENCE.md):
+Shared by tasks/torchvision_tasks.py, tasks/folder_tasks.py and tasks/webdataset_tasks.py.
+The protocol follows the LDIFS authors' code (omegafragger/ldifs_code ``datasets/registry.py``):
 fine-tuning uses 90% of the train split and the other 10%, at most 20,000 images, is the
 validation split, drawn by ``torch.utils.data.random_split`` with a generator seeded 0.
 ``train_val_indices`` reproduces that draw index for index.
 
-Every index set is chosen before any image is decoded, so a limit also saves decoding time,
-and a task that would not fit the memory budget fails at once with a UserError naming the
-limits to set, rather than after minutes of decoding or with an out-of-memory kill.
+Every index set is chosen before any image is decoded, so a limit also saves decoding time.
+Decoded sources go through the decoded-image cache (tasks/cache.py) when the context names
+one; without it, a task that would not fit the memory budget fails at once with a UserError
+naming the limits to set, rather than after minutes of decoding or an out-of-memory kill.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
     python -m benchmark.run.perf                                   # CPU, the embedded tiny model
     python -m benchmark.run.perf --device cuda --model ViT-B-32    # GPU, real architecture
+    python -m benchmark.run.perf --device cuda --model ViT-B-32 --image-size 224 --steps 400 --cache
+        # + "finetune_cached": the same stage read from a warm decoded-image cache (tasks/cache.py)
 
 Every variant trains the same model on the same device-resident uint8 data (32 px, resized
 on the device to the model's resolution) with the same batch, optimiser and schedule.
@@ -17,9 +19,11 @@ import json
 import math
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -70,8 +74,10 @@ def bare_loop(visual, head_w, data, cfg: TrainConfig, prep, device, steps: int) 
     return (time.perf_counter() - start) / steps
 
 
-def suite_loop(method: str, visual, head_w, data, cfg: TrainConfig, prep, device, steps: int) -> float:
-    """The suite's engine with a registered method's plugins. Returns seconds per step."""
+def suite_loop(method: str, visual, head_w, data, cfg: TrainConfig, prep, device, steps: int, images=None) -> float:
+    """The suite's engine with a registered method's plugins. Returns seconds per step.
+
+    ``images``: the same images read from the decoded-image cache instead (MappedImages)."""
     from benchmark.run.scheduler import make_stream
     from methods import build_method
     from tasks.base import Split, Task
@@ -79,7 +85,7 @@ def suite_loop(method: str, visual, head_w, data, cfg: TrainConfig, prep, device
     model = ClipClassifier(copy.deepcopy(visual)).to(device)
     model.add_head(0, head_w)
     x_all, y_all = data
-    split = Split(x_all.cpu(), y_all.cpu())
+    split = Split(x_all.cpu() if images is None else images, y_all.cpu())
     task = Task("perf", [str(i) for i in range(head_w.shape[0])], ["{}"], split, split)
     exp = make_stream([task], None, 0)[0]
     engine = Engine(model, cfg, prep, build_method(method, {}), device, seed=0, progress=False)
@@ -89,6 +95,57 @@ def suite_loop(method: str, visual, head_w, data, cfg: TrainConfig, prep, device
     engine.train(exp, eval_streams=[])
     _sync(device)
     return (time.perf_counter() - start) / steps
+
+
+def warm_cache(images: torch.Tensor, folder: str):
+    """The images written once into a decoded-image cache entry, then mapped (a warm cache)."""
+    import numpy as np
+
+    from tasks.cache import cached_arrays
+
+    host = images.cpu()
+
+    def fill(rows, labels) -> None:
+        for start in range(0, len(host), 1024):
+            rows[start : start + 1024] = host[start : start + 1024].numpy()
+
+    n, size = len(host), host.shape[-1]
+    key = {"n": n, "size": size, "checksum": int(host[:64].sum())}  # other data, other entry
+    mapped, _ = cached_arrays(Path(folder), "perf", key, n, size, fill, "perf")
+    assert np.array_equal(mapped.gather(np.arange(min(n, 4))).numpy(), host[:4].numpy())
+    return mapped
+
+
+def data_prep(n_images: int, folder: str) -> dict:
+    """Seconds to prepare a folder task of ``n_images`` fabricated PNGs (320x256 noise, 10
+    classes, stored at 224 px): decoded into memory (no cache), into a cold cache, and mapped
+    from the warm cache (what every later run pays)."""
+    import numpy as np
+    from PIL import Image
+
+    from tasks.base import TaskContext
+    from tasks.folder_tasks import folder_task
+
+    root, rng = Path(folder) / "images", np.random.default_rng(0)
+    for i in range(n_images):
+        path = root / "train" / f"class_{i % 10}" / f"{i:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)).save(path)
+    make = folder_task("prep", root)
+    seconds = {}
+    for label, cache in (
+        ("no_cache", None),
+        ("cold_cache", Path(folder) / "cache"),
+        ("warm_cache", Path(folder) / "cache"),
+    ):
+        start = time.perf_counter()
+        make(TaskContext(data_cache=cache))
+        seconds[label] = round(time.perf_counter() - start, 3)
+    return {
+        "images": n_images,
+        "seconds": seconds,
+        "warm_speedup_vs_decoding": round(seconds["no_cache"] / seconds["warm_cache"], 1),
+    }
 
 
 def eval_cost(visual, prep, device, n_probe: int, n_test: int, batch: int) -> dict[str, float]:
@@ -148,6 +205,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--methods", default="finetune,ldifs", help="suite methods to time, comma-separated")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--image-size", type=int, default=32, help="stored resolution of the uint8 images")
+    p.add_argument(
+        "--cache",
+        action="store_true",
+        help="also time finetune reading the same images from a warm decoded-image cache (finetune_cached)",
+    )
+    p.add_argument(
+        "--data-prep",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time preparing a folder task of N fabricated PNGs: no cache, cold cache, warm cache",
+    )
+    p.add_argument("--cache-dir", default="", help="folder for --cache's entry (default: a temporary folder)")
     p.add_argument(
         "--eval-share",
         action="store_true",
@@ -157,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.data_prep:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(data_prep(args.data_prep, args.cache_dir or tmp), indent=2))
+        return 0
     device = torch.device(args.device)
     torch.manual_seed(0)
     visual, size = build_visual(args.model)
@@ -164,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     prep = BatchPreprocess(size, OPENAI_MEAN, OPENAI_STD).to(device)
     n = args.steps * args.batch_size
     data = (
-        torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device),
+        torch.randint(0, 256, (n, 3, args.image_size, args.image_size), dtype=torch.uint8, device=device),
         torch.randint(0, 10, (n,), device=device),
     )
     with torch.no_grad():
@@ -174,12 +249,19 @@ def main(argv: list[str] | None = None) -> int:
     variants = {"bare": lambda: bare_loop(visual, head_w, data, cfg, prep, device, args.steps)}
     for m in methods:
         variants[m] = lambda m=m: suite_loop(m, visual, head_w, data, cfg, prep, device, args.steps)
-    measure(variants, 1)  # warm-up: allocator, kernels, lazy imports
-    sec = measure(variants, args.repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.cache:
+            mapped = warm_cache(data[0], args.cache_dir or tmp)
+            variants["finetune_cached"] = lambda: suite_loop(
+                "finetune", visual, head_w, data, cfg, prep, device, args.steps, mapped
+            )
+        measure(variants, 1)  # warm-up: allocator, kernels, lazy imports, the page cache
+        sec = measure(variants, args.repeats)
     out = {
         "device": device_name(device),
         "model": args.model,
         "image_size": size,
+        "stored_size": args.image_size,
         "batch": args.batch_size,
         "steps": args.steps,
         "repeats": args.repeats,
@@ -194,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             if m != "finetune" and "finetune" in sec
         }
     )
+    if args.cache:
+        ratios["finetune_cached_vs_finetune_throughput"] = round(sec["finetune"] / sec["finetune_cached"], 3)
     out["ratios"] = ratios
     if args.eval_share:
         out["eval"] = eval_share(visual, prep, device, args.batch_size / sec.get("finetune", sec["bare"]))

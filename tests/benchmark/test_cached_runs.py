@@ -74,3 +74,13 @@ def test_an_image_that_does_not_open_exits_2_with_one_line(tmp_path, micro_cfg, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and str(bad) in err[0]
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_data_cache_flag_sets_the_config_and_leaves_the_hash_alone():
+    from benchmark.config import config_hash
+    from benchmark.run.cli import parse_config
+
+    _, default = parse_config([])
+    _, cfg = parse_config(["--data-cache", "none"])
+    assert cfg.data_cache == "none" and default.data_cache == ""
+    assert config_hash(cfg) == config_hash(default)  # where decoded images live changes no result
