@@ -84,3 +84,27 @@ def test_data_cache_flag_sets_the_config_and_leaves_the_hash_alone():
     _, cfg = parse_config(["--data-cache", "none"])
     assert cfg.data_cache == "none" and default.data_cache == ""
     assert config_hash(cfg) == config_hash(default)  # where decoded images live changes no result
+
+
+def test_batches_from_the_cache_equal_batches_from_memory(tmp_path):
+    import numpy as np
+    import torch
+
+    from benchmark.training.engine import DeviceBatchLoader
+    from tasks.cache import cached_arrays
+
+    images = torch.randint(0, 256, (37, 3, 5, 5), dtype=torch.uint8)
+
+    def fill(rows, labels) -> None:
+        rows[0:37] = images.numpy()
+
+    mapped, _ = cached_arrays(tmp_path, "toy", {"k": 0}, 37, 5, fill, "toy")
+    positions = torch.randperm(37)[:30]  # a subset, as Split.subset takes it
+    labels, tasks = torch.arange(30), torch.zeros(30, dtype=torch.long)
+    loaders = [
+        DeviceBatchLoader([x, labels, tasks], 8, torch.Generator().manual_seed(3), 0)
+        for x in (images[positions], mapped[positions])
+    ]
+    for memory, disk in zip(*loaders, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(memory, disk))
+    assert np.array_equal(mapped[positions].materialize().numpy(), images[positions].numpy())
