@@ -84,6 +84,8 @@ class RunConfig:
     results_dir: str = "results"
     data_root: str = "data"  # where real datasets live (torchvision layouts, ImageFolder trees)
     download: bool = False  # let torchvision download missing datasets (needs network)
+    # Decoded-image cache folder (tasks/cache.py): "" = <suite cache>/data, "none" decodes into memory.
+    data_cache: str = ""
     loggers: list[Literal["tensorboard", "csv", "wandb", "text"]] = field(default_factory=list)  # Avalanche's
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -91,6 +93,9 @@ class RunConfig:
     # Per-method hyperparameters, e.g. {"ldifs": {"alpha": 10.0}}; checked against each
     # method's Params dataclass when the method is built.
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Tasks declared as data beside the registered ones (tasks/declared.py), e.g.
+    # {"birds": {"folder": "/data/birds"}, "c10w": {"webdataset": "/data/wds_cifar10"}}.
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- coercion
@@ -316,9 +321,11 @@ def dump_yaml(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     """A short stable hash of everything that changes results (not where they go)."""
     data = to_dict(cfg)
-    for key in ("name", "results_dir", "device", "loggers", "threads"):
+    for key in ("name", "results_dir", "device", "loggers", "threads", "data_cache"):
         data.pop(key)
     data["model"].pop("cache_dir")
+    if not data["tasks"]:  # no declared tasks: the hash of every earlier config is unchanged
+        data.pop("tasks")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -14,6 +14,7 @@ from benchmark.evaluation.heads import accuracy, fit_linear_probe
 from benchmark.logs import progress
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
+from tasks.cache import batches
 
 
 @dataclass
@@ -21,7 +22,7 @@ class EvalSet:
     """A task's evaluation data, subsampled once per run so every stage sees the same images."""
 
     task: Task
-    probe_images: torch.Tensor  # uint8 [N, 3, H, W], train split, for the linear probe
+    probe_images: torch.Tensor  # uint8 [N, 3, H, W] (or MappedImages), train split, for the linear probe
     probe_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
@@ -57,7 +58,8 @@ class Tracker:
         visual.eval()
         out = []
         with bf16_autocast(self.device):
-            for chunk in images.split(self.cfg.batch_size):
+            # images mapped from the decoded-image cache are read from disk one batch at a time
+            for chunk in batches(images, self.cfg.batch_size, pin=self.device.type == "cuda"):
                 x = self.preprocess(chunk.to(self.device, non_blocking=True))
                 out.append(F.normalize(visual(x).float(), dim=-1))
         visual.train(was_training)

@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run directory name (default <sequence>-<config hash>)")
     p.add_argument("--data-root", dest="data_root", help="folder of real datasets (default ./data)")
     p.add_argument(
+        "--data-cache",
+        dest="data_cache",
+        help="decoded-image cache folder (default <suite cache>/data; 'none': decode into memory)",
+    )
+    p.add_argument(
         "--download",
         action="store_true",
         default=None,
@@ -63,7 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     args, rest = build_parser().parse_known_args(argv)
     cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
-    for flag in ("sequence", "device", "threads", "results_dir", "name", "data_root", "download", "loggers"):
+    for flag in (
+        "sequence",
+        "device",
+        "threads",
+        "results_dir",
+        "name",
+        "data_root",
+        "data_cache",
+        "download",
+        "loggers",
+    ):
         if getattr(args, flag) is not None:
             apply_override(cfg, flag, getattr(args, flag))
     if args.methods is not None:

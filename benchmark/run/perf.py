@@ -3,6 +3,8 @@
     python -m benchmark.run.perf                                   # CPU, the embedded tiny model
     python -m benchmark.run.perf --model tiny-vit --epochs 2       # CPU, LDIFS with reused taps
     python -m benchmark.run.perf --device cuda --model ViT-B-32 --epochs 2   # GPU, every LDIFS path
+    python -m benchmark.run.perf --device cuda --model ViT-B-32 --image-size 224 --steps 400 --cache
+        # + "finetune_cached": the same stage read from a warm decoded-image cache (tasks/cache.py)
 
 Every variant trains the same model on the same device-resident uint8 data (32 px, resized
 on the device to the model's resolution) with the same batch, optimiser and schedule.
@@ -20,9 +22,11 @@ import json
 import math
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -93,9 +97,21 @@ def bare_loop(visual, head_w, data, cfg: TrainConfig, prep, device, steps: int, 
 
 
 def suite_loop(
-    method: str, visual, head_w, data, cfg: TrainConfig, prep, device, steps: int, epochs: int = 1, hparams=None
+    method: str,
+    visual,
+    head_w,
+    data,
+    cfg: TrainConfig,
+    prep,
+    device,
+    steps: int,
+    epochs: int = 1,
+    hparams=None,
+    images=None,
 ) -> tuple[float, list]:
-    """The suite's engine with a registered method's plugins. Returns seconds per step and the plugins."""
+    """The suite's engine with a registered method's plugins. Returns seconds per step and the plugins.
+
+    ``images``: the same images read from the decoded-image cache instead (MappedImages)."""
     from benchmark.run.scheduler import make_stream
     from methods import build_method
     from tasks.base import Split, Task
@@ -103,7 +119,7 @@ def suite_loop(
     model = ClipClassifier(copy.deepcopy(visual)).to(device)
     model.add_head(0, head_w)
     x_all, y_all = data
-    split = Split(x_all.cpu(), y_all.cpu())
+    split = Split(x_all.cpu() if images is None else images, y_all.cpu())
     task = Task("perf", [str(i) for i in range(head_w.shape[0])], ["{}"], split, split)
     exp = make_stream([task], None, 0)[0]
     plugins = build_method(method, hparams or {})
@@ -114,6 +130,57 @@ def suite_loop(
     engine.train(exp, eval_streams=[])
     _sync(device)
     return (time.perf_counter() - start) / (steps * epochs), plugins
+
+
+def warm_cache(images: torch.Tensor, folder: str):
+    """The images written once into a decoded-image cache entry, then mapped (a warm cache)."""
+    import numpy as np
+
+    from tasks.cache import cached_arrays
+
+    host = images.cpu()
+
+    def fill(rows, labels) -> None:
+        for start in range(0, len(host), 1024):
+            rows[start : start + 1024] = host[start : start + 1024].numpy()
+
+    n, size = len(host), host.shape[-1]
+    key = {"n": n, "size": size, "checksum": int(host[:64].sum())}  # other data, other entry
+    mapped, _ = cached_arrays(Path(folder), "perf", key, n, size, fill, "perf")
+    assert np.array_equal(mapped.gather(np.arange(min(n, 4))).numpy(), host[:4].numpy())
+    return mapped
+
+
+def data_prep(n_images: int, folder: str) -> dict:
+    """Seconds to prepare a folder task of ``n_images`` fabricated PNGs (320x256 noise, 10
+    classes, stored at 224 px): decoded into memory (no cache), into a cold cache, and mapped
+    from the warm cache (what every later run pays)."""
+    import numpy as np
+    from PIL import Image
+
+    from tasks.base import TaskContext
+    from tasks.folder_tasks import folder_task
+
+    root, rng = Path(folder) / "images", np.random.default_rng(0)
+    for i in range(n_images):
+        path = root / "train" / f"class_{i % 10}" / f"{i:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)).save(path)
+    make = folder_task("prep", root)
+    seconds = {}
+    for label, cache in (
+        ("no_cache", None),
+        ("cold_cache", Path(folder) / "cache"),
+        ("warm_cache", Path(folder) / "cache"),
+    ):
+        start = time.perf_counter()
+        make(TaskContext(data_cache=cache))
+        seconds[label] = round(time.perf_counter() - start, 3)
+    return {
+        "images": n_images,
+        "seconds": seconds,
+        "warm_speedup_vs_decoding": round(seconds["no_cache"] / seconds["warm_cache"], 1),
+    }
 
 
 def eval_cost(visual, prep, device, n_probe: int, n_test: int, batch: int) -> dict[str, float]:
@@ -218,6 +285,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--augment", default="none", help="train.augment for the suite's variants (the bare loop: none)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--image-size", type=int, default=32, help="stored resolution of the uint8 images")
+    p.add_argument(
+        "--cache",
+        action="store_true",
+        help="also time finetune reading the same images from a warm decoded-image cache (finetune_cached)",
+    )
+    p.add_argument(
+        "--data-prep",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time preparing a folder task of N fabricated PNGs: no cache, cold cache, warm cache",
+    )
+    p.add_argument("--cache-dir", default="", help="folder for --cache's entry (default: a temporary folder)")
     p.add_argument(
         "--eval-share",
         action="store_true",
@@ -260,6 +341,7 @@ def report(args, size: int, sec: dict[str, float], tiers: dict[str, str], device
         "device": device_name(device),
         "model": args.model,
         "image_size": size,
+        "stored_size": args.image_size,
         "batch": args.batch_size,
         "steps_per_epoch": args.steps,
         "epochs": args.epochs,
@@ -272,6 +354,8 @@ def report(args, size: int, sec: dict[str, float], tiers: dict[str, str], device
     ratios = {f"{m}_vs_bare_throughput": round(sec["bare"] / sec[m], 3) for m in suite}
     if "finetune" in sec:
         ratios.update({f"{m}_vs_finetune_time": round(sec[m] / sec["finetune"], 3) for m in suite if m != "finetune"})
+    if "finetune_cached" in sec and "finetune" in sec:
+        ratios["finetune_cached_vs_finetune_throughput"] = round(sec["finetune"] / sec["finetune_cached"], 3)
     out["ratios"] = ratios
     if tiers:
         out["ldifs_reuse_tier"] = tiers
@@ -283,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.data_prep:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(data_prep(args.data_prep, args.cache_dir or tmp), indent=2))
+        return 0
     device = torch.device(args.device)
     try:
         amp = set_precision(args.amp, device)
@@ -293,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         prep = BatchPreprocess(size, OPENAI_MEAN, OPENAI_STD).to(device)
         n = args.steps * args.batch_size
         data = (
-            torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device),
+            torch.randint(0, 256, (n, 3, args.image_size, args.image_size), dtype=torch.uint8, device=device),
             torch.randint(0, 10, (n,), device=device),
         )
         with torch.no_grad():
@@ -307,8 +395,14 @@ def main(argv: list[str] | None = None) -> int:
         f"({'bf16 autocast' if amp == 'bf16' else 'fp32 matmuls' + (' in TF32' if args.amp == 'tf32' else '')}), "
         f"augment {args.augment}, {args.epochs} epoch(s) x {args.steps} steps; 1 warm-up + {args.repeats} repeats"
     )
-    measure(variants, 1, "warm-up")  # allocator, kernels, lazy imports, CUDA graph capture
-    sec = measure(variants, args.repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.cache:
+            mapped = warm_cache(data[0], args.cache_dir or tmp)
+            variants["finetune_cached"] = lambda: suite_loop(
+                "finetune", visual, head_w, data, cfg, prep, device, args.steps, args.epochs, images=mapped
+            )[0]
+        measure(variants, 1, "warm-up")  # allocator, kernels, lazy imports, CUDA graph capture, the page cache
+        sec = measure(variants, args.repeats)
     for name, tier in tiers.items():
         say(f"perf: {name}: reference taps kept in the {tier} tier")
     out = report(args, size, sec, tiers, device, args.amp)

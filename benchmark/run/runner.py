@@ -39,7 +39,9 @@ from benchmark.rundir import (
 )
 from benchmark.training.loggers import check_logger_packages
 from methods import build_method
-from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
+from tasks import Sequence, Task, TaskContext, load_sequence
+from tasks.cache import resolve_cache_dir
+from tasks.declared import declarations, task_factory
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,9 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
         if name not in {p for spec in cfg.methods for p in spec.split("+")}:
             build_method(name, cfg.hparams)  # unknown name or bad value -> error, even if unused
     sequence = load_sequence(cfg.sequence)
+    declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     for task in sequence.all_tasks:
-        TASKS.get(task)
+        task_factory(task, declared)
     resolve_device(cfg.device)
     check_logger_packages(cfg.loggers)
     check_model_config(cfg.model)
@@ -110,8 +113,10 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         train_limit=_load_limit(cfg),
         test_limit=cfg.eval.test_limit,
         download=cfg.download,
+        data_cache=resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir),
     )
-    tasks = {name: TASKS.get(name)(ctx) for name in sequence.all_tasks}
+    declared = declarations(sequence.declared, sequence.path, cfg.tasks)
+    tasks = {name: task_factory(name, declared)(ctx) for name in sequence.all_tasks}
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
     tracker = Tracker(sets, cfg.eval, preprocess, device, progress)
     return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress)

@@ -28,6 +28,7 @@ from benchmark.logs import progress
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
+from tasks.cache import MappedImages
 
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
 
@@ -112,7 +113,8 @@ class DeviceBatchLoader:
         if tensors is None:  # anything else: one pass of Avalanche's own per-sample loading
             loader = torch.utils.data.DataLoader(dataset, batch_size=4096, shuffle=False)
             tensors = [torch.cat(p) for p in zip(*loader)]
-        tensors = [t.to(device, non_blocking=True) for t in tensors]
+        # images mapped from the decoded-image cache stay on the host: gathered per batch
+        tensors = [t if isinstance(t, MappedImages) else t.to(device, non_blocking=True) for t in tensors]
         tasks = tensors[-1].unique()
         return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None, min_batch)
 
@@ -123,13 +125,39 @@ class DeviceBatchLoader:
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         n = len(self.tensors[0])
-        order = torch.randperm(n, generator=self.generator)
-        on_device = order.to(self.tensors[0].device)
-        for cpu_idx, idx in zip(order.split(self.batch_size), on_device.split(self.batch_size)):
-            if len(idx) < self.min_batch:
-                continue
+        perm = torch.randperm(n, generator=self.generator)
+        order = perm.to(self.tensors[-1].device)  # task labels: always on the device
+        batches = [
+            (h, d)
+            for h, d in zip(perm.split(self.batch_size), order.split(self.batch_size))
+            if len(h) >= self.min_batch
+        ]
+        if any(isinstance(t, MappedImages) for t in self.tensors):
+            yield from self._mapped_batches(batches)
+            return
+        for cpu_idx, idx in batches:
             self.last_indices, self.last_indices_device = cpu_idx, idx
             yield [t[idx] for t in self.tensors]
+
+    def _mapped_batches(self, batches: list[tuple[torch.Tensor, torch.Tensor]]):
+        """Batches whose images are read from disk one batch ahead, in a thread, while the
+        device works on the current one; pinned host memory makes the copy asynchronous."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        device = self.tensors[-1].device
+        pin = device.type == "cuda"
+
+        def read(i: int) -> list:
+            return [t.gather(batches[i][0], pin) if isinstance(t, MappedImages) else None for t in self.tensors]
+
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(read, 0) if batches else None
+            for i, (cpu_idx, idx) in enumerate(batches):
+                host = ahead.result()
+                if i + 1 < len(batches):
+                    ahead = pool.submit(read, i + 1)
+                self.last_indices, self.last_indices_device = cpu_idx, idx
+                yield [t[idx] if h is None else h.to(device, non_blocking=True) for t, h in zip(self.tensors, host)]
 
 
 def has_batch_norm(model: nn.Module) -> bool:

@@ -27,6 +27,9 @@ class Sequence:
     eval_only: list[str] = field(default_factory=list)
     description: str = ""
     path: str = ""
+    # tasks declared in the file ('tasks:' mapping name -> {folder: ...} or {webdataset: ...});
+    # checked and built by tasks/declared.py
+    declared: dict = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
@@ -45,11 +48,11 @@ def parse_sequence(data: dict, source: str) -> Sequence:
     """Build a Sequence from its YAML mapping, naming the file in every error."""
     if not isinstance(data, dict) or "stages" not in data:
         raise UserError(f"sequence file {source!r} needs a 'stages' list")
-    unknown = set(data) - {"name", "description", "stages", "eval_only"}
+    unknown = set(data) - {"name", "description", "stages", "eval_only", "tasks"}
     if unknown:
         raise UserError(
             f"sequence file {source!r}: unknown key {sorted(unknown)[0]!r}; "
-            "valid keys: name, description, stages, eval_only"
+            "valid keys: name, description, stages, eval_only, tasks"
         )
     for key in ("stages", "eval_only"):  # a string would be read letter by letter
         if data.get(key) is not None and not isinstance(data[key], list):
@@ -71,9 +74,12 @@ def parse_sequence(data: dict, source: str) -> Sequence:
         raise UserError(f"sequence file {source!r} has an empty 'stages' list; name at least one task")
     eval_only = [str(t) for t in data.get("eval_only") or []]
     _check_eval_only(eval_only, [s.task for s in stages], source)
+    declared = data.get("tasks") or {}
+    if not isinstance(declared, dict):
+        raise UserError(f"sequence file {source!r}: 'tasks' must map task names to declarations, got {declared!r}")
     name = str(data.get("name", Path(source).stem))
     check_run_name(name, f"sequence file {source!r}: name")  # it becomes part of the run folder's name
-    return Sequence(name, stages, eval_only, str(data.get("description", "")), source)
+    return Sequence(name, stages, eval_only, str(data.get("description", "")), source, declared)
 
 
 def _check_eval_only(eval_only: list[str], staged: list[str], source: str) -> None:
