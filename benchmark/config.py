@@ -66,6 +66,9 @@ class EvalConfig:
     test_limit: Optional[int] = None  # score on at most this many test images
     lp_max_iter: int = 100  # L-BFGS iterations of the linear probe
     lp_weight_decay: float = 1e-4
+    # Which splits are scored: "test" (the reported numbers) and "val" (the validation split
+    # the authors keep aside, 10% of train; sweeps tune on it, never on test).
+    splits: list[str] = field(default_factory=lambda: ["test"])
 
 
 @dataclass
@@ -228,6 +231,8 @@ def config_hash(cfg: RunConfig) -> str:
     for key in ("name", "results_dir", "device", "loggers", "threads"):
         data.pop(key)
     data["model"].pop("cache_dir")
+    if data["eval"]["splits"] == ["test"]:  # the default: hashes (run folder names) stay as they were
+        data["eval"].pop("splits")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -272,3 +277,5 @@ def validate(cfg: RunConfig) -> None:
     bad_kinds = [k for k in cfg.eval.kinds if k not in ("head", "lp", "zs")]
     if bad_kinds or not cfg.eval.kinds:
         raise UserError(f"eval.kinds={cfg.eval.kinds!r} is not valid; valid choices: head, lp, zs")
+    if "test" not in cfg.eval.splits or any(s not in ("test", "val") for s in cfg.eval.splits):
+        raise UserError(f"eval.splits={cfg.eval.splits!r} is not valid; valid choices: test, val (test is required)")

@@ -68,6 +68,9 @@ class TaskContext:
     train_limit: Optional[int] = None
     test_limit: Optional[int] = None
     download: bool = False
+    # The run scores a validation split (eval.splits has "val"): a task with none of its own
+    # holds one out (digits) or renders one (the procedural world); off, nothing changes.
+    val: bool = False
 
 
 TaskFactory = Callable[[TaskContext], Task]

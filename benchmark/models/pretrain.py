@@ -7,6 +7,7 @@ real checkpoint would be.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -46,6 +47,17 @@ def ensure_pretrained(cfg: ModelConfig, cache_dir: Path, progress: bool = True) 
     folder = cache_dir / "models" / cache_key(cfg)
     if (folder / "open_clip_pytorch_model.bin").is_file():
         return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel sweep cells share the cache: the first pretrains under the lock, the others
+    # wait on it and then read the finished model instead of pretraining it again.
+    with open(folder.with_name(folder.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "open_clip_pytorch_model.bin").is_file():
+            return folder
+        return _pretrain_into(folder, cfg, progress)
+
+
+def _pretrain_into(folder: Path, cfg: ModelConfig, progress: bool) -> Path:
     tmp = folder.with_name(folder.name + f".tmp{int(time.time() * 1e6)}")
     tmp.mkdir(parents=True, exist_ok=True)
     try:

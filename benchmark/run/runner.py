@@ -29,7 +29,8 @@ from benchmark.rundir import RunLock
 from methods import build_method
 from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
 
-COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status"]
+# "split": test (the reported numbers) or val (eval.splits has "val"; sweeps tune on it).
+COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status", "split"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,6 +87,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         train_limit=_load_limit(cfg),
         test_limit=cfg.eval.test_limit,
         download=cfg.download,
+        val="val" in cfg.eval.splits,
     )
     tasks = {name: TASKS.get(name)(ctx) for name in sequence.all_tasks}
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
@@ -103,7 +105,11 @@ def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.devi
     probe = task.train.subset(cfg.eval.lp_train_limit, seed=1)
     test = task.test.subset(cfg.eval.test_limit, seed=2)
     zs = zeroshot_weights(bundle.model, bundle.tokenizer, task.prompts(), device)
-    return EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
+    es = EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
+    if "val" in cfg.eval.splits and task.val is not None:
+        val = task.val.subset(cfg.eval.test_limit, seed=3)
+        es.val_images, es.val_labels = val.images, val.labels
+    return es
 
 
 def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpoints: bool = False) -> Path:
