@@ -133,7 +133,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print_registries(args)
             return 0
         if args.sweep or args.launcher or args.shard or args.dry_run or args.merge_only or args.slurm or args.workers:
-            from benchmark.run.sweep import sweep_command
+            from benchmark.run.sweep_cli import sweep_command
 
             return sweep_command(args)
         from benchmark.reporting.summary import print_headline

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from tqdm.auto import tqdm
 
-from benchmark.config import _parse_scalar
+from benchmark.config import _parse_scalar, to_dict
 from benchmark.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,12 +28,12 @@ SUBMITIT_GENERIC = ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb", "
 
 def run_cell(cfg_data: dict[str, Any], progress: bool = False) -> str:
     """Run one cell (a config as plain data); "" when it finished, else the error's one line."""
+    from benchmark.config import RunConfig, from_dict
     from benchmark.run.runner import run
-    from benchmark.run.sweep import config_from_dict
 
     _quiet_libraries()
     try:
-        run(config_from_dict(cfg_data), progress=progress)
+        run(from_dict(RunConfig, cfg_data), progress=progress)
         return ""
     except UserError as e:
         return str(e)
@@ -74,15 +74,13 @@ def _visible_gpus() -> int:
 
 def run_local(cells: list, workers: Optional[int], progress: bool) -> dict[str, str]:
     """One process per worker; with GPUs, one GPU per worker, else the CPU threads split between them."""
-    from benchmark.run.sweep import cell_config_dict
-
     gpus = _visible_gpus()
     workers = workers or max(gpus, 1)
     if gpus:
         workers = min(workers, gpus)
     configs = []
     for cell in cells:
-        data = cell_config_dict(cell)
+        data = to_dict(cell.cfg)
         if not gpus and not data["threads"]:  # threads are not in the config hash: the cell keeps its folder
             data["threads"] = max(1, (os.cpu_count() or 1) // workers)
         configs.append((cell.key, data))
@@ -154,8 +152,6 @@ def run_slurm(cells: list, options: dict[str, Any], folder: Path) -> dict[str, s
         import submitit
     except ImportError:
         raise UserError("--launcher slurm needs submitit (pip install submitit)") from None
-    from benchmark.run.sweep import cell_config_dict
-
     # the array tasks unpickle this suite's classes: let them import it from here
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     executor = submitit.AutoExecutor(folder=str(Path(folder).resolve() / "slurm" / "%j"), cluster="slurm")
@@ -163,7 +159,7 @@ def run_slurm(cells: list, options: dict[str, Any], folder: Path) -> dict[str, s
         executor.update_parameters(**{"name": f"ldifs-{Path(folder).name}", **options})
     except (ValueError, TypeError) as e:
         raise UserError(f"--slurm options: {str(e).splitlines()[0]}") from None
-    configs = [cell_config_dict(cell) for cell in cells]
+    configs = [to_dict(cell.cfg) for cell in cells]
     for data in configs:  # the array tasks may start elsewhere: absolute folders
         data["results_dir"] = str(Path(data["results_dir"]).resolve())
     jobs = executor.map_array(CellJob(), configs)

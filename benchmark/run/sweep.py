@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,8 @@ from typing import Any, Optional
 
 import yaml
 
-from benchmark.config import RunConfig, apply_override, config_hash, from_dict, to_dict, validate
-from benchmark.errors import UserError, choices_error
+from benchmark.config import RunConfig, apply_override, config_hash, from_dict, validate
+from benchmark.errors import UserError
 from benchmark.files import atomic_text
 from benchmark.reporting.selection import check_criterion
 
@@ -254,63 +253,3 @@ def _previous_errors(path: Path) -> dict[str, str]:
         return {entry["key"]: entry.get("error", "") for entry in cells if entry.get("status") == "failed"}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-
-
-# ---------------------------------------------------------------- the command
-
-
-def sweep_command(args: Any) -> int:
-    """``run_benchmark.py --sweep FILE [--launcher ...] [--shard i/n] [--dry-run] [--merge-only]``."""
-    from benchmark.run.launchers import run_cells, slurm_options
-    from benchmark.run.sweep_merge import merge_sweep
-
-    if not args.sweep:
-        raise UserError("--launcher, --workers, --shard, --dry-run, --merge-only and --slurm.* need --sweep FILE")
-    launcher = args.launcher or "local"
-    if launcher not in LAUNCHERS:
-        raise choices_error("launcher", launcher, LAUNCHERS)
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers {args.workers} must be >= 1")
-    if args.config:
-        raise UserError("--config and --sweep do not mix: the sweep file's base: is the config")
-    sweep = load_sweep(Path(args.sweep), args.overrides)
-    mine = shard_cells(sweep.cells, args.shard)
-    options = slurm_options({**sweep.slurm, **args.slurm}) if launcher == "slurm" else {}
-    if args.dry_run:
-        print(f"sweep {sweep.name}: {len(sweep.cells)} cells in {sweep.folder / 'cells'}; this command's {len(mine)}:")
-        for cell in mine:
-            print(f"  {describe(cell)}")
-        return 0
-    errors: dict[str, str] = {}
-    if not args.merge_only:
-        todo = [cell for cell in mine if not cell.complete()]
-        print(f"sweep {sweep.name}: {len(mine)} cells, {len(mine) - len(todo)} already complete, running {len(todo)}")
-        write_sweep_json(sweep, {})
-        errors = run_cells(todo, launcher, args.workers, options, progress=not args.quiet, folder=sweep.folder)
-    write_sweep_json(sweep, errors)
-    return _finish(sweep, errors, merge_sweep, args.merge_only)
-
-
-def _finish(sweep: Sweep, errors: dict[str, str], merge_sweep, merge_only: bool) -> int:
-    for key, error in errors.items():
-        print(f"cell {key} failed: {error}", file=sys.stderr)
-    missing = [cell for cell in sweep.cells if not cell.complete()]
-    if missing and not merge_only:
-        print(f"{len(missing)} of {len(sweep.cells)} cells not complete; merge with --merge-only or run the rest")
-        return 1 if errors else 0
-    if missing:
-        print(f"merging {len(sweep.cells) - len(missing)} complete cells; missing: {' '.join(c.key for c in missing)}")
-    if len(missing) == len(sweep.cells):
-        raise UserError(f"sweep {sweep.name}: no complete cell to merge in {sweep.folder / 'cells'}")
-    for path in merge_sweep(sweep):
-        print(f"wrote {path}")
-    return 1 if errors else 0
-
-
-def cell_config_dict(cell: Cell) -> dict[str, Any]:
-    """The cell's config as plain data (what crosses process and SLURM boundaries)."""
-    return to_dict(cell.cfg)
-
-
-def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    return from_dict(RunConfig, data)
