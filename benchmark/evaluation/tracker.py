@@ -83,7 +83,7 @@ class Tracker:
 
     def _evaluate_task(self, visual: nn.Module, es: EvalSet, head: Optional[nn.Module]) -> list[dict]:
         """Rows for every kind on every split (test, then val when asked); the probe is fitted once."""
-        probe = self.fit_probe(visual, es) if "lp" in self.cfg.kinds else None
+        probe: Optional[nn.Module] = None
         rows = []
         for split, (images, labels) in es.splits(self.cfg.splits).items():
             feats = self.features(visual, images)
@@ -95,6 +95,7 @@ class Tracker:
                     with torch.no_grad():
                         acc = accuracy(head(feats), y)
                 else:
+                    probe = probe or self.fit_probe(visual, es)  # fitted once, after the test features as before
                     acc = accuracy(probe(feats), y)
                 rows.append({"eval_task": es.task.name, "kind": kind, "accuracy": round(acc, 4), "split": split})
         return rows
