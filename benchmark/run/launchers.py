@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -103,10 +102,12 @@ def _pool(configs: list[tuple[str, dict]], workers: int, gpus: int) -> dict[str,
         futures = {pool.submit(run_cell, data): key for key, data in configs}
         bar = tqdm(total=len(futures), desc=f"cells ({workers} workers)", unit="cell")
         for future in as_completed(futures):
-            error = future.result()
+            try:
+                error = future.result()
+            except Exception as e:  # the worker died (killed, out of memory): that cell failed
+                error = f"worker process died: {type(e).__name__}: {e}"
             if error:
                 errors[futures[future]] = error
-                tqdm.write(f"cell {futures[future]} failed: {error}")
             bar.update()
         bar.close()
     return errors
@@ -172,5 +173,4 @@ def run_slurm(cells: list, options: dict[str, Any], folder: Path) -> dict[str, s
             error = f"SLURM task {job.job_id} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         if error:
             errors[cell.key] = error
-            print(f"cell {cell.key} failed: {error}", file=sys.stderr)
     return errors
