@@ -77,7 +77,7 @@ def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise UserError(f"{what} {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise UserError(f"{what} {str(path)!r} must be a mapping with keys {', '.join(SWEEP_KEYS)}")
+        raise UserError(f"{what} {str(path)!r} must be a YAML mapping, got {type(data).__name__}")
     return data
 
 
