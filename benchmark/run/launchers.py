@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -163,7 +164,12 @@ def run_slurm(cells: list, options: dict[str, Any], folder: Path) -> dict[str, s
     configs = [to_dict(cell.cfg) for cell in cells]
     for data in configs:  # the array tasks may start elsewhere: absolute folders
         data["results_dir"] = str(Path(data["results_dir"]).resolve())
-    jobs = executor.map_array(CellJob(), configs)
+    try:
+        jobs = executor.map_array(CellJob(), configs)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:  # no sbatch, no controller
+        raise UserError(
+            f"SLURM submission failed (is sbatch on PATH and slurmctld up?): {str(e).splitlines()[0]}"
+        ) from None
     print(f"submitted {len(jobs)} array tasks (job {jobs[0].job_id.split('_')[0]}); logs in {folder}/slurm/")
     errors = {}
     for cell, job in zip(cells, jobs):
