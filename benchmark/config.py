@@ -69,6 +69,9 @@ class EvalConfig:
     test_limit: Optional[int] = None  # score on at most this many test images
     lp_max_iter: int = 100  # L-BFGS iterations of the linear probe
     lp_weight_decay: float = 1e-4
+    # Which splits are scored: "test" (the reported numbers) and "val" (the validation split
+    # the authors keep aside, 10% of train; sweeps tune on it, never on test).
+    splits: list[Literal["test", "val"]] = field(default_factory=lambda: ["test"])
 
 
 @dataclass
@@ -326,6 +329,8 @@ def config_hash(cfg: RunConfig) -> str:
     data["model"].pop("cache_dir")
     if not data["tasks"]:  # no declared tasks: the hash of every earlier config is unchanged
         data.pop("tasks")
+    if data["eval"]["splits"] == ["test"]:  # the default: hashes (run folder names) stay as they were
+        data["eval"].pop("splits")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -417,3 +422,5 @@ def validate(cfg: RunConfig) -> None:
     _check_strings(to_dict(cfg), "")
     if not cfg.eval.kinds:
         raise UserError("eval.kinds=[] is not valid; name at least one of: head, lp, zs")
+    if "test" not in cfg.eval.splits:
+        raise UserError(f"eval.splits={cfg.eval.splits!r} is not valid: test is required (val is optional)")

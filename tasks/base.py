@@ -70,6 +70,9 @@ class TaskContext:
     download: bool = False
     # Folder of the decoded-image cache (tasks/cache.py); None decodes into memory instead.
     data_cache: Optional[Path] = None
+    # The run scores a validation split (eval.splits has "val"): a task with none of its own
+    # holds one out (digits) or renders one (the procedural world); off, nothing changes.
+    val: bool = False
 
 
 TaskFactory = Callable[[TaskContext], Task]

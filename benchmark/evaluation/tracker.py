@@ -27,6 +27,16 @@ class EvalSet:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     zeroshot: torch.Tensor  # [K, D] zero-shot head from the original text tower
+    # The task's validation split (eval.splits has "val" and the task has one), scored like test.
+    val_images: Optional[torch.Tensor] = None
+    val_labels: Optional[torch.Tensor] = None
+
+    def splits(self, names: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The requested splits this task has, as name -> (images, labels); test first."""
+        have = {"test": (self.test_images, self.test_labels)}
+        if self.val_images is not None:
+            have["val"] = (self.val_images, self.val_labels)
+        return {name: have[name] for name in names if name in have}
 
 
 class Tracker:
@@ -75,19 +85,22 @@ class Tracker:
         return rows
 
     def _evaluate_task(self, visual: nn.Module, es: EvalSet, head: Optional[nn.Module]) -> list[dict]:
-        test = self.features(visual, es.test_images)
-        y = es.test_labels.to(self.device)
+        """Rows for every kind on every split (test, then val when asked); the probe is fitted once."""
+        probe: Optional[nn.Module] = None
         rows = []
-        for kind in self.cfg.kinds:
-            if kind == "zs" or (kind == "head" and head is None):
-                acc = accuracy(test @ es.zeroshot.T, y)
-            elif kind == "head":
-                with torch.no_grad():
-                    acc = accuracy(head(test), y)
-            else:
-                probe = self.fit_probe(visual, es)
-                acc = accuracy(probe(test), y)
-            rows.append({"eval_task": es.task.name, "kind": kind, "accuracy": round(acc, 4)})
+        for split, (images, labels) in es.splits(self.cfg.splits).items():
+            feats = self.features(visual, images)
+            y = labels.to(self.device)
+            for kind in self.cfg.kinds:
+                if kind == "zs" or (kind == "head" and head is None):
+                    acc = accuracy(feats @ es.zeroshot.T, y)
+                elif kind == "head":
+                    with torch.no_grad():
+                        acc = accuracy(head(feats), y)
+                else:
+                    probe = probe or self.fit_probe(visual, es)  # fitted once, after the test features as before
+                    acc = accuracy(probe(feats), y)
+                rows.append({"eval_task": es.task.name, "kind": kind, "accuracy": round(acc, 4), "split": split})
         return rows
 
     def fit_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:

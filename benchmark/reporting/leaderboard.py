@@ -465,6 +465,7 @@ def comparison_keys(run: LoadedRun) -> dict[str, Any]:
     keys.update(_flatten(config.get("train"), "train"))
     evaluation = _flatten(config.get("eval"), "eval")
     keys.update({key: value for key, value in evaluation.items() if key != "eval.batch_size"})
+    keys.setdefault("eval.splits", ["test"])  # runs from before the option scored test only
     return keys
 
 

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep every stage's checkpoint (default: only what resume needs, dropped when done)",
     )
     p.add_argument("--loggers", help="Avalanche loggers for the training loss: tensorboard,csv,wandb,text")
+    p.add_argument("--sweep", help="a sweep file (base + grid): run every cell, merge, select (README 'Sweeps')")
+    p.add_argument("--launcher", help="where sweep cells run: local (default) or slurm (--slurm.partition P ...)")
+    p.add_argument("--workers", type=int, help="sweep: parallel local workers (default: one per GPU, else 1)")
+    p.add_argument("--shard", help="sweep: run only shard i of n (i/n, cells in config-hash order)")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="sweep: print the cells and exit")
+    p.add_argument("--merge-only", dest="merge_only", action="store_true", help="sweep: merge finished cells only")
     p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
     p.add_argument("--list-sequences", action="store_true", help="print the sequence registry and exit")
@@ -68,27 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     args, rest = build_parser().parse_known_args(argv)
     cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
-    for flag in (
-        "sequence",
-        "device",
-        "threads",
-        "results_dir",
-        "name",
-        "data_root",
-        "data_cache",
-        "download",
-        "loggers",
-    ):
-        if getattr(args, flag) is not None:
-            apply_override(cfg, flag, getattr(args, flag))
+    # Every override in order, kept on args so that a sweep applies them to its own base.
+    args.overrides = [(f, getattr(args, f)) for f in ("sequence", "device", "threads") if getattr(args, f) is not None]
+    more = ("results_dir", "name", "data_root", "data_cache", "download", "loggers")
+    args.overrides += [(f, getattr(args, f)) for f in more if getattr(args, f) is not None]
     if args.methods is not None:
-        apply_override(cfg, "methods", _expand_methods(args.methods))
+        args.overrides.append(("methods", _expand_methods(args.methods)))
     if args.seed is not None:
-        cfg.seeds = [args.seed]
+        args.overrides.append(("seeds", [args.seed]))
     if args.seeds is not None:
-        apply_override(cfg, "seeds", args.seeds)
+        args.overrides.append(("seeds", args.seeds))
     pairs = _dotted_pairs(rest)
-    for key, value in pairs:
+    args.slurm = {key[len("slurm.") :]: value for key, value in pairs if key.startswith("slurm.")}
+    args.overrides += [(key, value) for key, value in pairs if not key.startswith("slurm.")]
+    for key, value in args.overrides:
         apply_override(cfg, key, value)
     _warn_shadowed(cfg, {key for key, _ in pairs} | _keys_of_file(args.config))
     return args, cfg
@@ -208,6 +207,10 @@ def _main(argv: list[str]) -> int:
     if args.list_methods or args.list_tasks or args.list_sequences:
         print_registries(args)
         return 0
+    if args.sweep or args.launcher or args.shard or args.dry_run or args.merge_only or args.slurm or args.workers:
+        from benchmark.run.sweep_cli import sweep_command
+
+        return sweep_command(args)
     from benchmark.reporting.summary import print_headline
     from benchmark.run.runner import run
 

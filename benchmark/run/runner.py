@@ -45,7 +45,8 @@ from tasks.declared import declarations, task_factory
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status"]
+# "split": test (the reported numbers) or val (eval.splits has "val"; sweeps tune on it).
+COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status", "split"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -114,6 +115,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         test_limit=cfg.eval.test_limit,
         download=cfg.download,
         data_cache=resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir),
+        val="val" in cfg.eval.splits,
     )
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     tasks = {name: task_factory(name, declared)(ctx) for name in sequence.all_tasks}
@@ -132,7 +134,11 @@ def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.devi
     probe = task.train.subset(cfg.eval.lp_train_limit, seed=1)
     test = task.test.subset(cfg.eval.test_limit, seed=2)
     zs = zeroshot_weights(bundle.model, bundle.tokenizer, task.prompts(), device)
-    return EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
+    es = EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
+    if "val" in cfg.eval.splits and task.val is not None:
+        val = task.val.subset(cfg.eval.test_limit, seed=3)
+        es.val_images, es.val_labels = val.images, val.labels
+    return es
 
 
 def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpoints: bool = False) -> Path:

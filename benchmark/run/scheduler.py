@@ -221,7 +221,14 @@ def _label(rows: list[dict], method: str, seed: int, stage: int, trained: str) -
 
 
 def _stage_summary(stage: int, task: str, loss: float, rows: list[dict], train_s: float, eval_s: float) -> dict:
-    head = next((r["accuracy"] for r in rows if r["eval_task"] == task and r["kind"] == "head"), float("nan"))
+    head = next(
+        (
+            r["accuracy"]
+            for r in rows
+            if r["eval_task"] == task and r["kind"] == "head" and r.get("split", "test") == "test"
+        ),
+        float("nan"),
+    )
     return {
         "stage": stage,
         "task": task,

@@ -55,3 +55,17 @@ def test_linear_probe_fits_separable_data():
     feats = torch.nn.functional.normalize(centres[labels] + 0.05 * torch.randn(200, 8, generator=g), dim=1)
     probe = fit_linear_probe(feats, labels, 4, max_iter=50)
     assert accuracy(probe(feats), labels) == 100.0
+
+
+def test_val_split_rows_are_scored_apart_and_leave_test_rows_unchanged():
+    """eval.splits [test, val]: every kind also on the val split, labelled split=val."""
+    plain = make_tracker(["head", "lp", "zs"])
+    with_val = make_tracker(["head", "lp", "zs"])
+    with_val.cfg = EvalConfig(kinds=["head", "lp", "zs"], splits=["test", "val"])
+    es = with_val.sets["rgb"]
+    flipped = colour_task(30)  # val labels shifted by one class: every kind scores 0 there
+    es.val_images, es.val_labels = flipped.test.images, (flipped.test.labels + 1) % 3
+    rows = with_val.evaluate(MeanColour(), {}, stage=0)
+    test_rows = [r for r in rows if r["split"] == "test"]
+    assert test_rows == plain.evaluate(MeanColour(), {}, stage=0)
+    assert {r["kind"]: r["accuracy"] for r in rows if r["split"] == "val"} == {"head": 0.0, "lp": 0.0, "zs": 0.0}
