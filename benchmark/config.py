@@ -88,6 +88,10 @@ class RunConfig:
     # Per-method hyperparameters, e.g. {"ldifs": {"alpha": 10.0}}; checked against each
     # method's Params dataclass when the method is built.
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # User plugins imported before the registries are read: .py files (stored absolute) or
+    # importable modules (benchmark/run/plugins.py). Not hashed: the manifest records each
+    # file's sha256, and a moved file must not orphan a run's checkpoints.
+    plugins: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- coercion
@@ -225,7 +229,7 @@ def dump_yaml(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     """A short stable hash of everything that changes results (not where they go)."""
     data = to_dict(cfg)
-    for key in ("name", "results_dir", "device", "loggers", "threads"):
+    for key in ("name", "results_dir", "device", "loggers", "threads", "plugins"):
         data.pop(key)
     data["model"].pop("cache_dir")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]

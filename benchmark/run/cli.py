@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -45,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep every stage's checkpoint (default: only what resume needs, dropped when done)",
     )
     p.add_argument("--loggers", help="Avalanche loggers for the training loss: tensorboard,csv,wandb,text")
+    p.add_argument(
+        "--plugins",
+        help="comma-separated .py files or importable modules registering methods/tasks, e.g. mine.py,my_pkg.more",
+    )
+    p.add_argument("--debug", action="store_true", help="full tracebacks (also LDIFS_BENCH_DEBUG=1)")
     p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
     p.add_argument("--list-sequences", action="store_true", help="print the sequence registry and exit")
@@ -54,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     args, rest = build_parser().parse_known_args(argv)
     cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
+    if args.plugins is not None:
+        apply_override(cfg, "plugins", args.plugins)
+    if args.debug:
+        os.environ["LDIFS_BENCH_DEBUG"] = "1"
+    from benchmark.run.plugins import load_plugins, normalise
+
+    cfg.plugins = normalise(cfg.plugins)
+    load_plugins(cfg.plugins)  # before any registry is read (--methods all, --list-methods)
     for flag in ("sequence", "device", "threads", "results_dir", "name", "data_root", "download", "loggers"):
         if getattr(args, flag) is not None:
             apply_override(cfg, flag, getattr(args, flag))
@@ -129,5 +144,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print_headline(run_dir)
         return 0
     except UserError as e:
+        from benchmark.run.plugins import debug_enabled
+
+        if debug_enabled() and e.__cause__ is not None:
+            traceback.print_exception(e.__cause__)
         print(f"error: {e}", file=sys.stderr)
         return 2
