@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import traceback
 import warnings
@@ -63,8 +62,6 @@ def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
     if args.plugins is not None:
         apply_override(cfg, "plugins", args.plugins)
-    if args.debug:
-        os.environ["LDIFS_BENCH_DEBUG"] = "1"
     from benchmark.run.plugins import load_plugins, normalise
 
     cfg.plugins = normalise(cfg.plugins)
@@ -146,7 +143,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as e:
         from benchmark.run.plugins import debug_enabled
 
-        if debug_enabled() and e.__cause__ is not None:
+        if ("--debug" in argv or debug_enabled()) and e.__cause__ is not None:
             traceback.print_exception(e.__cause__)
         print(f"error: {e}", file=sys.stderr)
         return 2
