@@ -32,6 +32,9 @@ weights). Otherwise a comma-separated list of module-name suffixes, or ``re:<reg
 matched against the full module name inside the tower. peft >= 0.15 is needed for the
 MultiheadAttention adapters.
 
+Everything else in the tower is frozen, BatchNorm scales and shifts included (running
+statistics still update in training mode), as in standard LoRA.
+
 ``import peft`` loads ``transformers`` (seconds), so it happens inside the method, when
 the first stage starts, never at the suite's start-up.
 """
