@@ -50,7 +50,7 @@ from benchmark.errors import UserError
 from benchmark.training.method import Method, register_method
 
 VIT_TARGETS = ["attn", "c_fc", "c_proj"]
-RESNET_TARGETS = r"layer\d+\.\d+\.conv[123]"
+RESNET_TARGETS = r"conv[123]|layer\d+\.\d+\.(conv[123]|downsample\.0)"
 
 
 def default_targets(visual: nn.Module) -> Union[list[str], str]:

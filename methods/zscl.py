@@ -45,7 +45,10 @@ Departures from the authors' code, all deliberate:
 - ``avg_freq`` 0 (the default) means a tenth of the stage's steps: their 100 of 1000
   iterations, on whatever protocol runs. Only the image tower is averaged: the current
   task's head is new at this stage (it has no start sample) and stays live; old heads do
-  not change. BatchNorm buffers (ResNet towers) are not averaged, as in their code.
+  not change. BatchNorm buffers (ResNet towers) are not averaged, as in their code (their
+  ViTs have none); after the average replaces the live weights, the running statistics are
+  recomputed over the stage's training data, as SWA does for BatchNorm networks (Izmailov
+  et al., UAI 2018), and the student's passes on reference images leave them alone.
 - The teacher's BatchNorm layers (ResNet towers) use the batch's statistics, like the
   student in training, with their running statistics frozen: the two towers must see a
   batch the same way for the distillation to be zero at the start (their ViTs have none).
@@ -55,6 +58,7 @@ Departures from the authors' code, all deliberate:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +176,7 @@ class ZSCL(Method):
     # ---- every step
     def before_backward(self, strategy, **kwargs) -> None:
         x = strategy.preprocess(self._next_batch(strategy))
-        with strategy.autocast():
+        with strategy.autocast(), bn_stats_frozen(strategy.model.visual):
             student = strategy.model.visual(x)
             with torch.no_grad():
                 teacher = self.teacher(x)
@@ -204,6 +208,50 @@ class ZSCL(Method):
         for live, avg in zip(strategy.model.visual.parameters(), self.average):
             live.copy_(avg)  # the averaged tower is evaluated and carried to the next stage
         self.average, self.order, self.anchors = [], None, []
+        recalibrate_bn(strategy)
+
+
+def batchnorms(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextlib.contextmanager
+def bn_stats_frozen(module: nn.Module):
+    """BatchNorm layers normalise with the batch's statistics but leave their running ones
+    alone: reference images must not shift the statistics the task is evaluated with."""
+    layers = batchnorms(module)
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(layers, saved):
+            m.momentum = momentum
+
+
+@torch.no_grad()
+def recalibrate_bn(strategy) -> None:
+    """Running BatchNorm statistics recomputed for the averaged weights, from one pass over
+    the stage's training batches (SWA's ``bn_update``, Izmailov et al., UAI 2018): the live
+    weights' statistics do not fit the average. A no-op for towers without BatchNorm (ViT)."""
+    visual = strategy.model.visual
+    layers = batchnorms(visual)
+    if not layers:
+        return
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the pass
+    was_training = visual.training
+    visual.train()
+    for batch in strategy.dataloader:
+        x = batch[0].to(strategy.device)
+        with strategy.autocast():
+            visual(strategy.preprocess(x) if x.dtype == torch.uint8 else x)
+    visual.train(was_training)
+    for m, momentum in zip(layers, saved):
+        m.momentum = momentum
 
 
 def ensemble(average: list[torch.Tensor], live: list[torch.Tensor], n: int) -> None:
