@@ -17,7 +17,7 @@ Two parts, on top of fine-tuning:
   features are the teacher's, the loss only reaches the image tower: ZSCL needs no student
   text tower, and fits this suite's image tower + heads model as it is.
 - Weight ensembling. After update k = 0, f, 2f, ... (f = ``avg_freq``) the running
-  average of the image tower's parameters absorbs the live ones,
+  average of the model's parameters (image tower and heads) absorbs the live ones,
   ``avg <- (avg * n + live) / (n + 1)`` with n the number of snapshots so far, starting from
   the stage's initial weights (which count as the first sample). At the end of the stage
   the averaged weights replace the live ones: they are what the tracker evaluates and what
@@ -43,9 +43,11 @@ Departures from the authors' code, all deliberate:
 - Their L2 pull to the stage's start (``--l2 1`` in ZSCL.sh; not part of the method the
   paper describes) is ``l2`` here, default 0.
 - ``avg_freq`` 0 (the default) means a tenth of the stage's steps: their 100 of 1000
-  iterations, on whatever protocol runs. Only the image tower is averaged: the current
-  task's head is new at this stage (it has no start sample) and stays live; old heads do
-  not change. BatchNorm buffers (ResNet towers) are not averaged, as in their code (their
+  iterations, on whatever protocol runs. Every parameter of the model is averaged, as in
+  their code (both towers there): here the image tower and the heads. The current task's
+  head starts the stage as its initialisation, the zero-shot head of the class prompts by
+  default, which is what their text tower gives at the start of a task; old heads do not
+  train, so their average is themselves. BatchNorm buffers (ResNet towers) are not averaged, as in their code (their
   ViTs have none); after the average replaces the live weights, the running statistics are
   recomputed over the stage's training data, as SWA does for BatchNorm networks (Izmailov
   et al., UAI 2018), and the student's passes on reference images leave them alone.
@@ -156,7 +158,7 @@ class ZSCL(Method):
         if self.teacher is None:
             self._build_reference(strategy)
         visual = strategy.model.visual
-        self.average = [p.detach().clone() for p in visual.parameters()]  # the start: sample 0
+        self.average = [p.detach().clone() for p in strategy.model.parameters()]  # the start: sample 0
         self.snapshots, self.step, self.cursor = 0, 0, 0
         steps = max(1, strategy.train_epochs * len(strategy.dataloader))
         self.period = self.params.avg_freq or max(1, steps // 10)
@@ -200,12 +202,12 @@ class ZSCL(Method):
     def after_update(self, strategy, **kwargs) -> None:
         if self.step % self.period == 0:  # after updates 0, f, 2f, ... as in the authors' loop
             self.snapshots += 1
-            ensemble(self.average, list(strategy.model.visual.parameters()), self.snapshots)
+            ensemble(self.average, list(strategy.model.parameters()), self.snapshots)
         self.step += 1
 
     @torch.no_grad()
     def after_training_exp(self, strategy, **kwargs) -> None:
-        for live, avg in zip(strategy.model.visual.parameters(), self.average):
+        for live, avg in zip(strategy.model.parameters(), self.average):
             live.copy_(avg)  # the averaged tower is evaluated and carried to the next stage
         self.average, self.order, self.anchors = [], None, []
         recalibrate_bn(strategy)
