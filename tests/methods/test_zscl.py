@@ -43,18 +43,22 @@ def test_distillation_is_kl_and_symmetric_in_direction():
 def test_the_ensembled_weights_are_the_papers_average(avg_freq):
     """avg <- (avg n + live)/(n + 1) after updates 0, f, 2f, ...; the start counts once.
     Stage 1 of the micro sequence has 2 updates: f = 1 gives (start + live_0 + live_1) / 3,
-    f = 2 gives (start + live_0) / 2; the tracker then sees that average."""
+    f = 2 gives (start + live_0) / 2; the tracker then sees that average, for the image
+    tower and for the stage's head (whose start is its zero-shot init)."""
     lives: list[dict[str, torch.Tensor]] = []
-    spy = Spy(
-        after_update=lambda s: lives.append({k: v.detach().clone() for k, v in s.model.visual.named_parameters()})
-    )
+    spy = Spy(after_update=lambda s: lives.append({k: v.detach().clone() for k, v in s.model.named_parameters()}))
     setup = micro_setup("vit", lr=1e-2)
     run(setup, "zscl", {"zscl": {"avg_freq": avg_freq}}, spies=(spy,))
-    start, stage1 = setup.tracker.encoders[0], setup.tracker.encoders[1]
+    start = {f"visual.{k}": v for k, v in setup.tracker.encoders[0].items()}
+    start["heads.0.weight"] = setup.tracker.sets["alpha"].zeroshot
+    start["heads.0.bias"] = torch.zeros(3)
+    head = setup.tracker.heads[1]["alpha"]
+    stage1 = {**{f"visual.{k}": v for k, v in setup.tracker.encoders[1].items()}}
+    stage1.update({"heads.0.weight": head.weight.detach(), "heads.0.bias": head.bias.detach()})
     samples = [start] + (lives[:2] if avg_freq == 1 else lives[:1])
     for name in lives[0]:
         expected = sum(s[name] for s in samples) / len(samples)
-        torch.testing.assert_close(stage1[name], expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stage1[name], expected, rtol=1e-5, atol=1e-5)
     assert any(not torch.equal(lives[1][n], stage1[n]) for n in lives[0])  # not the live weights
 
 
