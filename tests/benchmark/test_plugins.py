@@ -90,6 +90,18 @@ def test_a_plugin_file_registers_before_the_registries_are_read(tmp_path, capsys
     assert METHODS.get(name).__module__ == plugins.module_name_for(path.resolve())
 
 
+def test_plugins_from_a_config_file_join_methods_all(tmp_path, registered_here):
+    from benchmark.run.cli import parse_config
+
+    name = unique()
+    path = method_file(tmp_path / "user", name)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(f"plugins: [{path}]\n")
+    _, cfg = parse_config(["--config", str(cfg_file), "--methods", "all"])
+    assert name in cfg.methods and "zscl" in cfg.methods and "lora" in cfg.methods
+    assert cfg.plugins == [str(path.resolve())]
+
+
 def test_a_plugin_module_on_the_path_registers(tmp_path, monkeypatch, registered_here):
     name, module = unique(), unique()
     method_file(tmp_path, name, stem=module)

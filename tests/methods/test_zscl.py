@@ -102,3 +102,20 @@ def test_reference_data_from_the_world_a_folder_and_caption_files(tmp_path):
 def test_bad_hyperparameters_are_one_line(hparams, message):
     with pytest.raises(UserError, match=message):
         build_method("zscl", {"zscl": hparams})
+
+
+@pytest.mark.slow
+def test_zscl_forgets_less_than_finetuning_on_the_embedded_default(tmp_path):
+    """dLP over the eval-only tasks (textures, colours), mean over 3 seeds: ZSCL's is closer
+    to 0 than fine-tuning's (about 6 min of CPU on the embedded default)."""
+    import pandas as pd
+
+    from benchmark.config import load_yaml
+    from benchmark.run.cli import EMBEDDED_DEFAULT
+    from benchmark.run.runner import run as run_benchmark
+
+    cfg = load_yaml(EMBEDDED_DEFAULT)
+    cfg.methods, cfg.seeds, cfg.results_dir = ["finetune", "zscl"], [0, 1, 2], str(tmp_path)
+    board = pd.read_csv(run_benchmark(cfg, progress=False) / "leaderboard.csv").set_index("method")
+    assert board.loc["zscl", "n_seeds"] == 3
+    assert board.loc["zscl", "dlp"] > board.loc["finetune", "dlp"]
