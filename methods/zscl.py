@@ -112,6 +112,7 @@ class ZSCL(Method):
         temperature: float = 2.0
         image_weight: float = 1.0  # image -> text term
         text_weight: float = 1.0  # text -> image term
+        weight_ensembling: bool = True  # the authors' --we (False: distillation only)
         avg_freq: int = 0  # weight-ensembling period in steps; 0: a tenth of the stage's steps
         l2: float = 0.0  # their optional sum-of-squares pull to the stage's start (ZSCL.sh: 1)
 
@@ -200,17 +201,22 @@ class ZSCL(Method):
 
     @torch.no_grad()
     def after_update(self, strategy, **kwargs) -> None:
-        if self.step % self.period == 0:  # after updates 0, f, 2f, ... as in the authors' loop
+        if (
+            self.params.weight_ensembling and self.step % self.period == 0
+        ):  # after updates 0, f, 2f, ... as in the authors' loop
             self.snapshots += 1
             ensemble(self.average, list(strategy.model.parameters()), self.snapshots)
         self.step += 1
 
     @torch.no_grad()
     def after_training_exp(self, strategy, **kwargs) -> None:
-        for live, avg in zip(strategy.model.parameters(), self.average):
-            live.copy_(avg)  # the averaged tower is evaluated and carried to the next stage
+        averaged = self.params.weight_ensembling
+        if averaged:
+            for live, avg in zip(strategy.model.parameters(), self.average):
+                live.copy_(avg)  # the averaged model is evaluated and carried to the next stage
         self.average, self.order, self.anchors = [], None, []
-        recalibrate_bn(strategy)
+        if averaged:
+            recalibrate_bn(strategy)
 
 
 def batchnorms(module: nn.Module) -> list[nn.Module]:
