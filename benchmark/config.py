@@ -99,6 +99,10 @@ class RunConfig:
     # Tasks declared as data beside the registered ones (tasks/declared.py), e.g.
     # {"birds": {"folder": "/data/birds"}, "c10w": {"webdataset": "/data/wds_cifar10"}}.
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # User plugins imported before the registries are read: .py files (stored absolute) or
+    # importable modules (benchmark/run/plugins.py). Not hashed: the manifest records each
+    # file's sha256, and a moved file must not orphan a run's checkpoints.
+    plugins: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- coercion
@@ -324,7 +328,7 @@ def dump_yaml(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     """A short stable hash of everything that changes results (not where they go)."""
     data = to_dict(cfg)
-    for key in ("name", "results_dir", "device", "loggers", "threads", "data_cache"):
+    for key in ("name", "results_dir", "device", "loggers", "threads", "data_cache", "plugins"):
         data.pop(key)
     data["model"].pop("cache_dir")
     if not data["tasks"]:  # no declared tasks: the hash of every earlier config is unchanged

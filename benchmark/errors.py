@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from typing import NoReturn
 
@@ -29,13 +30,17 @@ class OneLineParser(argparse.ArgumentParser):
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
-def run_command(body: Callable[[], int]) -> int:
+def run_command(body: Callable[[], int], debug: bool = False) -> int:
     """Run a command's body with the suite's one exit policy: a UserError or an OS-level
     failure (disk full, permission denied, read-only folder) prints one line and returns 2;
-    Ctrl-C prints one line and returns 130. Nothing else is caught: a bug keeps its traceback."""
+    Ctrl-C prints one line and returns 130. Nothing else is caught: a bug keeps its traceback.
+    ``debug`` (``--debug``) also prints the traceback of what caused a UserError (a plugin's
+    import error, say) before its line."""
     try:
         return body()
     except UserError as e:
+        if debug and e.__cause__ is not None:
+            traceback.print_exception(e.__cause__)
         print("error: " + str(e).replace("\n", " "), file=sys.stderr)  # one line, always
         return 2
     except OSError as e:

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="sweep: run only shard i of n (i/n, cells in config-hash order)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="sweep: print the cells and exit")
     p.add_argument("--merge-only", dest="merge_only", action="store_true", help="sweep: merge finished cells only")
+    p.add_argument(
+        "--plugins",
+        help="comma-separated .py files or importable modules registering methods/tasks, e.g. mine.py,my_pkg.more",
+    )
+    p.add_argument("--debug", action="store_true", help="full tracebacks (also LDIFS_BENCH_DEBUG=1)")
     p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
     p.add_argument("--list-sequences", action="store_true", help="print the sequence registry and exit")
@@ -74,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     args, rest = build_parser().parse_known_args(argv)
     cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
+    if args.plugins is not None:
+        apply_override(cfg, "plugins", args.plugins)
+    from benchmark.run.plugins import load_plugins, normalise
+
+    cfg.plugins = normalise(cfg.plugins)
+    load_plugins(cfg.plugins)  # before any registry is read (--methods all, --list-methods)
     # Every override in order, kept on args so that a sweep applies them to its own base.
     args.overrides = [(f, getattr(args, f)) for f in ("sequence", "device", "threads") if getattr(args, f) is not None]
     more = ("results_dir", "name", "data_root", "data_cache", "download", "loggers")
@@ -195,7 +206,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     quiet_warnings()  # third-party internals' warnings off, every other one shown once
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
     setup_console(quiet="-q" in argv or "--quiet" in argv)
-    return run_command(lambda: _main(argv))
+    from benchmark.run.plugins import debug_enabled
+
+    return run_command(lambda: _main(argv), debug="--debug" in argv or debug_enabled())
 
 
 def _main(argv: list[str]) -> int:

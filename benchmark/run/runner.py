@@ -24,6 +24,7 @@ from benchmark.models.loading import ClipBundle, check_model_config, load_clip
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints
 from benchmark.run.manifest import write_manifest
+from benchmark.run.plugins import load_plugins, normalise
 from benchmark.run.scheduler import MethodResult, RunSetup, run_method
 from benchmark.rundir import (
     AVALANCHE_LOGS,
@@ -68,6 +69,8 @@ def resolve_device(name: str) -> torch.device:
 def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     """Every check that needs no model or data, so bad input fails in a second."""
     validate(cfg)
+    cfg.plugins = normalise(cfg.plugins)  # absolute: the saved config.yaml works from anywhere
+    load_plugins(cfg.plugins)  # a no-op when the CLI already imported them
     for spec in cfg.methods:
         build_method(spec, cfg.hparams)
     for name in cfg.hparams:
