@@ -286,8 +286,19 @@ def load_yaml(path: Union[str, Path]) -> RunConfig:
         raise UserError(f"config file {str(path)!r}: {e}") from None
 
 
+def load_mapping(data: dict[str, Any], where: Union[str, Path]) -> RunConfig:
+    """A config given inline (a sweep file's ``base:`` mapping), layered over its ``base:``
+    exactly as a config file at ``where`` would be (relative bases resolve from there)."""
+    if not isinstance(data, dict):
+        raise UserError(f"{str(where)!r}: a config must be a mapping of config keys, got {type(data).__name__}")
+    return from_dict(RunConfig, _layered_data(dict(data), Path(where), ()))
+
+
 def _layered(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
-    data = _read_mapping(path)
+    return _layered_data(_read_mapping(path), path, seen)
+
+
+def _layered_data(data: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     base = data.pop("base", DEFAULT_BASE)
     if base == DEFAULTS:
         return data

@@ -42,10 +42,11 @@ the first stage starts, never at the suite's start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
 import torch.nn as nn
 
+from benchmark.config import Range
 from benchmark.errors import UserError
 from benchmark.training.method import Method, register_method
 
@@ -102,15 +103,14 @@ class LoRA(Method):
 
     @dataclass
     class Params:
-        rank: int = 8
+        rank: Annotated[int, Range(low=1)] = 8
         alpha: float = 16.0  # the product is scaled by alpha / rank
         dropout: float = 0.0  # on the adapter's input (peft's lora_dropout)
         target_modules: str = "auto"  # auto | comma-separated module names | re:<regex>
 
     def validate(self) -> None:
+        """Open bounds the field types cannot say (closed ones are declared on ``Params``)."""
         p = self.params
-        if p.rank < 1:
-            raise UserError(f"hparams.lora.rank={p.rank!r} must be >= 1")
         if p.alpha <= 0:
             raise UserError(f"hparams.lora.alpha={p.alpha!r} must be > 0")
         if not 0 <= p.dropout < 1:

@@ -64,12 +64,13 @@ import contextlib
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from benchmark.config import Range
 from benchmark.errors import UserError
 from benchmark.training.method import Method, register_method
 from methods.l2sp import add_l2sp_gradient
@@ -107,23 +108,18 @@ class ZSCL(Method):
     class Params:
         ref_images: str = "procedural"  # procedural | a folder of images (the authors: ImageNet train)
         ref_texts: str = "procedural"  # procedural | a .txt (one caption a line) or .csv (column title)
-        ref_count: int = 2000  # reference images used (rendered, or drawn from the folder)
-        ref_batch_size: int = 0  # 0: the training batch size (the authors' choice)
+        ref_count: Annotated[int, Range(low=1)] = 2000  # reference images used (rendered, or drawn from the folder)
+        ref_batch_size: Annotated[int, Range(low=0)] = 0  # 0: the training batch size (the authors' choice)
         temperature: float = 2.0
-        image_weight: float = 1.0  # image -> text term
-        text_weight: float = 1.0  # text -> image term
+        image_weight: Annotated[float, Range(low=0)] = 1.0  # image -> text term
+        text_weight: Annotated[float, Range(low=0)] = 1.0  # text -> image term
         weight_ensembling: bool = True  # the authors' --we (False: distillation only)
-        avg_freq: int = 0  # weight-ensembling period in steps; 0: a tenth of the stage's steps
-        l2: float = 0.0  # their optional sum-of-squares pull to the stage's start (ZSCL.sh: 1)
+        avg_freq: Annotated[int, Range(low=0)] = 0  # weight-ensembling period in steps; 0: a tenth of the stage's steps
+        l2: Annotated[float, Range(low=0)] = 0.0  # their optional sum-of-squares pull to the stage's start (ZSCL.sh: 1)
 
     def validate(self) -> None:
+        """What the field types cannot say (ranges and choices are declared on ``Params``)."""
         p = self.params
-        for key in ("ref_count", "ref_batch_size", "avg_freq"):
-            if getattr(p, key) < (1 if key == "ref_count" else 0):
-                raise UserError(f"hparams.zscl.{key}={getattr(p, key)!r} must be >= {1 if key == 'ref_count' else 0}")
-        for key in ("image_weight", "text_weight", "l2"):
-            if getattr(p, key) < 0:
-                raise UserError(f"hparams.zscl.{key}={getattr(p, key)!r} must be >= 0")
         if p.temperature <= 0:
             raise UserError(f"hparams.zscl.temperature={p.temperature!r} must be > 0")
         for key in ("ref_images", "ref_texts"):

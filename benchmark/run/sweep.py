@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import yaml
 
-from benchmark.config import RunConfig, apply_override, config_hash, from_dict, validate
+from benchmark.config import RunConfig, apply_override, config_hash, load_mapping, validate
 from benchmark.errors import UserError
 from benchmark.files import atomic_text
 from benchmark.reporting.selection import check_criterion
@@ -106,12 +106,14 @@ def load_sweep(path: Path, overrides: list[tuple[str, Any]] = ()) -> Sweep:
 
 def _base_config(base: Any, sweep_path: Path, overrides: list[tuple[str, Any]]) -> RunConfig:
     """The base run config (a mapping or a config file's path), with the command line's overrides."""
-    if isinstance(base, str):
+    if isinstance(base, str):  # a config file: layered over its own base:, as --config would be
         candidate = Path(base)
         if not candidate.is_file() and (sweep_path.parent / base).is_file():
             candidate = sweep_path.parent / base
         base = _read_mapping(candidate, "base config")
-    cfg = from_dict(RunConfig, base)
+        cfg = load_mapping(base, candidate)
+    else:  # inline: layered as a config file beside the sweep file (over the default run)
+        cfg = load_mapping(base, sweep_path)
     if "splits" not in (base.get("eval") or {}):  # sweeps score val too, so that they can select
         cfg.eval.splits = ["test", "val"]
     for key, value in overrides:
