@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.evaluation.heads import zeroshot_weights
-from benchmark.training.method import Method, register_method
+from benchmark.training.method import EngineView, Method, register_method
 from tasks import Task
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp of the learned temperature
@@ -59,7 +59,7 @@ class FLYP(Method):
         self._hook = None
 
     # ---- setup
-    def before_training(self, strategy, **kwargs) -> None:
+    def before_training(self, strategy: EngineView, **kwargs) -> None:
         if self.text is None:
             self.text = trainable_text_tower(strategy.bundle.model).to(strategy.device).train()
         if getattr(strategy.model, "flyp_text", None) is not self.text:
@@ -86,7 +86,7 @@ class FLYP(Method):
         self.tasks = {int(label): context.tasks[name] for label, name in state["tasks"].items()}
         self.prompt_tokens = {int(label): t.to(context.device) for label, t in state["prompt_tokens"].items()}
 
-    def before_training_exp(self, strategy, **kwargs) -> None:
+    def before_training_exp(self, strategy: EngineView, **kwargs) -> None:
         label = int(strategy.experience.task_label)
         task = strategy.current_task
         self.tasks[label] = task
@@ -101,11 +101,11 @@ class FLYP(Method):
             self.image_embeddings = output
 
     # ---- the step
-    def task_loss(self, strategy) -> torch.Tensor:
+    def task_loss(self, strategy: EngineView) -> torch.Tensor:
         """The engine's task loss: FLYP trains on the contrastive loss, not the heads' CE."""
         return self.contrastive_loss(strategy)
 
-    def contrastive_loss(self, strategy) -> torch.Tensor:
+    def contrastive_loss(self, strategy: EngineView) -> torch.Tensor:
         """CLIP's symmetric InfoNCE between the batch's images and their class prompts."""
         tokens = self.batch_prompts(strategy.mb_y, strategy.mb_task_id, strategy)
         with strategy.autocast():
@@ -128,12 +128,12 @@ class FLYP(Method):
         return out
 
     @torch.no_grad()
-    def after_update(self, strategy, **kwargs) -> None:
+    def after_update(self, strategy: EngineView, **kwargs) -> None:
         self.text.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
 
     # ---- the end of a stage
     @torch.no_grad()
-    def after_training_exp(self, strategy, **kwargs) -> None:
+    def after_training_exp(self, strategy: EngineView, **kwargs) -> None:
         self._hook.remove()
         self.image_embeddings = None
         self.text.eval()

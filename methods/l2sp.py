@@ -19,7 +19,7 @@ from typing import Annotated, Literal, Optional
 import torch
 
 from benchmark.config import Range
-from benchmark.training.method import Method, register_method
+from benchmark.training.method import EngineView, Method, register_method
 
 
 @register_method("l2sp")
@@ -40,7 +40,7 @@ class L2SP(Method):
         self.weights: list[torch.Tensor] = []  # the encoder's trainable parameters
         self.anchors: Optional[list[torch.Tensor]] = None  # p0, one per weight
 
-    def before_training_exp(self, strategy, **kwargs) -> None:
+    def before_training_exp(self, strategy: EngineView, **kwargs) -> None:
         # Heads are not penalised: only the image encoder's parameters (authors' protocol).
         self.weights = [p for p in strategy.model.visual.parameters() if p.requires_grad]
         if self.anchors is None or self.params.reference == "previous":
@@ -54,7 +54,7 @@ class L2SP(Method):
         self.anchors = None if anchors is None else [a.to(context.device) for a in anchors]
 
     @torch.no_grad()
-    def after_backward(self, strategy, **kwargs) -> None:
+    def after_backward(self, strategy: EngineView, **kwargs) -> None:
         add_l2sp_gradient(self.weights, self.anchors, self.params.alpha)
 
     @torch.no_grad()

@@ -15,7 +15,7 @@ from benchmark.config import Range
 from benchmark.errors import UserError
 from benchmark.models.reference import ReferenceRunner, TapCache, log, stochastic_or_batch_dependent
 from benchmark.models.taps import Tap, TapRecorder, image_taps
-from benchmark.training.method import Method, register_method
+from benchmark.training.method import EngineView, Method, register_method
 
 
 def norm_dim(tap: Tap, axis: str) -> int:
@@ -94,7 +94,7 @@ class LDIFS(Method):
         self.reuse_tier: Optional[str] = None  # the last stage's TapCache tier, when reuse was on
         self.last_distance = torch.tensor(0.0)
 
-    def before_training_exp(self, strategy, **kwargs) -> None:
+    def before_training_exp(self, strategy: EngineView, **kwargs) -> None:
         if self.reference is None or self.params.reference == "previous":
             self.reference = frozen_like_training(strategy.model.visual)
         # Taps of the trained encoder come from the forward pass that gives the logits.
@@ -108,7 +108,7 @@ class LDIFS(Method):
         )
         self._cache = self._make_cache(strategy)
 
-    def _make_cache(self, strategy) -> Optional[TapCache]:
+    def _make_cache(self, strategy: EngineView) -> Optional[TapCache]:
         """A TapCache when reuse is asked for and exact (no augmentation, no batch-dependent
         or random layers); ``on`` where it is not exact is refused, ``auto`` recomputes."""
         mode = self.params.reuse_reference_taps
@@ -130,12 +130,12 @@ class LDIFS(Method):
         budget = int(self.params.reuse_budget_gb * 2**30)
         return TapCache(len(tensors[0]), strategy.device, budget)
 
-    def _indices(self, strategy) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def _indices(self, strategy: EngineView) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Dataset positions of the batch (DeviceBatchLoader's; other loaders, e.g. replay's, have none)."""
         loader = strategy.dataloader
         return getattr(loader, "last_indices", None), getattr(loader, "last_indices_device", None)
 
-    def before_forward(self, strategy, **kwargs) -> None:
+    def before_forward(self, strategy: EngineView, **kwargs) -> None:
         self._cached, self._launched = None, False
         idx, idx_dev = self._indices(strategy)
         if self._cache is not None and idx is not None:
@@ -144,7 +144,7 @@ class LDIFS(Method):
             self._runner.launch(strategy.mb_x)  # overlaps the trained tower's forward on CUDA
             self._launched = True
 
-    def before_backward(self, strategy, **kwargs) -> None:
+    def before_backward(self, strategy: EngineView, **kwargs) -> None:
         feats = self._live.take()
         refs = self._cached
         if refs is None:
@@ -167,7 +167,7 @@ class LDIFS(Method):
             self.reference = frozen_like_training(context.model.visual)
             self.reference.load_state_dict(state["reference"])
 
-    def after_training_exp(self, strategy, **kwargs) -> None:
+    def after_training_exp(self, strategy: EngineView, **kwargs) -> None:
         for rec in (self._live, self._ref):
             rec.remove()
         if self._cache is not None:  # where the stage's reused taps lived (perf reports it)

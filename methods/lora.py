@@ -48,7 +48,7 @@ import torch.nn as nn
 
 from benchmark.config import Range
 from benchmark.errors import UserError
-from benchmark.training.method import Method, register_method
+from benchmark.training.method import EngineView, Method, register_method
 
 VIT_TARGETS = ["attn", "c_fc", "c_proj"]
 RESNET_TARGETS = r"conv[123]|layer\d+\.\d+\.(conv[123]|downsample\.0)"
@@ -124,12 +124,12 @@ class LoRA(Method):
         """Checkpoints are written between stages, when the adapters are already merged."""
         return {**self.__dict__, "tuner": None}
 
-    def before_training(self, strategy, **kwargs) -> None:
+    def before_training(self, strategy: EngineView, **kwargs) -> None:
         visual = strategy.model.visual
         self.tuner = inject(visual, self.params)
         strategy.model.visual = self.tuner.model  # the same module, now with adapters
 
-    def after_training_exp(self, strategy, **kwargs) -> None:
+    def after_training_exp(self, strategy: EngineView, **kwargs) -> None:
         if self.tuner is None:
             return
         strategy.model.visual = self.tuner.merge_and_unload()

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 import torch
 
 from benchmark.config import Range
-from benchmark.training.method import Method, register_method
+from benchmark.training.method import EngineView, Method, register_method
 
 
 @register_method("wise_ft")
@@ -39,7 +39,7 @@ class WiseFT(Method):
         super().__init__(params)
         self.reference: Optional[dict[str, torch.Tensor]] = None
 
-    def before_training_exp(self, strategy, **kwargs) -> None:
+    def before_training_exp(self, strategy: EngineView, **kwargs) -> None:
         if self.reference is None or self.params.reference == "previous":
             self.reference = {k: v.detach().clone() for k, v in mixable(strategy.model.visual).items()}
 
@@ -51,7 +51,7 @@ class WiseFT(Method):
         self.reference = None if ref is None else {k: v.to(context.device) for k, v in ref.items()}
 
     @torch.no_grad()
-    def after_training_exp(self, strategy, **kwargs) -> None:
+    def after_training_exp(self, strategy: EngineView, **kwargs) -> None:
         tuned = mixable(strategy.model.visual)  # views of the live tensors: mixed in place
         names = list(tuned)
         # theta <- theta_ft + (1 - alpha)(theta_ref - theta_ft) = (1 - alpha) theta_ref + alpha theta_ft

@@ -72,7 +72,7 @@ import torch.nn.functional as F
 
 from benchmark.config import Range
 from benchmark.errors import UserError
-from benchmark.training.method import Method, register_method
+from benchmark.training.method import EngineView, Method, register_method
 from methods.l2sp import add_l2sp_gradient
 from methods.ldifs import frozen_like_training
 
@@ -151,7 +151,7 @@ class ZSCL(Method):
         return {k: (None if k in drop else v) for k, v in self.__dict__.items()}
 
     # ---- setup
-    def before_training_exp(self, strategy, **kwargs) -> None:
+    def before_training_exp(self, strategy: EngineView, **kwargs) -> None:
         if self.teacher is None:
             self._build_reference(strategy)
         visual = strategy.model.visual
@@ -163,7 +163,7 @@ class ZSCL(Method):
         self.order = torch.randperm(len(self.ref_images), generator=gen).to(strategy.device)
         self.anchors = [p.detach().clone() for p in visual.parameters()] if self.params.l2 else []
 
-    def _build_reference(self, strategy) -> None:
+    def _build_reference(self, strategy: EngineView) -> None:
         bundle = strategy.bundle
         self.teacher = frozen_like_training(bundle.model.visual).to(strategy.device)
         images, texts = reference_set(self.params, bundle.image_size)
@@ -173,7 +173,7 @@ class ZSCL(Method):
             self.scale = float(bundle.model.logit_scale.exp())
 
     # ---- every step
-    def before_backward(self, strategy, **kwargs) -> None:
+    def before_backward(self, strategy: EngineView, **kwargs) -> None:
         x = strategy.preprocess(self._next_batch(strategy))
         with strategy.autocast(), bn_stats_frozen(strategy.model.visual):
             student = strategy.model.visual(x)
@@ -182,7 +182,7 @@ class ZSCL(Method):
         self.last_distillation = zscl_loss(student, teacher, self.text_feats, self.scale, self.params)
         strategy.loss += self.last_distillation
 
-    def _next_batch(self, strategy) -> torch.Tensor:
+    def _next_batch(self, strategy: EngineView) -> torch.Tensor:
         size = min(self.params.ref_batch_size or strategy.train_mb_size, len(self.order))
         if self.cursor + size > len(self.order):  # the authors' iterator restarts when exhausted
             self.cursor = 0
@@ -191,12 +191,12 @@ class ZSCL(Method):
         return self.ref_images[idx]
 
     @torch.no_grad()
-    def after_backward(self, strategy, **kwargs) -> None:
+    def after_backward(self, strategy: EngineView, **kwargs) -> None:
         if self.params.l2:  # d/dp of l2 * sum (p - p0)^2
             add_l2sp_gradient(list(strategy.model.visual.parameters()), self.anchors, self.params.l2)
 
     @torch.no_grad()
-    def after_update(self, strategy, **kwargs) -> None:
+    def after_update(self, strategy: EngineView, **kwargs) -> None:
         if (
             self.params.weight_ensembling and self.step % self.period == 0
         ):  # after updates 0, f, 2f, ... as in the authors' loop
@@ -205,7 +205,7 @@ class ZSCL(Method):
         self.step += 1
 
     @torch.no_grad()
-    def after_training_exp(self, strategy, **kwargs) -> None:
+    def after_training_exp(self, strategy: EngineView, **kwargs) -> None:
         averaged = self.params.weight_ensembling
         if averaged:
             for live, avg in zip(strategy.model.parameters(), self.average):
