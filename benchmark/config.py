@@ -66,6 +66,13 @@ class EvalConfig:
     test_limit: Optional[int] = None  # score on at most this many test images
     lp_max_iter: int = 100  # L-BFGS iterations of the linear probe
     lp_weight_decay: float = 1e-4
+    # Which linear probe scores `lp` (and LP-init heads, and the linear_probe method):
+    # "fast" = L-BFGS above on the probe split, no selection (the suite's default, seconds);
+    # "authors" = the LDIFS authors' AdamW probe, lr chosen on the validation split, refit
+    # on train + validation (docs/protocol.md "Linear probe").
+    probe: str = "fast"
+    probe_lrs: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])  # authors' grid
+    probe_steps: int = 1000  # full-batch AdamW steps of the authors' probe
 
 
 @dataclass
@@ -243,6 +250,13 @@ def validate(cfg: RunConfig) -> None:
         ("train.train_limit", cfg.train.train_limit, (cfg.train.train_limit or 1) >= 1, "must be >= 1"),
         ("eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1, "must be >= 1"),
         ("eval.lp_max_iter", cfg.eval.lp_max_iter, cfg.eval.lp_max_iter >= 1, "must be >= 1"),
+        ("eval.probe_steps", cfg.eval.probe_steps, cfg.eval.probe_steps >= 1, "must be >= 1"),
+        (
+            "eval.probe_lrs",
+            cfg.eval.probe_lrs,
+            len(cfg.eval.probe_lrs) >= 1 and min(cfg.eval.probe_lrs) > 0,
+            "must list at least one learning rate, all > 0",
+        ),
         ("model.pretrain.epochs", cfg.model.pretrain.epochs, cfg.model.pretrain.epochs >= 1, "must be >= 1"),
         ("model.pretrain.images", cfg.model.pretrain.images, cfg.model.pretrain.images >= 2, "must be >= 2"),
         (
@@ -262,6 +276,7 @@ def validate(cfg: RunConfig) -> None:
     choices = {
         "train.head_init": (cfg.train.head_init, ("zeroshot", "lp")),
         "train.amp": (cfg.train.amp, ("auto", "bf16", "off")),
+        "eval.probe": (cfg.eval.probe, ("fast", "authors")),
     }
     for key, (value, valid) in choices.items():
         if value not in valid:

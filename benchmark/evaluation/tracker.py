@@ -11,9 +11,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from benchmark.config import EvalConfig
+from benchmark.evaluation.authors_probe import fit_authors_probe
 from benchmark.evaluation.heads import accuracy, fit_linear_probe
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
+from tasks.loading import train_val_indices
 
 
 @dataclass
@@ -26,6 +28,10 @@ class EvalSet:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     zeroshot: torch.Tensor  # [K, D] zero-shot head from the original text tower
+    # The task's validation split (the authors' 10%), for eval.probe=authors' lr choice;
+    # None: the authors' 90/10 draw is made inside the probe images instead.
+    val_images: Optional[torch.Tensor] = None
+    val_labels: Optional[torch.Tensor] = None
 
 
 class Tracker:
@@ -49,6 +55,7 @@ class Tracker:
         self.preprocess = preprocess.to(device)
         self.device = device
         self.progress = progress
+        self.probe_lrs: dict[str, float] = {}  # task -> lr the authors' probe chose last
 
     @torch.inference_mode()
     def features(self, visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -88,7 +95,22 @@ class Tracker:
         return rows
 
     def fit_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:
+        if self.cfg.probe == "authors":
+            return self._fit_authors_probe(visual, es)
         feats = self.features(visual, es.probe_images)
         return fit_linear_probe(
             feats, es.probe_labels.to(self.device), es.task.num_classes, self.cfg.lp_weight_decay, self.cfg.lp_max_iter
         )
+
+    def _fit_authors_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:
+        """The authors' probe: lr chosen on the validation split, refit on train + val."""
+        feats, labels = self.features(visual, es.probe_images), es.probe_labels.to(self.device)
+        if es.val_images is not None:
+            train = (feats, labels)
+            val = (self.features(visual, es.val_images), es.val_labels.to(self.device))
+        else:  # the authors' 90/10 draw (random_split seeded 0) inside the probe images
+            tr, va = (i.to(self.device) for i in train_val_indices(len(labels)))
+            train, val = (feats[tr], labels[tr]), (feats[va], labels[va])
+        head, lr = fit_authors_probe(train, val, es.task.num_classes, self.cfg.probe_lrs, self.cfg.probe_steps)
+        self.probe_lrs[es.task.name] = lr
+        return head

@@ -103,7 +103,10 @@ def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.devi
     probe = task.train.subset(cfg.eval.lp_train_limit, seed=1)
     test = task.test.subset(cfg.eval.test_limit, seed=2)
     zs = zeroshot_weights(bundle.model, bundle.tokenizer, task.prompts(), device)
-    return EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
+    val = task.val  # already capped at eval.test_limit by the task loader
+    return EvalSet(
+        task, probe.images, probe.labels, test.images, test.labels, zs, *((val.images, val.labels) if val else ())
+    )
 
 
 def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpoints: bool = False) -> Path:

@@ -186,6 +186,8 @@ def _train_stage(setup: RunSetup, engine: Engine, plugins: list, stage: int, st,
     engine.current_task = setup.tasks[st.task]
     engine.stage_started = time.time()
     engine.train(exp, eval_streams=[])
+    if any(p.probe_head for p in plugins):  # linear probing: the head is the converged probe
+        _add_head(engine.model, setup, st.task, stage - 1, "lp")
 
 
 def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage: int, task: str) -> None:

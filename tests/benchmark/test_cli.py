@@ -55,6 +55,7 @@ BAD_INPUTS = [
     (["--hparams.ldifs.beta", "1"], "unknown hyperparameter ldifs.beta"),
     (["--methods", "zeroshot+ldifs"], "cannot be composed"),
     (["--eval.kinds", "lp,acc"], "valid choices: head, lp, zs"),
+    (["--eval.probe", "sklearn"], "eval.probe='sklearn' is not valid; valid choices: fast, authors"),
     (["--frobnicate"], "unrecognised argument '--frobnicate'"),
     (["--config", "{tmp}/missing.yaml"], "cannot read config file"),
     (["--config", "{tmp}/broken.yaml"], "is not valid YAML"),
