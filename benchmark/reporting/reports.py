@@ -204,8 +204,8 @@ def report_markdown(run_dir: Path, df: pd.DataFrame, summary: pd.DataFrame, imag
         "last = mean over all sequence tasks after the last stage (GEM ACC, MTIL Last); "
         "forgetting_if = accuracy just after training minus final (Avalanche); "
         "forgetting_max = best accuracy from training to the stage before last, minus final (RWalk); "
-        "bwt / fwt = backward / forward transfer (GEM); mtil_transfer = mean accuracy on tasks not yet "
-        "trained (ZSCL, entries pooled); delta_* = accuracy minus the pre-trained model's on tasks not "
+        "bwt / fwt = backward / forward transfer (GEM); mtil_transfer = accuracy on tasks not yet "
+        "trained, averaged per task over the stages before its own, then over tasks (ZSCL's MTIL Transfer); delta_* = accuracy minus the pre-trained model's on tasks not "
         "trained (dLP for lp, dZS for zs; negative = concept forgotten): at the final stage over the "
         "eval-only tasks, and averaged over stages 1..T over the tasks untrained at each stage.",
         "",
