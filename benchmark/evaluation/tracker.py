@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from benchmark.config import EvalConfig
 from benchmark.evaluation.authors_probe import fit_authors_probe
-from benchmark.evaluation.heads import accuracy, fit_linear_probe
+from benchmark.evaluation.heads import accuracy, expected_calibration_error, fit_linear_probe
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
 from tasks.loading import train_val_indices
@@ -71,7 +71,7 @@ class Tracker:
         return torch.cat(out)
 
     def evaluate(self, visual: nn.Module, heads: dict[str, nn.Module], stage: int, desc: str = "") -> list[dict]:
-        """Rows {eval_task, kind, accuracy} for every task; ``heads`` maps trained task -> head."""
+        """Rows {eval_task, kind, accuracy, ece} for every task; ``heads`` maps trained task -> head."""
         rows = []
         names = list(self.sets)
         for name in tqdm(names, desc=f"  evaluating {desc}stage {stage}", leave=False, disable=not self.progress):
@@ -83,15 +83,21 @@ class Tracker:
         y = es.test_labels.to(self.device)
         rows = []
         for kind in self.cfg.kinds:
-            if kind == "zs" or (kind == "head" and head is None):
-                acc = accuracy(test @ es.zeroshot.T, y)
-            elif kind == "head":
-                with torch.no_grad():
-                    acc = accuracy(head(test), y)
-            else:
-                probe = self.fit_probe(visual, es)
-                acc = accuracy(probe(test), y)
-            rows.append({"eval_task": es.task.name, "kind": kind, "accuracy": round(acc, 4)})
+            with torch.no_grad():
+                if kind == "zs" or (kind == "head" and head is None):
+                    logits = test @ es.zeroshot.T
+                elif kind == "head":
+                    logits = head(test)
+                else:
+                    logits = self.fit_probe(visual, es)(test)
+            rows.append(
+                {
+                    "eval_task": es.task.name,
+                    "kind": kind,
+                    "accuracy": round(accuracy(logits, y), 4),
+                    "ece": round(expected_calibration_error(logits, y), 4),  # Guo et al. 2017, 15 bins
+                }
+            )
         return rows
 
     def fit_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:

@@ -29,7 +29,7 @@ from benchmark.rundir import RunLock
 from methods import build_method
 from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
 
-COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status"]
+COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status"]
 
 
 def resolve_device(name: str) -> torch.device:
