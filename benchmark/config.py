@@ -54,6 +54,14 @@ class TrainConfig:
     head_init: str = "zeroshot"  # zeroshot | lp
     train_limit: Optional[int] = None  # fine-tune on at most this many images per task
     amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    # Train augmentation: "rrc" = open_clip's train transform, RandomResizedCrop with scale
+    # (0.9, 1.0), per-sample boxes resized on the device in one batched call; "none" = the
+    # whole image (the suite's default; the paper preset uses rrc as the authors do).
+    augment: str = "none"
+    # The device resize kernel (training and evaluation inputs whose size differs from the
+    # model's): torch_bicubic (a=-0.75, unclamped; the default, so earlier numbers hold) or
+    # pil_bicubic (PIL's, as CLIP's preprocessing; 32 -> 224 px inputs differ by 3.9%).
+    resize: str = "torch_bicubic"
 
 
 @dataclass
@@ -277,6 +285,8 @@ def validate(cfg: RunConfig) -> None:
         "train.head_init": (cfg.train.head_init, ("zeroshot", "lp")),
         "train.amp": (cfg.train.amp, ("auto", "bf16", "off")),
         "eval.probe": (cfg.eval.probe, ("fast", "authors")),
+        "train.augment": (cfg.train.augment, ("none", "rrc")),
+        "train.resize": (cfg.train.resize, ("torch_bicubic", "pil_bicubic")),
     }
     for key, (value, valid) in choices.items():
         if value not in valid:

@@ -79,7 +79,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     bundle = load_clip(cfg.model, device, progress)
-    preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std)
+    preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std, cfg.train.resize)
     ctx = TaskContext(
         data_root=Path(cfg.data_root),
         seed=0,

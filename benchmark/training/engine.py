@@ -23,8 +23,10 @@ from avalanche.training.templates import SupervisedTemplate
 from tqdm.auto import tqdm
 
 from benchmark.config import TrainConfig
+from benchmark.models.augment import rrc_boxes
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 
+AUGMENT_SEED_OFFSET = 1_000_000_007  # keeps the crop stream apart from the batch-order seeds
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
 
 
@@ -211,10 +213,18 @@ class Engine(SupervisedTemplate):
     def make_train_dataloader(self, **kwargs) -> None:
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.stage_index)
         self.dataloader = DeviceBatchLoader.from_dataset(self.adapted_dataset, self.train_mb_size, self.device, gen)
+        # crop boxes (train.augment) from their own stream: the batch order stays the same
+        self.augment_generator = torch.Generator().manual_seed(
+            AUGMENT_SEED_OFFSET + self.seed * 1000 + self.stage_index
+        )
 
     def _unpack_minibatch(self) -> None:
         self.mbatch = [t.to(self.device, non_blocking=True) for t in self.mbatch]
-        if self.mbatch[0].dtype == torch.uint8:
+        if self.mbatch[0].dtype == torch.uint8 and self.cfg.augment == "rrc":
+            images = self.mbatch[0]
+            boxes = rrc_boxes(len(images), images.shape[-2], images.shape[-1], self.augment_generator)
+            self.mbatch[0] = self.preprocess.crops(images, boxes)
+        elif self.mbatch[0].dtype == torch.uint8:
             self.mbatch[0] = self.preprocess(self.mbatch[0])
 
     def forward(self):
