@@ -10,6 +10,7 @@ as in the LDIFS authors' protocol.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from typing import Optional
@@ -243,6 +244,14 @@ class Engine(SupervisedTemplate):
         super()._before_training_exp(**kwargs)  # plugins may swap the dataloader (replay)
         total = max(1, self.train_epochs * len(self.dataloader))
         warm = min(self.cfg.warmup_steps, total // 2)
+        if warm < self.cfg.warmup_steps:  # said, not silent: the schedule differs from the config
+            message = (
+                f"stage {self.stage_index}: train.warmup_steps={self.cfg.warmup_steps} capped at {warm} "
+                f"(half of the stage's {total} steps)"
+            )
+            logging.getLogger("ldifs_bench").warning(message)
+            if self.progress:
+                tqdm.write(f"warning: {message}")
 
         def factor(step: int) -> float:
             if step < warm:
