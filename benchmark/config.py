@@ -31,7 +31,7 @@ class PretrainConfig:
 class ModelConfig:
     """Which open_clip model, and where its weights come from."""
 
-    # An open_clip architecture (ViT-B-32), a suite config in configs/models (tiny-rn),
+    # An open_clip architecture (ViT-B-32), a suite config in benchmark/models/configs/ (tiny-rn),
     # or an open_clip schema (local-dir:PATH, hf-hub:ORG/REPO).
     name: str = "tiny-rn"
     # "suite" (pretrained here on the procedural world, cached), an open_clip tag
@@ -43,7 +43,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning protocol per stage; defaults follow the LDIFS authors (REFERENCE.md)."""
+    """Fine-tuning protocol per stage; defaults follow the LDIFS authors (docs/protocol.md)."""
 
     epochs: int = 10  # default for tasks the sequence gives no epoch count
     lr: float = 1e-5

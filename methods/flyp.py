@@ -10,12 +10,11 @@ How it sits on the engine, which is built for cross-entropy on head logits:
   parameters, its ``logit_scale`` included, are trained with the image tower. One copy
   lives through the whole sequence: each stage starts from the text tower the previous one
   left.
-- Loss: Avalanche keeps the loss object in ``strategy._criterion``; FLYP swaps it for one
-  that returns the contrastive loss for the engine's own step (the criterion call right
-  after ``after_forward``) and falls back to the original cross-entropy for any other
-  caller (EWC's or A-GEM's extra passes). So no engine change, and other plugins' terms
-  (``flyp+ldifs``) still add to ``strategy.loss`` as usual. The image embeddings come from
-  the engine's forward pass (a forward hook on the image tower), not a second pass.
+- Loss: FLYP's ``task_loss`` hook gives the engine the contrastive loss in place of the
+  cross-entropy for the training step; any other caller of Avalanche's criterion (EWC's
+  importance pass) still gets cross-entropy, and other plugins' terms (``flyp+ldifs``)
+  add to ``strategy.loss`` as usual. The image embeddings come from the engine's forward
+  pass (a forward hook on the image tower), not a second pass.
 - Prompts: each sample's text is one of its task's templates, drawn at random per
   sample, filled with its class name (pre-tokenised once per task). Samples of the same
   class in a batch are negatives of each other, as in the authors' loss over a batch.
@@ -30,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
 from typing import Optional
 
 import torch
@@ -58,7 +56,6 @@ class FLYP(Method):
         self.tasks: dict[int, Task] = {}  # task label -> task, for prompts and head rebuilds
         self.prompt_tokens: dict[int, torch.Tensor] = {}  # task label -> [classes, templates, L]
         self.image_embeddings: Optional[torch.Tensor] = None  # of the engine's last forward
-        self.criterion: Optional[ContrastiveCriterion] = None
         self._hook = None
 
     # ---- setup
@@ -66,14 +63,10 @@ class FLYP(Method):
         if self.text is None:
             self.text = trainable_text_tower(strategy.bundle.model).to(strategy.device).train()
             strategy.model.flyp_text = self.text  # a submodule: the optimiser built next takes it
-        if not isinstance(strategy._criterion, ContrastiveCriterion):  # also a resumed run's new engine
-            self._strategy = strategy
-            self.criterion = ContrastiveCriterion(self, strategy._criterion)
-            strategy._criterion = self.criterion
 
     def __getstate__(self) -> dict:
-        """Stage checkpoints pickle the method: not the engine it was attached to."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_strategy", "criterion", "_hook")}
+        """Stage checkpoints pickle the method: not its hook on the live tower."""
+        return {k: v for k, v in self.__dict__.items() if k != "_hook"}
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         label = int(strategy.experience.task_label)
@@ -90,8 +83,9 @@ class FLYP(Method):
             self.image_embeddings = output
 
     # ---- the step
-    def after_forward(self, strategy, **kwargs) -> None:
-        self.criterion.armed = True  # the criterion call that follows is the engine's
+    def task_loss(self, strategy) -> torch.Tensor:
+        """The engine's task loss: FLYP trains on the contrastive loss, not the heads' CE."""
+        return self.contrastive_loss(strategy)
 
     def contrastive_loss(self, strategy) -> torch.Tensor:
         """CLIP's symmetric InfoNCE between the batch's images and their class prompts."""
@@ -130,22 +124,6 @@ class FLYP(Method):
             head.weight.copy_(zeroshot_weights(self.text, strategy.bundle.tokenizer, task.prompts(), strategy.device))
             head.bias.zero_()
         self.text.train()
-
-
-class ContrastiveCriterion(nn.Module):
-    """Avalanche's criterion slot: FLYP's loss for the engine's step, the original otherwise."""
-
-    def __init__(self, flyp: FLYP, fallback: Callable) -> None:
-        super().__init__()
-        self.flyp = flyp
-        self.fallback = fallback
-        self.armed = False  # set in after_forward: the next call is the engine's criterion()
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if not self.armed:
-            return self.fallback(logits, targets)
-        self.armed = False
-        return self.flyp.contrastive_loss(self.flyp._strategy)
 
 
 def trainable_text_tower(clip: nn.Module) -> nn.Module:

@@ -8,7 +8,7 @@ exactly as if the penalty had been in the loss.
 
 Cost, measured through the Engine on an H200 (open_clip ViT-B-32 random init, batch 256,
 bf16 autocast, fused AdamW, torch 2.11): 1.01x a fine-tuning step, against 1.47x with the
-penalty in the loss through autograd (REFERENCE.md: 1.42-1.64x for the autograd routes).
+penalty in the loss through autograd (docs/protocol.md: 1.4-1.6x for the autograd routes).
 """
 
 from __future__ import annotations

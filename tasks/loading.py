@@ -1,7 +1,7 @@
 """From an on-disk image dataset to in-memory Splits: the authors' split, limits, a memory budget.
 
 Shared by tasks/torchvision_tasks.py and tasks/folder_tasks.py. The protocol follows the
-LDIFS authors' code (omegafragger/ldifs_code ``datasets/registry.py``, see REFERENCE.md):
+LDIFS authors' code (omegafragger/ldifs_code ``datasets/registry.py``; docs/protocol.md):
 fine-tuning uses 90% of the train split and the other 10%, at most 20,000 images, is the
 validation split, drawn by ``torch.utils.data.random_split`` with a generator seeded 0.
 ``train_val_indices`` reproduces that draw index for index.

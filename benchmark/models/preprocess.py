@@ -25,7 +25,7 @@ class BatchPreprocess(nn.Module):
     """uint8 [B, 3, h, w] on the device -> normalised float at the model's resolution.
 
     Done in one batched call on the device rather than per image on the CPU: the per-image
-    pipeline caps GPU fine-tuning at half speed on small-image datasets (REFERENCE.md).
+    pipeline caps GPU fine-tuning at half speed on small-image datasets (docs/protocol.md, "Data path").
     """
 
     def __init__(self, image_size: int, mean: tuple, std: tuple, resize: str = "torch_bicubic") -> None:

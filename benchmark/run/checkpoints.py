@@ -15,7 +15,7 @@ import torch
 from benchmark.files import atomic_write
 from benchmark.run.provenance import git_revision
 
-log = logging.getLogger("ldifs_bench")
+log = logging.getLogger(__name__)
 
 
 def rng_state() -> dict[str, Any]:

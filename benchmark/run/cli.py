@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="let torchvision download missing datasets (needs network)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (batch jobs); run.log still has all")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bars or progress lines, only warnings and errors (run.log still has all)",
+    )
     p.add_argument("--fresh", action="store_true", help="discard an earlier (partial or complete) run of this config")
     p.add_argument(
         "--keep-checkpoints",

@@ -3,12 +3,10 @@ stage loop, write the results directory atomically."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -20,14 +18,17 @@ from benchmark.errors import UserError
 from benchmark.evaluation.heads import zeroshot_weights
 from benchmark.evaluation.tracker import EvalSet, Tracker
 from benchmark.files import atomic_text, atomic_write
+from benchmark.logs import run_log, setup_console
 from benchmark.models.loading import ClipBundle, check_model_config, load_clip
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints
 from benchmark.run.manifest import write_manifest
-from benchmark.run.scheduler import MethodResult, RunSetup, announce, log, run_method
-from benchmark.rundir import RunLock
+from benchmark.run.scheduler import MethodResult, RunSetup, run_method
+from benchmark.rundir import RUN_LOG, RunLock
 from methods import build_method
 from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status"]
 
@@ -115,6 +116,7 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
     Work happens in ``results/.<name>.partial`` under a lock and is renamed into place when
     complete. Re-running the same config resumes from the last finished stage of every
     (method, seed); ``fresh`` discards earlier work instead."""
+    setup_console(quiet=not progress)
     sequence, run_dir = check_inputs(cfg)
     run_dir = _dir_for_this_config(cfg, run_dir)
     partial = run_dir.with_name(f".{run_dir.name}.partial")
@@ -123,14 +125,14 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
             for folder in (run_dir, partial):
                 shutil.rmtree(folder, ignore_errors=True)
         if (run_dir / "accuracy_long.csv").is_file():
-            announce(f"run {run_dir} is already complete (same config); --fresh reruns it", progress)
+            log.info(f"run {run_dir} is already complete (same config); --fresh reruns it")
             return run_dir
         resuming = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
         atomic_text(partial / "config.yaml", dump_yaml(cfg))
         try:
-            with _log_file(partial / "run.log"):
-                announce(f"{'resuming' if resuming else 'starting'} run {run_dir}", progress)
+            with run_log(partial / RUN_LOG):
+                log.info(f"{'resuming' if resuming else 'starting'} run {run_dir}")
                 _run_in(partial, cfg, sequence, progress, keep_checkpoints)
         except UserError:
             if not any((partial / "checkpoints").glob("*.pt")):  # nothing worth resuming: leave no trace
@@ -167,23 +169,9 @@ def _dir_for_this_config(cfg: RunConfig, run_dir: Path) -> Path:
         saved = folder / "config.yaml"
         if saved.is_file() and config_hash(load_yaml(saved)) != config_hash(cfg):
             new_dir = run_dir.with_name(f"{run_dir.name}-{config_hash(cfg)}")
-            print(f"note: {folder} holds a run with another config; starting a new run in {new_dir}", file=sys.stderr)
+            log.warning(f"note: {folder} holds a run with another config; starting a new run in {new_dir}")
             return new_dir
     return run_dir
-
-
-@contextlib.contextmanager
-def _log_file(path: Path):
-    """Everything the run logs (stage summaries, failures) also goes to ``run.log``."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        handler.close()
 
 
 def _write_outputs(

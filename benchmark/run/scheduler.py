@@ -10,7 +10,6 @@ from typing import Optional
 
 import torch
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig
 from benchmark.evaluation.tracker import Tracker
@@ -18,19 +17,10 @@ from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints, rng_state, set_rng_state
 from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
-from methods import build_method
+from methods import Method, build_method
 from tasks import Sequence, Task
 
-log = logging.getLogger("ldifs_bench")
-log.propagate = False  # run.log gets everything; the console gets what announce() prints
-
-
-def announce(message: str, show: bool, level: int = logging.INFO) -> None:
-    """One line to run.log, and to the console (between progress bars) when ``show``."""
-    log.log(level, message)
-    if show:
-        tqdm.write(message)
-
+log = logging.getLogger(__name__)
 
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -98,19 +88,26 @@ def make_stream(tasks: list[Task], train_limit, seed: int) -> list:
 
 
 def run_method(
-    setup: RunSetup, spec: str, seed: int, stage0: list[dict], checkpoints: Optional[StageCheckpoints] = None
+    setup: RunSetup,
+    spec: str,
+    seed: int,
+    stage0: list[dict],
+    checkpoints: Optional[StageCheckpoints] = None,
+    plugins: Optional[list[Method]] = None,
 ) -> MethodResult:
     """Fine-tune with ``spec`` through the sequence; evaluate every task after every stage.
 
-    After every stage the model, the methods' state (Avalanche plugins included), the RNG
-    and the rows so far are checkpointed, so a killed run resumes at the next stage."""
+    ``plugins`` are the method's hooks, built from ``spec`` and the config's hparams when
+    not given (tests pass their own, e.g. with spies). After every stage the model, the
+    methods' state (Avalanche plugins included), the RNG and the rows so far are
+    checkpointed, so a killed run resumes at the next stage."""
     cfg, seq = setup.cfg, setup.sequence
     checkpoints = checkpoints or StageCheckpoints(None, spec, seed)
     saved = checkpoints.load()
     if saved is not None and saved.get("done"):
         return MethodResult(spec, seed, saved["rows"], saved["stages"], saved["status"], saved.get("error", ""))
     torch.manual_seed(seed)
-    plugins = build_method(spec, cfg.hparams)
+    plugins = plugins if plugins is not None else build_method(spec, cfg.hparams)
     if not all(p.trains for p in plugins):  # zero-shot: nothing changes, so neither do the numbers
         rows = [
             r for stage, task in enumerate(["pretrained"] + seq.tasks) for r in _label(stage0, spec, seed, stage, task)
@@ -122,7 +119,7 @@ def run_method(
         model, plugins, first = saved["model"].to(setup.device), saved["plugins"], saved["stage"] + 1
         result.rows, result.stages = saved["rows"], saved["stages"]
         set_rng_state(saved["rng"])
-        announce(f"[{spec} seed {seed}] resuming after stage {saved['stage']} from {checkpoints.path}", setup.progress)
+        log.info(f"[{spec} seed {seed}] resuming after stage {saved['stage']} from {checkpoints.path}")
     engine = _make_engine(setup, model, plugins, seed, saved)
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
     for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
@@ -170,22 +167,19 @@ def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: in
         setup.progress,
         loggers=setup.cfg.loggers,
         log_dir=setup.log_dir,
+        bundle=setup.bundle,
     )
     if any(p.freeze_encoder for p in plugins):  # after the engine: its first optimiser needs a parameter
         model.visual.requires_grad_(False)  # each stage's optimiser only takes what requires grad
     if saved is not None:  # Avalanche's counters (EWC indexes its importances by them)
         engine.clock.__dict__.update(saved["clock"].__dict__)
-    engine.bundle = setup.bundle  # the original CLIP (text tower, tokenizer) for methods that need it
     return engine
 
 
 def _train_stage(setup: RunSetup, engine: Engine, plugins: list, stage: int, st, exp) -> None:
     head_init = next((p.head_init for p in plugins if p.head_init), setup.cfg.train.head_init)
     _add_head(engine.model, setup, st.task, stage - 1, head_init)
-    engine.stage_index, engine.train_epochs = stage, st.epochs or setup.cfg.train.epochs
-    engine.current_task = setup.tasks[st.task]
-    engine.stage_started = time.time()
-    engine.train(exp, eval_streams=[])
+    engine.train_stage(stage, setup.tasks[st.task], st.epochs or setup.cfg.train.epochs, exp)
     if any(p.probe_head for p in plugins):  # linear probing: the head is the converged probe
         _add_head(engine.model, setup, st.task, stage - 1, "lp")
 
@@ -201,16 +195,15 @@ def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage
         f"[{result.method} seed {result.seed}] stage {stage} {task}: loss {s['final_loss']:.3f}, "
         f"head acc {s['head_accuracy']:.1f}%, train {s['train_seconds']:.1f}s, eval {s['eval_seconds']:.1f}s"
     )
-    announce(line, setup.progress)
+    log.info(line)
 
 
 def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exception, batch: int) -> None:
     """Mark the (method, seed) failed; the run goes on with the other methods."""
-    engine._bar.close()
     if isinstance(err, OUT_OF_MEMORY):
         err = RuntimeError(f"out of memory at train.batch_size={batch}; try --train.batch_size {max(1, batch // 2)}")
     result.status, result.error = "failed", f"stage {stage} ({task}): {err}"
-    announce(f"[{result.method} seed {result.seed}] FAILED at {result.error}", True, logging.ERROR)
+    log.error(f"[{result.method} seed {result.seed}] FAILED at {result.error}")
 
 
 def _add_head(model: ClipClassifier, setup: RunSetup, task: str, label: int, init: str) -> None:

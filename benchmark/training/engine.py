@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from typing import Optional
 
@@ -25,7 +26,11 @@ from tqdm.auto import tqdm
 
 from benchmark.config import TrainConfig
 from benchmark.models.augment import rrc_boxes
+from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
+from tasks import Task
+
+log = logging.getLogger(__name__)
 
 AUGMENT_SEED_OFFSET = 1_000_000_007  # keeps the crop stream apart from the batch-order seeds
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
@@ -174,6 +179,7 @@ class Engine(SupervisedTemplate):
         progress: bool = True,
         loggers: Sequence[str] = (),
         log_dir: Optional[str] = None,
+        bundle: Optional[ClipBundle] = None,
     ) -> None:
         self.cfg = train_cfg
         self.seed = seed
@@ -184,8 +190,9 @@ class Engine(SupervisedTemplate):
         self.lr_schedule: Optional[torch.optim.lr_scheduler.LambdaLR] = None
         self.last_loss = float("nan")
         self._all_finite = torch.ones((), dtype=torch.bool, device=device)  # checked at syncs only
-        self.bundle = None  # ClipBundle of the original model; set by the scheduler
-        self.current_task = None  # tasks.Task of the stage being trained; set by the scheduler
+        self.bundle = bundle  # the original CLIP (text tower, tokenizer) for methods that need it
+        self.current_task: Optional[Task] = None  # the task of the stage being trained (train_stage sets it)
+        self.stage_started = time.time()
         optimizer = self._new_optimizer(model, device)
         super().__init__(
             model=model,
@@ -205,6 +212,17 @@ class Engine(SupervisedTemplate):
         return torch.optim.AdamW(
             params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=device.type == "cuda"
         )
+
+    def train_stage(self, stage: int, task: Task, epochs: int, experience) -> None:
+        """Train one stage of the sequence: the engine sets its own stage state, then runs
+        Avalanche's ``train`` on the stage's experience (a fresh optimiser and schedule)."""
+        self.stage_index, self.current_task, self.train_epochs = stage, task, epochs
+        self.stage_started = time.time()
+        try:
+            self.train(experience, eval_streams=[])
+        finally:
+            if getattr(self, "_bar", None) is not None:
+                self._bar.close()  # also when the stage stops on a NaN loss or out of memory
 
     def autocast(self):
         """bf16 autocast on CUDA unless train.amp=off (plugins running forward passes use this too)."""
@@ -234,6 +252,14 @@ class Engine(SupervisedTemplate):
             return self.model(self.mb_x, single if single is not None else self.mb_task_id)
 
     def criterion(self):
+        """The task loss of the step: a method's ``task_loss`` when one gives it (FLYP's
+        contrastive loss), else cross-entropy on the head's logits. Other plugins' terms are
+        added to ``self.loss`` by their own hooks, as in Avalanche."""
+        for plugin in self.plugins:
+            task_loss = getattr(plugin, "task_loss", None)
+            loss = task_loss(self) if task_loss is not None else None
+            if loss is not None:
+                return loss
         return self._criterion(self.mb_output.float(), self.mb_y)
 
     # ---- optimiser, schedule, clipping: fresh for every stage (authors' protocol)
@@ -249,9 +275,7 @@ class Engine(SupervisedTemplate):
                 f"stage {self.stage_index}: train.warmup_steps={self.cfg.warmup_steps} capped at {warm} "
                 f"(half of the stage's {total} steps)"
             )
-            logging.getLogger("ldifs_bench").warning(message)
-            if self.progress:
-                tqdm.write(f"warning: {message}")
+            log.warning(message)
 
         def factor(step: int) -> float:
             if step < warm:

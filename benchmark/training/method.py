@@ -1,16 +1,51 @@
-"""What a method is: a named set of Avalanche plugin hooks on the shared engine."""
+"""What a method is: a named set of Avalanche plugin hooks on the shared engine, and what
+those hooks may see of the engine (``EngineView``)."""
 
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Protocol
 
+import torch
 from avalanche.training.plugins import SupervisedPlugin
 
 from benchmark.config import _coerce, _fields
 from benchmark.errors import UserError
+from benchmark.models.loading import ClipBundle
 from benchmark.registry import Registry
+from benchmark.training.engine import ClipClassifier
+from tasks import Task
+
+
+class EngineView(Protocol):
+    """The engine as a method's hooks see it: what they may read, and the two things they may
+    change (``loss``, by adding a term; the model's weights). Modelled on Avalanche's
+    ``SupervisedStrategyProtocol``; ``benchmark.training.engine.Engine`` implements it.
+
+    The stage state (``stage_index``, ``current_task``) is set by the engine itself in
+    ``Engine.train_stage``; a hook never sets engine attributes.
+    """
+
+    model: ClipClassifier  # image tower + one head per task
+    optimizer: torch.optim.Optimizer  # rebuilt every stage (after ``before_training_exp``... see engine)
+    device: torch.device
+    bundle: Optional[ClipBundle]  # the original CLIP: text tower, tokenizer (never trained)
+    stage_index: int  # 1-based stage of the sequence being trained
+    current_task: Optional[Task]  # the task of that stage
+    experience: Any  # Avalanche's experience of the stage (``task_label``, ``dataset``)
+    dataloader: Any  # the stage's batches; ``single_task`` is the task label when all share one
+    clock: Any  # Avalanche's counters (epochs, iterations, experiences)
+    mb_x: torch.Tensor  # [B, 3, H, W] preprocessed images of the current batch
+    mb_y: torch.Tensor  # [B] class labels
+    mb_task_id: torch.Tensor  # [B] task labels (stage index - 1)
+    mb_output: torch.Tensor  # [B, classes] logits of the forward pass
+    loss: torch.Tensor  # the step's loss so far; plugins add their terms in before_backward
+
+    def autocast(self) -> AbstractContextManager:
+        """The precision context the engine trains under (plugins' own forwards use it too)."""
+        ...
 
 
 class Method(SupervisedPlugin):
@@ -38,6 +73,12 @@ class Method(SupervisedPlugin):
     def __init__(self, params: Optional[Method.Params] = None) -> None:
         super().__init__()
         self.params = params if params is not None else self.Params()
+
+    def task_loss(self, strategy: EngineView) -> Optional[torch.Tensor]:
+        """The step's task loss in place of cross-entropy on the head's logits, or None to
+        keep it (FLYP returns its contrastive loss). Called once per training step, after
+        ``after_forward``; penalties belong in ``before_backward`` instead."""
+        return None
 
     @classmethod
     def describe(cls) -> str:

@@ -41,13 +41,17 @@ def test_stage_order_and_head_bookkeeping(setup, monkeypatch):
 
 
 def test_untrained_tasks_use_the_zeroshot_head(setup):
+    """A task without a head yet (digits at stage 1, eval-only textures) is scored with the
+    zero-shot head on the current encoder: its head row equals its zs row."""
+    setup.tracker.cfg.kinds = ["head", "zs"]
     stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0)
     result = run_method(setup, "finetune", seed=0, stage0=stage0)
-    zs_before_training = {r["eval_task"]: r["accuracy"] for r in stage0}
-    stage1 = {r["eval_task"]: r["accuracy"] for r in result.rows if r["stage"] == 1}
-    # digits is not trained at stage 1, so its head is the zero-shot head of the fine-tuned encoder;
-    # textures is eval-only. Both exist at every stage.
-    assert set(stage1) == set(zs_before_training) == {"shapes", "digits", "textures"}
+    stage1 = {(r["eval_task"], r["kind"]): r["accuracy"] for r in result.rows if r["stage"] == 1}
+    assert {task for task, _ in stage1} == {"shapes", "digits", "textures"}
+    for untrained in ("digits", "textures"):
+        assert stage1[(untrained, "head")] == stage1[(untrained, "zs")]
+    stage2 = {(r["eval_task"], r["kind"]): r["accuracy"] for r in result.rows if r["stage"] == 2}
+    assert stage2[("textures", "head")] == stage2[("textures", "zs")]  # eval-only: never a head of its own
 
 
 def test_zeroshot_rows_repeat_stage0(setup):

@@ -21,8 +21,7 @@ from benchmark.evaluation.heads import zeroshot_weights
 from benchmark.evaluation.tracker import EvalSet, Tracker
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
-from benchmark.run import scheduler
-from benchmark.run.scheduler import MethodResult, RunSetup
+from benchmark.run.scheduler import MethodResult, RunSetup, run_method
 from methods import Method, build_method
 from tasks import Split, Task
 from tasks.sequences import Sequence, Stage
@@ -151,20 +150,11 @@ def run(
     ``spies_first``) to observe the engine at its hooks.
     """
     setup.cfg.hparams = hparams or {}
-    built: list[Method] = []
-
-    def build(spec_: str, hparams_: dict) -> list[Method]:
-        built.extend(build_method(spec_, hparams_))
-        return [*spies, *built] if spies_first else [*built, *spies]
-
-    original: Callable = scheduler.build_method
-    scheduler.build_method = build
-    try:
-        with single_thread():
-            stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0)
-            result = scheduler.run_method(setup, spec, seed=0, stage0=stage0)
-    finally:
-        scheduler.build_method = original
+    built = build_method(spec, setup.cfg.hparams)
+    plugins = [*spies, *built] if spies_first else [*built, *spies]
+    with single_thread():
+        stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0)
+        result = run_method(setup, spec, seed=0, stage0=stage0, plugins=plugins)
     return result, built
 
 

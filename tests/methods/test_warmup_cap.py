@@ -11,7 +11,7 @@ def test_capped_warmup_is_logged():
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
-    logger = logging.getLogger("ldifs_bench")  # the run's logger (run.log), not propagated to root
+    logger = logging.getLogger("benchmark.training.engine")
     logger.addHandler(handler)
     level = logger.level
     logger.setLevel(logging.INFO)  # as the runner sets it while a run.log is open
