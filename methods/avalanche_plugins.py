@@ -77,6 +77,16 @@ class AvalancheMethod(Method):
         install_raw_batch_preprocessing(strategy)
         self.plugin.before_training(strategy, **kwargs)
 
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        """The plugin's end-of-stage work, leaving BatchNorm's running statistics as training
+        left them: MAS's importance pass runs the model in train mode, which would otherwise
+        move them on the stage's data once more after training and before evaluation."""
+        saved = {name: buffer.clone() for name, buffer in _running_stats(strategy.model).items()}
+        self.plugin.after_training_exp(strategy, **kwargs)
+        with torch.no_grad():
+            for name, buffer in _running_stats(strategy.model).items():
+                buffer.copy_(saved[name])
+
 
 def _forward(hook: str) -> Callable:
     def call(self: AvalancheMethod, strategy, **kwargs):
@@ -86,8 +96,17 @@ def _forward(hook: str) -> Callable:
     return call
 
 
+def _running_stats(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """BatchNorm's running mean, variance and batch counter of ``model`` (the live buffers)."""
+    return {
+        name: buffer
+        for name, buffer in model.named_buffers()
+        if name.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }
+
+
 for _hook in HOOKS:
-    if _hook != "before_training":  # before_training also installs the pre-hook (above)
+    if _hook not in ("before_training", "after_training_exp"):  # those two are defined above
         setattr(AvalancheMethod, _hook, _forward(_hook))
 
 
