@@ -5,7 +5,7 @@ and the reporting layer never pays for torch)::
 
     import benchmark
     cfg = benchmark.load_config("my.yaml")          # or benchmark.RunConfig()
-    run_dir = benchmark.run(cfg)
+    run_dir = benchmark.run_benchmark(cfg)        # what ``python run_benchmark.py`` does
 
 Layers (each imports only those listed before it; ``tests/benchmark/test_layers.py``):
 kernel (config, errors, registry, files, logs, rundir) < tasks < models < training <
@@ -18,7 +18,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "run": "benchmark.run.runner",
+    "run_benchmark": "benchmark.run.runner",
     "load_config": "benchmark.config",
     "RunConfig": "benchmark.config",
     "UserError": "benchmark.errors",
@@ -28,7 +28,7 @@ _EXPORTS = {
     "Task": "tasks.base",
     "metrics": "benchmark.reporting",
 }
-_RENAMED = {"load_config": "load_yaml"}
+_RENAMED = {"load_config": "load_yaml", "run_benchmark": "run"}  # run: benchmark.run is the app layer
 
 __all__ = sorted(_EXPORTS)
 
@@ -37,7 +37,7 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'benchmark' has no attribute {name!r}")
     module = importlib.import_module(_EXPORTS[name])
-    if name == "run" or name in ("register_method", "Method"):
+    if name in ("run_benchmark", "register_method", "Method"):
         importlib.import_module("methods")  # the registries are filled before anything runs
         importlib.import_module("tasks")
     return getattr(module, _RENAMED.get(name, name))

@@ -1,7 +1,10 @@
 """The run folder: the names of every file a run writes, the staging folder, the lock.
 
 One owner for the layout, as timm's checkpoint saver owns its folder: the runner, the
-reports and the leaderboard ask this module for names instead of spelling them.
+reports and the leaderboard ask this module for names instead of spelling them. It also
+owns what a run may touch: a run name is one safe folder name, every path it hands out
+stays inside the results folder, and a folder is only ever replaced or removed when it
+holds a run of the same config (its config.yaml has the same config hash).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +29,21 @@ CONFIG_YAML = "config.yaml"
 MANIFEST_JSON = "manifest.json"
 RUN_LOG = "run.log"
 CHECKPOINTS_DIR = "checkpoints"
+MERGE_JSON = "merge.json"  # marks a folder written by the leaderboard's merge
+STAGE0_JSON = "stage0.json"
+AVALANCHE_LOGS = "avalanche_logs"
+
+# One path component: no separators, no "." or "..", nothing a shell or a file system
+# reads specially (a leading "-" or ".", spaces, control characters).
+NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+NAME_RULE_TEXT = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def check_run_name(name: str, what: str = "--name") -> str:
+    """``name`` if it is a safe run name, else a one-line UserError naming it and the rule."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_RULE, name):
+        raise UserError(f"{what} {name!r} is not a valid run name: {NAME_RULE_TEXT} (one folder name, no paths)")
+    return name
 
 
 def safe_name(name: str) -> str:
@@ -48,7 +67,10 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a symlink: the lock file is truncated and then removed
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise UserError(f"cannot use the lock file {self.path}: {e.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -67,3 +89,86 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing releases the flock; a killed process releases it too
             self.path.unlink(missing_ok=True)
+
+
+def config_hash_of(folder: Path) -> Optional[str]:
+    """The config hash of the run a folder holds (its config.yaml), None when it holds none."""
+    from benchmark.config import config_hash, load_yaml
+
+    saved = Path(folder) / CONFIG_YAML
+    if not saved.is_file() or saved.is_symlink():
+        return None
+    try:
+        return config_hash(load_yaml(saved))
+    except Exception:  # unreadable or not a config: not a run this suite can vouch for
+        return None
+
+
+class RunDir:
+    """One run's folder ``ROOT/NAME``, its staging folder ``ROOT/.NAME.partial`` and its lock.
+
+    Every path it hands out is checked to resolve inside ``ROOT`` (a symlinked NAME cannot
+    lead outside), and ``remove`` only deletes a folder that holds a run of the same config.
+    """
+
+    def __init__(self, root: Path, name: str, what: str = "--name") -> None:
+        self.root = Path(root)
+        self.name = name
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+            check_run_name(name, what)  # the one-line error, naming the rule
+        for path in (self.path, self.staging, self.lock_path):
+            self.inside(path)
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.name
+
+    @property
+    def staging(self) -> Path:
+        """Where the run is written until it is complete, then renamed to ``path``."""
+        return self.root / f".{self.name}.partial"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / f".{self.name}.lock"
+
+    @property
+    def title(self) -> str:
+        return self.name
+
+    def lock(self) -> RunLock:
+        return RunLock(self.lock_path)
+
+    def with_name(self, name: str) -> RunDir:
+        return RunDir(self.root, name)
+
+    def inside(self, path: Path) -> Path:
+        """``path`` if it resolves to a direct child of the results folder, else a UserError."""
+        if Path(path).resolve().parent != self.root.resolve():
+            raise UserError(f"{path} resolves outside the results directory {str(self.root)!r}; refusing to use it")
+        return Path(path)
+
+    def holds_run_of(self, folder: Path, cfg_hash: str) -> bool:
+        """True when ``folder`` (this run's final or staging folder) holds a run of that config."""
+        return config_hash_of(self.inside(folder)) == cfg_hash
+
+    def claimable(self, folder: Path, cfg_hash: str) -> bool:
+        """May this run (of config ``cfg_hash``) use ``folder``: absent, an empty folder or a
+        run of the same config. Anything else (a file, another config, a folder the suite did
+        not write) belongs to someone else."""
+        folder = self.inside(folder)
+        if not os.path.lexists(folder):
+            return True
+        if folder.is_symlink() or not folder.is_dir():
+            return False
+        return not any(folder.iterdir()) or self.holds_run_of(folder, cfg_hash)
+
+    def remove(self, folder: Path, cfg_hash: str) -> None:
+        """Delete ``folder`` only if it is this run's and holds a run of the same config."""
+        if folder not in (self.path, self.staging):
+            raise UserError(f"refusing to remove {folder}: not this run's folder")
+        if not os.path.lexists(folder):
+            return
+        if not self.claimable(folder, cfg_hash):
+            raise UserError(f"refusing to remove {folder}: it does not hold a run of this config")
+        shutil.rmtree(folder)

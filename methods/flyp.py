@@ -62,11 +62,29 @@ class FLYP(Method):
     def before_training(self, strategy, **kwargs) -> None:
         if self.text is None:
             self.text = trainable_text_tower(strategy.bundle.model).to(strategy.device).train()
+        if getattr(strategy.model, "flyp_text", None) is not self.text:
             strategy.model.flyp_text = self.text  # a submodule: the optimiser built next takes it
 
     def __getstate__(self) -> dict:
-        """Stage checkpoints pickle the method: not its hook on the live tower."""
+        """Copies of the method (LwF deep-copies the model, whose forward hook points here)
+        leave out the hook on the live tower."""
         return {k: v for k, v in self.__dict__.items() if k != "_hook"}
+
+    def state_dict(self) -> dict:
+        """The trained text tower, the tasks seen (by name) and their prompt tokens."""
+        return {
+            "text": None if self.text is None else self.text.state_dict(),
+            "tasks": {label: task.name for label, task in self.tasks.items()},
+            "prompt_tokens": self.prompt_tokens,
+        }
+
+    def load_state_dict(self, state: dict, context) -> None:
+        if state["text"] is not None:
+            self.text = trainable_text_tower(context.bundle.model).to(context.device).train()
+            self.text.load_state_dict(state["text"])
+            context.model.flyp_text = self.text
+        self.tasks = {int(label): context.tasks[name] for label, name in state["tasks"].items()}
+        self.prompt_tokens = {int(label): t.to(context.device) for label, t in state["prompt_tokens"].items()}
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         label = int(strategy.experience.task_label)

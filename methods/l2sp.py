@@ -14,11 +14,11 @@ penalty in the loss through autograd (docs/protocol.md: 1.4-1.6x for the autogra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 
-from benchmark.errors import UserError
+from benchmark.config import Range
 from benchmark.training.method import Method, register_method
 
 
@@ -31,15 +31,9 @@ class L2SP(Method):
 
     @dataclass
     class Params:
-        alpha: float = 0.5  # the LDIFS authors' value
-        reference: str = "previous"  # previous (the encoder at the start of the stage) | pretrained
-
-    def validate(self) -> None:
-        p = self.params
-        if p.reference not in ("previous", "pretrained"):
-            raise UserError(f"hparams.l2sp.reference={p.reference!r}; valid choices: previous, pretrained")
-        if p.alpha < 0:
-            raise UserError(f"hparams.l2sp.alpha={p.alpha!r} must be >= 0")
+        alpha: Annotated[float, Range(low=0)] = 0.5  # the LDIFS authors' value
+        # previous: the encoder at the start of the stage; pretrained: the original model
+        reference: Literal["previous", "pretrained"] = "previous"
 
     def __init__(self, params: Optional[L2SP.Params] = None) -> None:
         super().__init__(params)
@@ -51,6 +45,13 @@ class L2SP(Method):
         self.weights = [p for p in strategy.model.visual.parameters() if p.requires_grad]
         if self.anchors is None or self.params.reference == "previous":
             self.anchors = [p.detach().clone() for p in self.weights]
+
+    def state_dict(self) -> dict:
+        return {"anchors": self.anchors}
+
+    def load_state_dict(self, state: dict, context) -> None:
+        anchors = state["anchors"]
+        self.anchors = None if anchors is None else [a.to(context.device) for a in anchors]
 
     @torch.no_grad()
     def after_backward(self, strategy, **kwargs) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.errors import UserError
+from benchmark.config import Range
 from benchmark.models.taps import Tap, TapRecorder, image_taps
 from benchmark.training.method import Method, register_method
 
@@ -64,18 +64,11 @@ class LDIFS(Method):
 
     @dataclass
     class Params:
-        alpha: float = 10.0
-        reference: str = "previous"  # previous (the encoder after stage t-1) | pretrained
-        norm_axis: str = "authors"  # authors (dim 1) | features
-
-    def validate(self) -> None:
-        p = self.params
-        if p.reference not in ("previous", "pretrained"):
-            raise UserError(f"hparams.ldifs.reference={p.reference!r}; valid choices: previous, pretrained")
-        if p.norm_axis not in ("authors", "features"):
-            raise UserError(f"hparams.ldifs.norm_axis={p.norm_axis!r}; valid choices: authors, features")
-        if p.alpha < 0:
-            raise UserError(f"hparams.ldifs.alpha={p.alpha!r} must be >= 0")
+        alpha: Annotated[float, Range(low=0)] = 10.0
+        # previous: the encoder after stage t-1 (the authors' continual protocol); pretrained: the original
+        reference: Literal["previous", "pretrained"] = "previous"
+        # authors: l2-normalise each tap along dim 1 (tokens of a ViT), as their code does
+        norm_axis: Literal["authors", "features"] = "authors"
 
     def __init__(self, params: Optional[LDIFS.Params] = None) -> None:
         super().__init__(params)
@@ -97,6 +90,15 @@ class LDIFS(Method):
             self.reference(strategy.mb_x)  # fills self._ref
         self.last_distance = ldifs_distance(feats, self._ref.take(), self._live.taps, self.params.norm_axis)
         strategy.loss += self.params.alpha * self.last_distance
+
+    def state_dict(self) -> dict:
+        """The frozen reference (between stages only with reference=pretrained)."""
+        return {"reference": None if self.reference is None else self.reference.state_dict()}
+
+    def load_state_dict(self, state: dict, context) -> None:
+        if state["reference"] is not None:  # the same architecture as the tower: copy it, then load
+            self.reference = frozen_like_training(context.model.visual)
+            self.reference.load_state_dict(state["reference"])
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         for rec in (self._live, self._ref):

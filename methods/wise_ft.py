@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 
-from benchmark.errors import UserError
+from benchmark.config import Range
 from benchmark.training.method import Method, register_method
 
 
@@ -30,15 +30,10 @@ class WiseFT(Method):
 
     @dataclass
     class Params:
-        alpha: float = 0.5  # weight of the fine-tuned end: 0 = reference, 1 = plain fine-tuning
-        reference: str = "previous"  # previous (the encoder at the start of the stage) | pretrained
-
-    def validate(self) -> None:
-        p = self.params
-        if p.reference not in ("previous", "pretrained"):
-            raise UserError(f"hparams.wise_ft.reference={p.reference!r}; valid choices: previous, pretrained")
-        if not 0 <= p.alpha <= 1:
-            raise UserError(f"hparams.wise_ft.alpha={p.alpha!r} must be in [0, 1]")
+        # weight of the fine-tuned end: 0 = the reference, 1 = plain fine-tuning
+        alpha: Annotated[float, Range(low=0, high=1)] = 0.5
+        # previous: the encoder at the start of the stage; pretrained: the original model
+        reference: Literal["previous", "pretrained"] = "previous"
 
     def __init__(self, params: Optional[WiseFT.Params] = None) -> None:
         super().__init__(params)
@@ -47,6 +42,13 @@ class WiseFT(Method):
     def before_training_exp(self, strategy, **kwargs) -> None:
         if self.reference is None or self.params.reference == "previous":
             self.reference = {k: v.detach().clone() for k, v in mixable(strategy.model.visual).items()}
+
+    def state_dict(self) -> dict:
+        return {"reference": self.reference}
+
+    def load_state_dict(self, state: dict, context) -> None:
+        ref = state["reference"]
+        self.reference = None if ref is None else {k: v.to(context.device) for k, v in ref.items()}
 
     @torch.no_grad()
     def after_training_exp(self, strategy, **kwargs) -> None:

@@ -13,6 +13,7 @@ import argparse
 import base64
 import html
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from benchmark.rundir import (
     LEADERBOARD_HTML,
     LEADERBOARD_MD,
     MANIFEST_JSON,
+    MERGE_JSON,
     run_title,
     safe_name,
 )
@@ -576,6 +578,31 @@ def merged_manifest(runs: Sequence[LoadedRun]) -> dict[str, Any]:
     return {"merged_from": [str(run.path) for run in runs], "runs": entries}
 
 
+def check_merge_out(out_dir: Path, inputs: Sequence[Path]) -> None:
+    """A merge writes only where nothing else lives: a missing or empty folder, or an earlier
+    merge of the same runs (its merge.json lists them). Never one of the inputs, never
+    inside one, never another run or someone's folder."""
+    out = out_dir.resolve()
+    for run in inputs:
+        if out == run or run in out.parents:
+            raise UserError(f"--out {out_dir} is (inside) the run {run} being merged; choose another folder")
+    if not os.path.lexists(out_dir):
+        return
+    if not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} exists and is not a folder; choose another folder")
+    if not any(out_dir.iterdir()):
+        return
+    try:
+        earlier = json.loads((out_dir / MERGE_JSON).read_text())["merged_from"]
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = None
+    if not isinstance(earlier, list) or sorted(map(str, earlier)) != sorted(str(p) for p in inputs):
+        raise UserError(
+            f"--out {out_dir} holds something other than an earlier merge of these runs (no matching "
+            f"{MERGE_JSON}); refusing to overwrite it: choose an empty or new folder"
+        )
+
+
 def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True) -> list[Path]:
     """Check the runs can share a leaderboard, then write the merged run folder and its leaderboard.
 
@@ -587,8 +614,7 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
     repeated = next((path for index, path in enumerate(resolved) if path in resolved[:index]), None)
     if repeated:
         raise UserError(f"run {repeated} is given twice")
-    if Path(out_dir).resolve() in resolved:
-        raise UserError(f"--out {out_dir} is one of the runs being merged; choose another folder")
+    check_merge_out(Path(out_dir), resolved)
     runs = [load_run(run_dir) for run_dir in run_dirs]
     check_mergeable(runs)
     out_dir = Path(out_dir)
@@ -598,6 +624,7 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
     atomic_text(out_dir / CONFIG_YAML, yaml.safe_dump(config, sort_keys=False))
     manifest = merged_manifest(runs)
     atomic_text(out_dir / MANIFEST_JSON, json.dumps(manifest, indent=2))
+    atomic_text(out_dir / MERGE_JSON, json.dumps({"merged_from": [str(p) for p in sorted(resolved)]}, indent=2))
     if draw_plots:
         reports.write_report(out_dir)
     return write_leaderboard_files(out_dir, merged, failed_runs_of(manifest["runs"]), config["hparams"])

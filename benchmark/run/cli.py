@@ -9,9 +9,13 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from benchmark.config import RunConfig, apply_override, load_yaml
-from benchmark.errors import UserError
+import yaml
 
+from benchmark.config import RunConfig, apply_override, dump_yaml, load_yaml
+from benchmark.errors import UserError
+from benchmark.logs import setup_console
+
+log = logging.getLogger(__name__)
 EMBEDDED_DEFAULT = Path(__file__).parents[1] / "presets" / "embedded.yaml"
 EPILOG = """Without --config, the embedded default (benchmark/presets/embedded.yaml) runs.
 Any config key can be overridden with a dotted flag, e.g. --train.lr 1e-4,
@@ -53,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
     p.add_argument("--list-sequences", action="store_true", help="print the sequence registry and exit")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML) and exit")
     return p
 
 
@@ -68,9 +73,45 @@ def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
         cfg.seeds = [args.seed]
     if args.seeds is not None:
         apply_override(cfg, "seeds", args.seeds)
-    for key, value in _dotted_pairs(rest):
+    pairs = _dotted_pairs(rest)
+    for key, value in pairs:
         apply_override(cfg, key, value)
+    _warn_shadowed(cfg, {key for key, _ in pairs} | _keys_of_file(args.config))
     return args, cfg
+
+
+def _keys_of_file(path: Optional[str]) -> set[str]:
+    """Dotted keys a config file changes over its base (none for a complete config, ``base: defaults``,
+    such as a run's resolved config.yaml: it names every key)."""
+    if not path:
+        return set()
+    data = yaml.safe_load(Path(path).read_text()) or {}  # already read once by load_yaml: valid here
+    if data.get("base") == "defaults":
+        return set()
+
+    def walk(section: dict, prefix: str) -> set[str]:
+        keys = set()
+        for key, value in section.items():
+            keys |= walk(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+        return keys
+
+    return walk(data, "")
+
+
+def _warn_shadowed(cfg: RunConfig, explicit: set[str]) -> None:
+    """A setting the user gave that the run will not use says so (train.epochs under a
+    sequence that sets epochs for every stage)."""
+    if "train.epochs" not in explicit:
+        return
+    from tasks import load_sequence
+
+    sequence = load_sequence(cfg.sequence)
+    if all(stage.epochs for stage in sequence.stages):
+        per_stage = ", ".join(f"{stage.task} {stage.epochs}" for stage in sequence.stages)
+        log.warning(
+            f"warning: train.epochs={cfg.train.epochs} is not used: sequence {sequence.name!r} sets the epochs of "
+            f"every stage ({per_stage}); edit the sequence file to change them"
+        )
 
 
 def _expand_methods(text: str) -> str:
@@ -117,13 +158,37 @@ def print_registries(args: argparse.Namespace) -> None:
             print(f"{name:14s} {seq.description}")
 
 
+SUITE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding benchmark/, methods/, tasks/
+
+
+def check_own_packages() -> None:
+    """The suite's three top-level packages must be its own: a user's ``tasks.py`` (or
+    ``methods/``) earlier on ``sys.path`` would shadow them. Say which file does, in one line."""
+    import importlib.util
+
+    for name in ("methods", "tasks"):
+        spec = importlib.util.find_spec(name) if name not in sys.modules else sys.modules[name].__spec__
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin is None or SUITE_ROOT not in origin.parents:
+            raise UserError(
+                f"the module {name!r} comes from {origin or 'nowhere'}, not from ldifs-bench ({SUITE_ROOT}); "
+                f"a file or folder named {name} earlier on sys.path shadows the suite's: run from another "
+                "folder, rename it, or install the suite in its own virtual environment"
+            )
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     warnings.filterwarnings("ignore", module="avalanche|qpsolvers|open_clip")
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # Avalanche 0.6's own, not the user's
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
+    setup_console(quiet="-q" in argv or "--quiet" in argv)
     try:
+        check_own_packages()
         args, cfg = parse_config(argv)
+        if args.print_config:
+            print(dump_yaml(cfg), end="")
+            return 0
         if args.list_methods or args.list_tasks or args.list_sequences:
             print_registries(args)
             return 0
@@ -136,3 +201,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

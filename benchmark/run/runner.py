@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmark.config import RunConfig, config_hash, dump_yaml, load_yaml, validate
+from benchmark.config import RunConfig, config_hash, dump_yaml, validate
 from benchmark.errors import UserError
 from benchmark.evaluation.heads import zeroshot_weights
 from benchmark.evaluation.tracker import EvalSet, Tracker
@@ -24,7 +24,18 @@ from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints
 from benchmark.run.manifest import write_manifest
 from benchmark.run.scheduler import MethodResult, RunSetup, run_method
-from benchmark.rundir import RUN_LOG, RunLock
+from benchmark.rundir import (
+    AVALANCHE_LOGS,
+    CHECKPOINTS_DIR,
+    CONFIG_YAML,
+    LONG_CSV,
+    MANIFEST_JSON,
+    RUN_LOG,
+    STAGE0_JSON,
+    RunDir,
+    check_run_name,
+    config_hash_of,
+)
 from methods import build_method
 from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
 
@@ -45,7 +56,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def check_inputs(cfg: RunConfig) -> tuple[Sequence, Path]:
+def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     """Every check that needs no model or data, so bad input fails in a second."""
     validate(cfg)
     for spec in cfg.methods:
@@ -60,7 +71,9 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, Path]:
         TASKS.get(task)
     resolve_device(cfg.device)
     check_model_config(cfg.model)
-    run_dir = Path(cfg.results_dir) / (cfg.name or f"{sequence.name}-{config_hash(cfg)}")
+    if cfg.name:
+        check_run_name(cfg.name)
+    run_dir = RunDir(Path(cfg.results_dir), cfg.name or f"{sequence.name}-{config_hash(cfg)}")
     _check_writable(Path(cfg.results_dir))
     return sequence, run_dir
 
@@ -115,32 +128,33 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
 
     Work happens in ``results/.<name>.partial`` under a lock and is renamed into place when
     complete. Re-running the same config resumes from the last finished stage of every
-    (method, seed); ``fresh`` discards earlier work instead."""
+    (method, seed); ``fresh`` discards earlier work of this config instead. Only folders
+    that hold a run of this very config are ever replaced or removed (``RunDir.remove``)."""
     setup_console(quiet=not progress)
-    sequence, run_dir = check_inputs(cfg)
-    run_dir = _dir_for_this_config(cfg, run_dir)
-    partial = run_dir.with_name(f".{run_dir.name}.partial")
-    with RunLock(run_dir.with_name(f".{run_dir.name}.lock")):
+    sequence, rd = check_inputs(cfg)
+    rd, digest = _dir_for_this_config(cfg, rd), config_hash(cfg)
+    run_dir, partial = rd.path, rd.staging
+    with rd.lock():
         if fresh:
             for folder in (run_dir, partial):
-                shutil.rmtree(folder, ignore_errors=True)
-        if (run_dir / "accuracy_long.csv").is_file():
+                rd.remove(folder, digest)
+        if (run_dir / LONG_CSV).is_file():
             log.info(f"run {run_dir} is already complete (same config); --fresh reruns it")
             return run_dir
         resuming = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
-        atomic_text(partial / "config.yaml", dump_yaml(cfg))
+        atomic_text(partial / CONFIG_YAML, dump_yaml(cfg))
         try:
             with run_log(partial / RUN_LOG):
                 log.info(f"{'resuming' if resuming else 'starting'} run {run_dir}")
                 _run_in(partial, cfg, sequence, progress, keep_checkpoints)
         except UserError:
-            if not any((partial / "checkpoints").glob("*.pt")):  # nothing worth resuming: leave no trace
-                shutil.rmtree(partial, ignore_errors=True)
+            if not any((partial / CHECKPOINTS_DIR).glob("*.pt")):  # nothing worth resuming: leave no trace
+                rd.remove(partial, digest)
             raise
         if not keep_checkpoints:
-            shutil.rmtree(partial / "checkpoints", ignore_errors=True)
-        shutil.rmtree(run_dir, ignore_errors=True)  # only ever an incomplete leftover here
+            shutil.rmtree(partial / CHECKPOINTS_DIR, ignore_errors=True)
+        rd.remove(run_dir, digest)  # an incomplete leftover of this config, never anything else
         partial.replace(run_dir)
     return run_dir
 
@@ -148,8 +162,8 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
 def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool) -> None:
     started = time.time()
     setup = prepare(cfg, sequence, progress)
-    setup.log_dir = str(folder / "avalanche_logs")
-    stage0_file = folder / "stage0.json"
+    setup.log_dir = str(folder / AVALANCHE_LOGS)
+    stage0_file = folder / STAGE0_JSON
     if stage0_file.is_file():  # deterministic, but not free: a resumed run reuses it
         stage0 = json.loads(stage0_file.read_text())
     else:
@@ -163,15 +177,23 @@ def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, ke
     _write_outputs(folder, setup, results, time.time() - started, keep)
 
 
-def _dir_for_this_config(cfg: RunConfig, run_dir: Path) -> Path:
-    """A run folder holds one config: a changed config under the same --name starts a new run."""
-    for folder in (run_dir, run_dir.with_name(f".{run_dir.name}.partial")):
-        saved = folder / "config.yaml"
-        if saved.is_file() and config_hash(load_yaml(saved)) != config_hash(cfg):
-            new_dir = run_dir.with_name(f"{run_dir.name}-{config_hash(cfg)}")
-            log.warning(f"note: {folder} holds a run with another config; starting a new run in {new_dir}")
-            return new_dir
-    return run_dir
+def _dir_for_this_config(cfg: RunConfig, rd: RunDir) -> RunDir:
+    """A run folder holds one config: a changed config under the same --name starts a new
+    run; a name taken by anything that is not a run (a file, someone's folder) is refused."""
+    digest = config_hash(cfg)
+    for folder in (rd.path, rd.staging):
+        if rd.claimable(folder, digest):
+            continue
+        if config_hash_of(folder) is None:
+            raise UserError(
+                f"{folder} exists and is not a run of this suite; choose another --name (nothing was changed)"
+            )
+        new = rd.with_name(f"{rd.name}-{digest}")
+        if not (new.claimable(new.path, digest) and new.claimable(new.staging, digest)):
+            raise UserError(f"{new.path} exists and is not a run of this config; choose another --name")
+        log.warning(f"note: {folder} holds a run with another config; starting a new run in {new.path}")
+        return new
+    return rd
 
 
 def _write_outputs(
@@ -182,7 +204,7 @@ def _write_outputs(
 
     rows = [{**row, "status": r.status} for r in results for row in r.rows]
     table = pd.DataFrame(rows, columns=COLUMNS)
-    atomic_write(folder / "accuracy_long.csv", lambda stream: table.to_csv(stream, index=False))
+    atomic_write(folder / LONG_CSV, lambda stream: table.to_csv(stream, index=False))
     write_report(folder)
     write_leaderboard(folder)
-    write_manifest(folder / "manifest.json", setup, results, seconds, keep_checkpoints)
+    write_manifest(folder / MANIFEST_JSON, setup, results, seconds, keep_checkpoints)

@@ -15,8 +15,9 @@ from benchmark.config import RunConfig
 from benchmark.evaluation.tracker import Tracker
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
-from benchmark.run.checkpoints import StageCheckpoints, rng_state, set_rng_state
+from benchmark.run.checkpoints import StageCheckpoints, capture_stage, restore_stage, set_rng_state
 from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
+from benchmark.training.method import RestoreContext
 from methods import Method, build_method
 from tasks import Sequence, Task
 
@@ -104,8 +105,10 @@ def run_method(
     cfg, seq = setup.cfg, setup.sequence
     checkpoints = checkpoints or StageCheckpoints(None, spec, seed)
     saved = checkpoints.load()
-    if saved is not None and saved.get("done"):
-        return MethodResult(spec, seed, saved["rows"], saved["stages"], saved["status"], saved.get("error", ""))
+    if checkpoints.ignored:
+        log.warning(f"[{spec} seed {seed}] {checkpoints.ignored}; starting from stage 1")
+    if saved is not None and saved.done:
+        return MethodResult(spec, seed, saved.rows, saved.stages, saved.status, saved.error)
     torch.manual_seed(seed)
     plugins = plugins if plugins is not None else build_method(spec, cfg.hparams)
     if not all(p.trains for p in plugins):  # zero-shot: nothing changes, so neither do the numbers
@@ -115,11 +118,12 @@ def run_method(
         return MethodResult(spec, seed, rows)
     model = ClipClassifier(copy.deepcopy(setup.bundle.model.visual)).to(setup.device)
     result, first = MethodResult(spec, seed, _label(stage0, spec, seed, 0, "pretrained")), 1
-    if saved is not None:  # resume: the state as it was right after stage saved["stage"]
-        model, plugins, first = saved["model"].to(setup.device), saved["plugins"], saved["stage"] + 1
-        result.rows, result.stages = saved["rows"], saved["stages"]
-        set_rng_state(saved["rng"])
-        log.info(f"[{spec} seed {seed}] resuming after stage {saved['stage']} from {checkpoints.path}")
+    if saved is not None:  # resume: the state as it was right after stage saved.stage
+        model, plugins, saved = _restore(setup, spec, seed, saved, model, plugins, checkpoints)
+    if saved is not None:
+        first, result.rows, result.stages = saved.stage + 1, saved.rows, saved.stages
+        set_rng_state(saved.rng)  # after restore_stage: rebuilding the heads drew from the RNG
+        log.info(f"[{spec} seed {seed}] resuming after stage {saved.stage} from {checkpoints.path}")
     engine = _make_engine(setup, model, plugins, seed, saved)
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
     for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
@@ -131,29 +135,23 @@ def run_method(
             _fail(result, engine, stage, st.task, e, cfg.train.batch_size)
             break
         _evaluate_stage(setup, engine, result, stage, st.task)
-        checkpoints.save(
-            {
-                "stage": stage,
-                "model": model,
-                "plugins": plugins,
-                "clock": engine.clock,
-                "rng": rng_state(),
-                "rows": result.rows,
-                "stages": result.stages,
-            }
-        )
-    checkpoints.finish(
-        {
-            "done": True,
-            "rows": result.rows,
-            "stages": result.stages,
-            "status": result.status,
-            "error": result.error,
-            "model": model,
-            "plugins": plugins,
-        }
-    )
+        checkpoints.save(capture_stage(stage, model, plugins, engine.clock, result))
+    checkpoints.finish(capture_stage(len(result.stages), model, plugins, engine.clock, result))
     return result
+
+
+def _restore(setup: RunSetup, spec: str, seed: int, saved, model, plugins: list, checkpoints: StageCheckpoints):
+    """Load the saved stage into the fresh model and methods; a checkpoint that does not fit
+    them (damaged, or of other methods) is ignored and the (method, seed) starts afresh."""
+    try:
+        restore_stage(saved, model, plugins, RestoreContext(model, setup.tasks, setup.bundle, setup.device))
+        return model, plugins, saved
+    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        log.warning(f"[{spec} seed {seed}] ignoring {checkpoints.path} ({reason}); starting from stage 1")
+        torch.manual_seed(seed)
+        fresh = ClipClassifier(copy.deepcopy(setup.bundle.model.visual)).to(setup.device)
+        return fresh, build_method(spec, setup.cfg.hparams), None
 
 
 def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: int, saved) -> Engine:
@@ -172,7 +170,7 @@ def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: in
     if any(p.freeze_encoder for p in plugins):  # after the engine: its first optimiser needs a parameter
         model.visual.requires_grad_(False)  # each stage's optimiser only takes what requires grad
     if saved is not None:  # Avalanche's counters (EWC indexes its importances by them)
-        engine.clock.__dict__.update(saved["clock"].__dict__)
+        engine.clock.__dict__.update(saved.clock)
     return engine
 
 

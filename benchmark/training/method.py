@@ -80,12 +80,33 @@ class Method(SupervisedPlugin):
         ``after_forward``; penalties belong in ``before_backward`` instead."""
         return None
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the method carries from one stage to the next (reference weights, importances,
+        buffers), as tensors and plain containers only: stage checkpoints store it and load
+        it with ``torch.load(weights_only=True)``, which refuses any other object. A method
+        with such state must override this and ``load_state_dict``; the default is none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], context: RestoreContext) -> None:
+        """Take back what ``state_dict`` returned, into a freshly built method; ``context``
+        holds the restored model (heads included), the tasks and the original CLIP."""
+
     @classmethod
     def describe(cls) -> str:
         doc = (cls.__doc__ or "").strip().splitlines()
         first = doc[0] if doc else ""
         params = ", ".join(f"{f.name}={_default(f)!r}" for f in dataclasses.fields(cls.Params))
         return f"{first}" + (f" [{params}]" if params else "") + (f" ({cls.paper})" if cls.paper else "")
+
+
+@dataclass
+class RestoreContext:
+    """What a method may need to rebuild its state when a run resumes from a checkpoint."""
+
+    model: Any  # the ClipClassifier with the saved image tower and heads loaded
+    tasks: dict[str, Any]  # task name -> tasks.Task
+    bundle: Any  # the original ClipBundle (text tower, tokenizer)
+    device: Any  # torch.device the run trains on
 
 
 def _default(f: dataclasses.Field) -> Any:

@@ -10,6 +10,7 @@ import yaml
 
 from benchmark.errors import UserError
 from benchmark.registry import Registry
+from benchmark.rundir import check_run_name
 
 
 @dataclass
@@ -67,9 +68,9 @@ def parse_sequence(data: dict, source: str) -> Sequence:
     if not stages:
         raise UserError(f"sequence file {source!r} has an empty 'stages' list; name at least one task")
     eval_only = [str(t) for t in data.get("eval_only") or []]
-    return Sequence(
-        str(data.get("name", Path(source).stem)), stages, eval_only, str(data.get("description", "")), source
-    )
+    name = str(data.get("name", Path(source).stem))
+    check_run_name(name, f"sequence file {source!r}: name")  # it becomes part of the run folder's name
+    return Sequence(name, stages, eval_only, str(data.get("description", "")), source)
 
 
 def load_sequence(name_or_path: str) -> Sequence:

@@ -108,3 +108,41 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["train"]["lr"] == micro_cfg.train.lr
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_print_config_shows_the_resolved_config_and_runs_nothing(tmp_path, capsys):
+    assert main(["--sequence", "micro", "--train.lr", "0.01", "--results-dir", str(tmp_path), "--print-config"]) == 0
+    out = capsys.readouterr().out
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(out)
+    from benchmark.config import load_yaml
+
+    cfg = load_yaml(printed)
+    assert cfg.sequence == "micro" and cfg.train.lr == 0.01 and not list(tmp_path.glob("micro-*"))
+
+
+def test_a_shadowed_override_says_so(tmp_path, capsys):
+    assert main(["--sequence", "micro", "--train.epochs", "3", "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "train.epochs=3 is not used" in err and "shapes 1" in err
+
+
+def test_a_users_tasks_module_shadowing_the_suite_is_one_line(tmp_path):
+    """The suite installs top-level benchmark/methods/tasks: a user's tasks.py earlier on
+    sys.path would shadow them; the CLI names the file instead of failing deep inside."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "tasks.py").write_text("x = 1\n")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark.run.cli", "--list-tasks"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert str(tmp_path / "tasks.py") in out.stderr and "shadows" in out.stderr

@@ -338,3 +338,41 @@ def test_untuned_methods_are_marked_default():
     marks = dict(zip(board["method"], board["hparams"]))
     assert marks == {"ldifs+replay": "set", "finetune": "default", "ldifs": "default"}
     assert set(leaderboard.build_leaderboard(long_frame())["hparams"]) == {""}  # no config: unknown
+
+
+def folder_state(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_merge_refuses_an_out_that_is_another_run_and_leaves_it_untouched(tmp_path, capsys):
+    runs = split_runs(tmp_path)
+    finished = write_run(tmp_path / "run-c", {"finetune": OUTCOMES["finetune"]})
+    before = folder_state(finished)
+    message = refusal(capsys, [*runs, "--out", str(finished), "--no-plots"])
+    assert "holds something other than an earlier merge" in message
+    assert folder_state(finished) == before
+
+
+def test_merge_refuses_an_out_inside_an_input_or_a_users_folder(tmp_path, capsys):
+    runs = split_runs(tmp_path)
+    assert "being merged" in refusal(capsys, [*runs, "--out", runs[0]])
+    assert "being merged" in refusal(capsys, [*runs, "--out", str(Path(runs[1]) / "sub")])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "accuracy_long.csv").write_text("my own file\n")
+    assert "earlier merge" in refusal(capsys, [*runs, "--out", str(mine)])
+    assert (mine / "accuracy_long.csv").read_text() == "my own file\n"
+    (tmp_path / "a_file").write_text("x")
+    assert "not a folder" in refusal(capsys, [*runs, "--out", str(tmp_path / "a_file")])
+
+
+def test_merge_may_redo_an_earlier_merge_of_the_same_runs_only(tmp_path, capsys):
+    runs = split_runs(tmp_path)
+    out = tmp_path / "merged"
+    out.mkdir()  # an empty folder is fine
+    assert leaderboard.main([*runs, "--out", str(out), "--no-plots"]) == 0
+    assert json.loads((out / "merge.json").read_text())["merged_from"] == sorted(str(Path(r).resolve()) for r in runs)
+    assert leaderboard.main([*reversed(runs), "--out", str(out), "--no-plots"]) == 0  # same inputs: redone
+    capsys.readouterr()
+    third = write_run(tmp_path / "run-c", {"zeroshot": OUTCOMES["finetune"]})
+    assert "earlier merge" in refusal(capsys, [runs[0], str(third), "--out", str(out), "--no-plots"])

@@ -151,3 +151,57 @@ def test_nan_loss_marks_that_method_failed_and_the_run_completes(micro_cfg, tmp_
     board = pd.read_csv(run_dir / "leaderboard.csv")
     assert board.set_index("method").loc[nan_method, "status"] == "failed"
     assert "FAILED" in (run_dir / "run.log").read_text()
+
+
+class _Planted:
+    """Unpickling this runs code: it calls open(marker, "w"), which creates the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_planted_checkpoint_that_would_run_code_is_ignored_and_nothing_runs(micro_cfg, tmp_path, capsys):
+    import pickle
+
+    cfg = micro_finetune(micro_cfg, tmp_path / "R")
+    armed, marker = tmp_path / "armed-marker", tmp_path / "marker"
+    payload = {"format": "ldifs-bench stage checkpoint 2", "stage": 1, "rows": _Planted(marker)}
+    pickle.loads(pickle.dumps({"x": _Planted(armed)}))  # the plant is live: plain unpickling runs it
+    assert armed.exists()
+    partial = tmp_path / "R" / ".trusted.partial"
+    (partial / "checkpoints").mkdir(parents=True)
+    (partial / "config.yaml").write_text(dump_yaml(cfg))  # looks like this config's interrupted run
+    torch.save(payload, partial / "checkpoints" / "finetune__seed0.pt")
+    run_dir = run(cfg, progress=False)
+    assert not marker.exists()  # nothing in the planted file ran
+    log = (run_dir / "run.log").read_text()
+    assert "ignoring" in log and "finetune__seed0.pt" in log and "starting from stage 1" in log
+    assert "resuming after stage" not in log
+    straight = run(micro_finetune(micro_cfg, tmp_path / "straight"), progress=False)
+    assert (run_dir / "accuracy_long.csv").read_bytes() == (straight / "accuracy_long.csv").read_bytes()
+
+
+def test_every_checkpoint_loads_with_weights_only_and_holds_plain_data(micro_cfg, tmp_path):
+    cfg = micro_finetune(micro_cfg, tmp_path)
+    cfg.methods = ["ldifs", "ewc+replay"]
+    run_dir = run(cfg, progress=False, keep_checkpoints=True)
+    files = sorted((run_dir / "checkpoints").glob("*.pt"))
+    assert len(files) == 2 * 3  # per method: stage 1, stage 2, the finished state
+
+    def walk(value):
+        if isinstance(value, dict):
+            assert all(isinstance(k, (str, int)) for k in value)
+            return all(walk(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return all(walk(v) for v in value)
+        return value is None or isinstance(value, (bool, int, float, str, torch.Tensor))
+
+    for path in files:
+        state = torch.load(path, weights_only=True)  # no add_safe_globals: only PyTorch's allow-list
+        assert walk(state), path
+    finished = torch.load(run_dir / "checkpoints" / "ewc_replay__seed0.pt", weights_only=True)
+    replay = finished["methods"][1]["state"]["groups"]
+    assert finished["done"] and replay[0]["images"].dtype == torch.uint8 and len(replay[0]["labels"]) > 0
