@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from benchmark.errors import UserError
+from benchmark.files import load_yaml_file
 
 
 @dataclass
@@ -74,6 +77,9 @@ class EvalConfig:
     test_limit: Optional[int] = None  # score on at most this many test images
     lp_max_iter: int = 100  # L-BFGS iterations of the linear probe
     lp_weight_decay: float = 1e-4
+    # Which splits are scored: "test" (the reported numbers) and "val" (the validation split
+    # the authors keep aside, 10% of train; sweeps tune on it, never on test).
+    splits: list[Literal["test", "val"]] = field(default_factory=lambda: ["test"])
     # Which linear probe scores `lp` (and LP-init heads, and the linear_probe method):
     # "fast" = L-BFGS above on the probe split, no selection (the suite's default, seconds);
     # "authors" = the LDIFS authors' AdamW probe, lr chosen on the validation split, refit
@@ -96,6 +102,8 @@ class RunConfig:
     results_dir: str = "results"
     data_root: str = "data"  # where real datasets live (torchvision layouts, ImageFolder trees)
     download: bool = False  # let torchvision download missing datasets (needs network)
+    # Decoded-image cache folder (tasks/cache.py): "" = <suite cache>/data, "none" decodes into memory.
+    data_cache: str = ""
     loggers: list[Literal["tensorboard", "csv", "wandb", "text"]] = field(default_factory=list)  # Avalanche's
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -103,6 +111,13 @@ class RunConfig:
     # Per-method hyperparameters, e.g. {"ldifs": {"alpha": 10.0}}; checked against each
     # method's Params dataclass when the method is built.
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Tasks declared as data beside the registered ones (tasks/declared.py), e.g.
+    # {"birds": {"folder": "/data/birds"}, "c10w": {"webdataset": "/data/wds_cifar10"}}.
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # User plugins imported before the registries are read: .py files (stored absolute) or
+    # importable modules (benchmark/run/plugins.py). Not hashed: the manifest records each
+    # file's sha256, and a moved file must not orphan a run's checkpoints.
+    plugins: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- coercion
@@ -181,12 +196,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = _parse_scalar(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"{key}: expected an integer, got {value!r}")
+        if abs(value) >= 2**62:  # torch and numpy take 64-bit integers: beyond, they overflow in C
+            raise UserError(f"{key}: {value} is too large; at most {2**62 - 1}")
         return value
     if tp is float:
         if isinstance(value, str):
             value = _parse_scalar(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # inf/nan pass every range check and then wreck training
+            raise UserError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if isinstance(value, (dict, list)):
@@ -202,8 +221,8 @@ def _parse_scalar(text: str) -> Any:
     except yaml.YAMLError:
         return text
     if isinstance(value, str):
-        try:  # YAML 1.1 reads '1e-4' as a string; Python reads it as a float
-            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        try:  # YAML 1.1 reads '1e-4' (and 'inf', 'nan') as strings; Python reads them as floats
+            return float(value) if any(c in value.lower() for c in ".ena") else int(value)
         except ValueError:
             return value
     return value
@@ -275,11 +294,26 @@ def load_yaml(path: Union[str, Path]) -> RunConfig:
     (relative to this one), or ``defaults`` (the dataclass defaults: the authors' protocol).
     Sections merge key by key (``train: {lr: 1e-4}`` keeps the base's other train keys);
     unknown keys are refused by name."""
-    return from_dict(RunConfig, _layered(Path(path), ()))
+    data = _layered(Path(path), ())
+    try:
+        return from_dict(RunConfig, data)
+    except UserError as e:  # name the file: it may be a run's saved config.yaml, not the user's
+        raise UserError(f"config file {str(path)!r}: {e}") from None
+
+
+def load_mapping(data: dict[str, Any], where: Union[str, Path]) -> RunConfig:
+    """A config given inline (a sweep file's ``base:`` mapping), layered over its ``base:``
+    exactly as a config file at ``where`` would be (relative bases resolve from there)."""
+    if not isinstance(data, dict):
+        raise UserError(f"{str(where)!r}: a config must be a mapping of config keys, got {type(data).__name__}")
+    return from_dict(RunConfig, _layered_data(dict(data), Path(where), ()))
 
 
 def _layered(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
-    data = _read_mapping(path)
+    return _layered_data(_read_mapping(path), path, seen)
+
+
+def _layered_data(data: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     base = data.pop("base", DEFAULT_BASE)
     if base == DEFAULTS:
         return data
@@ -305,12 +339,8 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise UserError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = load_yaml_file(path, "config file")  # small UTF-8 text, no YAML aliases
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise UserError(f"config file {str(path)!r}: expected a mapping of config keys, got {type(data).__name__}")
     return data
@@ -324,10 +354,42 @@ def dump_yaml(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     """A short stable hash of everything that changes results (not where they go)."""
     data = to_dict(cfg)
-    for key in ("name", "results_dir", "device", "loggers", "threads"):
+    for key in ("name", "results_dir", "device", "loggers", "threads", "data_cache", "plugins"):
         data.pop(key)
     data["model"].pop("cache_dir")
+    if not data["tasks"]:  # no declared tasks: the hash of every earlier config is unchanged
+        data.pop("tasks")
+    if data["eval"]["splits"] == ["test"]:  # the default: hashes (run folder names) stay as they were
+        data["eval"].pop("splits")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,3})?")
+DEVICES = "valid choices: auto, cpu, cuda, cuda:N, mps"
+MAX_STRING = 4096  # PATH_MAX: no config string (a name, a path) is longer
+
+
+def _none_or_at_least(value: Optional[int], low: int) -> bool:
+    return value is None or value >= low
+
+
+def _check_strings(data: Any, key: str) -> None:
+    """Every string in the config is printable and of bounded length (names become paths,
+    log lines and table cells: a newline or an escape sequence in one corrupts them)."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _check_strings(str(k), f"{key}{k} (key)")
+            _check_strings(v, f"{key}{k}.")
+    elif isinstance(data, list):
+        for v in data:
+            _check_strings(v, key)
+    elif isinstance(data, str):
+        where = key.rstrip(".")
+        if len(data) > MAX_STRING:
+            raise UserError(f"{where}: a string of {len(data)} characters; at most {MAX_STRING}")
+        if not data.isprintable():
+            bad = next(c for c in data if not c.isprintable())
+            raise UserError(f"{where}={data[:80]!r} holds a non-printable character {bad!r}")
 
 
 def validate(cfg: RunConfig) -> None:
@@ -339,7 +401,22 @@ def validate(cfg: RunConfig) -> None:
         ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "must be >= 1"),
         ("train.warmup_steps", cfg.train.warmup_steps, cfg.train.warmup_steps >= 0, "must be >= 0"),
         ("train.grad_clip", cfg.train.grad_clip, cfg.train.grad_clip >= 0, "must be >= 0"),
-        ("train.train_limit", cfg.train.train_limit, (cfg.train.train_limit or 1) >= 1, "must be >= 1"),
+        ("train.train_limit", cfg.train.train_limit, _none_or_at_least(cfg.train.train_limit, 1), "must be >= 1"),
+        ("eval.test_limit", cfg.eval.test_limit, _none_or_at_least(cfg.eval.test_limit, 1), "must be >= 1"),
+        (
+            "eval.lp_train_limit",
+            cfg.eval.lp_train_limit,
+            _none_or_at_least(cfg.eval.lp_train_limit, 1),
+            "must be >= 1",
+        ),
+        ("eval.lp_weight_decay", cfg.eval.lp_weight_decay, cfg.eval.lp_weight_decay >= 0, "must be >= 0"),
+        (
+            "model.pretrain.weight_decay",
+            cfg.model.pretrain.weight_decay,
+            cfg.model.pretrain.weight_decay >= 0,
+            "must be >= 0",
+        ),
+        ("model.pretrain.seed", cfg.model.pretrain.seed, 0 <= cfg.model.pretrain.seed < 2**32, "must be in [0, 2**32)"),
         ("eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1, "must be >= 1"),
         ("eval.lp_max_iter", cfg.eval.lp_max_iter, cfg.eval.lp_max_iter >= 1, "must be >= 1"),
         ("eval.probe_steps", cfg.eval.probe_steps, cfg.eval.probe_steps >= 1, "must be >= 1"),
@@ -361,9 +438,26 @@ def validate(cfg: RunConfig) -> None:
         ("methods", cfg.methods, len(cfg.methods) >= 1, "must name at least one method"),
         ("seeds", cfg.seeds, len(cfg.seeds) >= 1, "must name at least one seed"),
         ("threads", cfg.threads, cfg.threads >= 0, "must be >= 0 (0: torch's default)"),
+        ("threads", cfg.threads, cfg.threads <= 1024, "must be <= 1024"),
+    ]
+    checks += [
+        ("seeds", seed, 0 <= seed < 2**32, "must be in [0, 2**32) (torch and numpy seeds)") for seed in cfg.seeds
     ]
     for key, value, ok, why in checks:
         if not ok:
             raise UserError(f"{key}={value!r} {why}")
+    if DEVICE_PATTERN.fullmatch(cfg.device) is None:
+        raise UserError(f"unknown device {cfg.device[:80]!r}; {DEVICES}")
+    lists = (("seeds", cfg.seeds), ("methods", cfg.methods), ("eval.kinds", cfg.eval.kinds), ("loggers", cfg.loggers))
+    for key, values in lists:
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:  # each would produce the same rows twice, refused only after training
+            raise UserError(f"{key} names {repeated[0]!r} more than once: {values!r}")
+    for name, params in cfg.hparams.items():
+        if not isinstance(params, dict):
+            raise UserError(f"hparams.{name}: expected a mapping of hyperparameters, got {params!r}")
+    _check_strings(to_dict(cfg), "")
     if not cfg.eval.kinds:
         raise UserError("eval.kinds=[] is not valid; name at least one of: head, lp, zs")
+    if "test" not in cfg.eval.splits:
+        raise UserError(f"eval.splits={cfg.eval.splits!r} is not valid: test is required (val is optional)")

@@ -6,7 +6,11 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Union
+
+import yaml
+
+from benchmark.errors import UserError
 
 
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
@@ -39,3 +43,56 @@ def atomic_text(path: Path, text: str) -> None:
 def folder_bytes(folder: Path) -> int:
     """Total size of the files under ``folder``."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+# ----------------------------------------------------------------------------- reading
+# Every text file the suite reads from the user (config, sequence, a run's config.yaml)
+# goes through read_text_file / load_yaml_file: one place that refuses what is not a
+# small UTF-8 text file, and YAML that expands (aliases: the "billion laughs" document).
+
+MAX_TEXT_BYTES = 4 * 2**20  # a config or sequence is a few KB; anything this big is the wrong file
+
+
+def read_text_file(path: Union[str, Path], what: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """The UTF-8 text of ``path``, or UserError naming it (missing, not a file, too big, binary)."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            why = "does not exist" if not path.exists() else "is not a regular file"
+            raise UserError(f"cannot read {what} {str(path)!r}: it {why}")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise UserError(f"{what} {str(path)!r} is {size} bytes; a {what} is at most {max_bytes} bytes")
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
+    try:
+        if b"\0" in data:
+            raise UnicodeError
+        return data.decode("utf-8")
+    except UnicodeError:
+        raise UserError(f"{what} {str(path)!r} is not a text file (binary or not UTF-8)") from None
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without aliases: ``*ref`` can expand a 1 KB file into gigabytes."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201  PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not accepted", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml_file(path: Union[str, Path], what: str) -> Any:
+    """Parse a small YAML file safely (no aliases, bounded size and depth); UserError otherwise."""
+    text = read_text_file(path, what)
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506  a SafeLoader subclass
+    except yaml.YAMLError as e:
+        first = str(e).replace("\n", " ")[:200]
+        raise UserError(f"{what} {str(path)!r} is not valid YAML: {first}") from None
+    except RecursionError:
+        raise UserError(f"{what} {str(path)!r} is nested too deeply to be a {what}") from None

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import fnmatch
+import sys
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from benchmark.errors import choices_error
 
 T = TypeVar("T")
+
+
+class DuplicateName(ValueError):
+    """A name registered twice (a ValueError, as before: a programming error, unless a
+    user's plugin caused it, where benchmark.run.plugins turns it into a UserError)."""
+
+
+def source_of(obj: object) -> str:
+    """Where a registered object comes from: its module, and the module's file if known."""
+    module = getattr(obj, "__module__", None) or "?"
+    path = getattr(sys.modules.get(module), "__file__", None)
+    return f"{module} ({path})" if path else module
 
 
 class Registry(Generic[T]):
@@ -23,7 +36,10 @@ class Registry(Generic[T]):
 
         def wrap(obj: T) -> T:
             if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is already registered by {self._items[name]!r}")
+                raise DuplicateName(
+                    f"{self.kind} {name!r} is already registered by {source_of(self._items[name])}; "
+                    f"refused from {source_of(obj)}: rename one of them"
+                )
             self._items[name] = obj
             return obj
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from typing import Annotated, Literal, Optional
 
@@ -11,6 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.config import Range
+from benchmark.errors import UserError
+from benchmark.models.reference import ReferenceRunner, TapCache, log, stochastic_or_batch_dependent
 from benchmark.models.taps import Tap, TapRecorder, image_taps
 from benchmark.training.method import Method, register_method
 
@@ -30,8 +33,10 @@ def ldifs_distance(
 
     For unit vectors |a - b|^2 = 2 - 2 cos(a, b), so each tap costs one cosine similarity
     along the normalised axis (one read of each tensor) instead of materialising both
-    normalised tensors, their difference and its square: the penalty's share of the step
-    drops accordingly. Equal to the direct formula up to float rounding (tested).
+    normalised tensors, their difference and its square. Equal to the direct formula up to
+    float rounding (tested). (Writing the cosine as three sums of products was measured 3x
+    faster on CPU taps, but it moves results at rounding level, which a 6-epoch run amplifies
+    into a different dLP: the published numbers keep this form.)
     """
     per_tap = []
     for f, r, tap in zip(feats, ref_feats, taps):
@@ -69,12 +74,24 @@ class LDIFS(Method):
         reference: Literal["previous", "pretrained"] = "previous"
         # authors: l2-normalise each tap along dim 1 (tokens of a ViT), as their code does
         norm_axis: Literal["authors", "features"] = "authors"
+        # Speed paths (README "Performance"); each gives the plain path's numbers up to rounding.
+        reference_stream: bool = False  # CUDA: the reference's forward on a second stream, beside the trained one
+        cuda_graph: bool = False  # CUDA: replay the reference's forward from a CUDA graph (elsewhere: warned, eager)
+        # the reference's taps computed once per image and stage, reused in later epochs
+        reuse_reference_taps: Literal["auto", "on", "off"] = "off"
+        # device memory the reused taps may take; 0: half the free memory
+        reuse_budget_gb: Annotated[float, Range(low=0)] = 0.0
 
     def __init__(self, params: Optional[LDIFS.Params] = None) -> None:
         super().__init__(params)
         self.reference: Optional[nn.Module] = None
         self._live: Optional[TapRecorder] = None
         self._ref: Optional[TapRecorder] = None
+        self._runner: Optional[ReferenceRunner] = None
+        self._cache: Optional[TapCache] = None
+        self._cached: Optional[list[torch.Tensor]] = None  # this batch's reused taps
+        self._launched = False
+        self.reuse_tier: Optional[str] = None  # the last stage's TapCache tier, when reuse was on
         self.last_distance = torch.tensor(0.0)
 
     def before_training_exp(self, strategy, **kwargs) -> None:
@@ -83,12 +100,62 @@ class LDIFS(Method):
         # Taps of the trained encoder come from the forward pass that gives the logits.
         self._live = TapRecorder(image_taps(strategy.model.visual))
         self._ref = TapRecorder(image_taps(self.reference))
+        p, device = self.params, strategy.device
+        if p.cuda_graph and device.type != "cuda":
+            warnings.warn(f"hparams.ldifs.cuda_graph needs CUDA; the reference runs eagerly on {device}", stacklevel=1)
+        self._runner = ReferenceRunner(
+            self.reference, self._ref, device, strategy.autocast, p.reference_stream, p.cuda_graph
+        )
+        self._cache = self._make_cache(strategy)
+
+    def _make_cache(self, strategy) -> Optional[TapCache]:
+        """A TapCache when reuse is asked for and exact (no augmentation, no batch-dependent
+        or random layers); ``on`` where it is not exact is refused, ``auto`` recomputes."""
+        mode = self.params.reuse_reference_taps
+        if mode == "off":
+            return None
+        augment = getattr(strategy.cfg, "augment", "none")
+        reasons = [f"train.augment={augment}"] if augment not in (None, False, "", "none", "off") else []
+        reasons += stochastic_or_batch_dependent(self.reference)[:3]
+        if reasons and mode == "on":
+            raise UserError(
+                f"hparams.ldifs.reuse_reference_taps=on is not exact here ({', '.join(reasons)}); use auto or off"
+            )
+        tensors = getattr(strategy.dataloader, "tensors", None)
+        if reasons or tensors is None or strategy.train_epochs < 2:
+            why = "; ".join(reasons) or ("one epoch" if tensors is not None else "no dataset indices")
+            log.info("LDIFS reference taps: recompute tier (%s)", why)
+            self.reuse_tier = "recompute"
+            return None
+        budget = int(self.params.reuse_budget_gb * 2**30)
+        return TapCache(len(tensors[0]), strategy.device, budget)
+
+    def _indices(self, strategy) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Dataset positions of the batch (DeviceBatchLoader's; other loaders, e.g. replay's, have none)."""
+        loader = strategy.dataloader
+        return getattr(loader, "last_indices", None), getattr(loader, "last_indices_device", None)
+
+    def before_forward(self, strategy, **kwargs) -> None:
+        self._cached, self._launched = None, False
+        idx, idx_dev = self._indices(strategy)
+        if self._cache is not None and idx is not None:
+            self._cached = self._cache.lookup(idx, idx_dev)
+        if self._cached is None and self.params.reference_stream:
+            self._runner.launch(strategy.mb_x)  # overlaps the trained tower's forward on CUDA
+            self._launched = True
 
     def before_backward(self, strategy, **kwargs) -> None:
         feats = self._live.take()
-        with torch.no_grad(), strategy.autocast():
-            self.reference(strategy.mb_x)  # fills self._ref
-        self.last_distance = ldifs_distance(feats, self._ref.take(), self._live.taps, self.params.norm_axis)
+        refs = self._cached
+        if refs is None:
+            if not self._launched:
+                self._runner.launch(strategy.mb_x)
+            refs = self._runner.result()
+            idx, idx_dev = self._indices(strategy)
+            if self._cache is not None and idx is not None:
+                self._cache.fill(idx, idx_dev, refs)
+        self._cached, self._launched = None, False
+        self.last_distance = ldifs_distance(feats, refs, self._live.taps, self.params.norm_axis)
         strategy.loss += self.params.alpha * self.last_distance
 
     def state_dict(self) -> dict:
@@ -103,5 +170,9 @@ class LDIFS(Method):
     def after_training_exp(self, strategy, **kwargs) -> None:
         for rec in (self._live, self._ref):
             rec.remove()
+        if self._cache is not None:  # where the stage's reused taps lived (perf reports it)
+            self.reuse_tier = self._cache.tier or "recompute"
+            self._cache.release()
+        self._runner = self._cache = None
         if self.params.reference == "previous":
             self.reference = None  # the next stage copies the then-current encoder

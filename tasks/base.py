@@ -16,7 +16,7 @@ from benchmark.registry import Registry
 class Split:
     """One split of a task, held in memory as uint8 images (the fast path on any device)."""
 
-    images: torch.Tensor  # uint8 [N, 3, H, W]
+    images: torch.Tensor  # uint8 [N, 3, H, W]; or a tasks.cache.MappedImages left on disk
     labels: torch.Tensor  # int64 [N]
 
     def __post_init__(self) -> None:
@@ -68,6 +68,11 @@ class TaskContext:
     train_limit: Optional[int] = None
     test_limit: Optional[int] = None
     download: bool = False
+    # Folder of the decoded-image cache (tasks/cache.py); None decodes into memory instead.
+    data_cache: Optional[Path] = None
+    # The run scores a validation split (eval.splits has "val"): a task with none of its own
+    # holds one out (digits) or renders one (the procedural world); off, nothing changes.
+    val: bool = False
 
 
 TaskFactory = Callable[[TaskContext], Task]

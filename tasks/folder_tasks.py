@@ -22,7 +22,8 @@ folders first, or pass a ``classnames_file`` for a subset). SUN397 folders may b
 as the LDIFS authors' copy does); the prefix is dropped. A user's own dataset:
 ``register_folder_task("birds", "/data/birds", templates=["a photo of a {}, a bird."])``.
 
-Images are decoded once into memory at 224x224 (resize shorter side, centre crop);
+Images are decoded once at 224x224 (resize shorter side, centre crop), into the decoded-image
+cache (tasks/cache.py) or, with the cache off, into memory;
 the split protocol, limits and memory budget are tasks/loading.py's.
 """
 
@@ -35,7 +36,9 @@ from pathlib import Path
 from typing import Optional, Union
 
 from benchmark.errors import UserError
+from benchmark.files import read_text_file
 from tasks.base import Task, TaskContext, TaskFactory, register_task
+from tasks.cache import fingerprint_files, hash_of
 from tasks.clip_prompts import clip_prompts
 from tasks.loading import LARGE_IMAGE_SIZE, DecodeSource, TaskSpec, build_task
 
@@ -113,10 +116,8 @@ def _layout(root: Path, task: str) -> tuple[Path, Optional[Path]]:
 
 
 def read_classnames_file(path: Union[str, Path], expected: int, task: str) -> list[str]:
-    try:
-        names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-    except OSError as e:
-        raise UserError(f"task {task!r}: cannot read class-names file {str(path)!r}: {e.strerror}") from None
+    text = read_text_file(path, f"class-names file of task {task!r}")  # small UTF-8 text, or one line
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != expected:
         raise UserError(
             f"task {task!r}: class-names file {str(path)!r} has {len(names)} names "
@@ -162,10 +163,10 @@ def folder_task(
         train_dir, test_dir = _layout(folder, name)
         folders = class_folders(train_dir)
         names = _classnames(folders, name, classnames_file, classnames, folder_to_classname)
-        train = DecodeSource(ImageFiles(scan(train_dir, folders, name, require_all=True)), image_size)
+        train = _source(scan(train_dir, folders, name, require_all=True), image_size)
         test = None
         if test_dir is not None:
-            test = DecodeSource(ImageFiles(scan(test_dir, folders, name, require_all=False)), image_size)
+            test = _source(scan(test_dir, folders, name, require_all=False), image_size)
         info = TaskSpec(
             name,
             names,
@@ -177,6 +178,16 @@ def folder_task(
 
     make.__doc__ = description or f"Images in ImageFolder layout under <data_root>/{name}."
     return make
+
+
+def _source(items: list[tuple[str, int]], image_size: int) -> DecodeSource:
+    # the cache key follows the file list, sizes and mtimes (and the labels, through the order)
+    labelled = [f"{label}:{path}" for path, label in items]
+    return DecodeSource(
+        ImageFiles(items),
+        image_size,
+        fingerprint=lambda: fingerprint_files(p for p, _ in items) + str(hash_of(labelled)),
+    )
 
 
 def register_folder_task(name: str, root: Union[str, Path, None] = None, **kwargs) -> TaskFactory:

@@ -1,28 +1,32 @@
 """From an on-disk image dataset to in-memory Splits: the authors' split, limits, a memory budget.
 
-Shared by tasks/torchvision_tasks.py and tasks/folder_tasks.py. The protocol follows the
-LDIFS authors' code (omegafragger/ldifs_code ``datasets/registry.py``; docs/protocol.md):
+Shared by tasks/torchvision_tasks.py, tasks/folder_tasks.py and tasks/webdataset_tasks.py.
+The protocol follows the LDIFS authors' code (omegafragger/ldifs_code ``datasets/registry.py``; docs/protocol.md):
 fine-tuning uses 90% of the train split and the other 10%, at most 20,000 images, is the
 validation split, drawn by ``torch.utils.data.random_split`` with a generator seeded 0.
 ``train_val_indices`` reproduces that draw index for index.
 
-Every index set is chosen before any image is decoded, so a limit also saves decoding time,
-and a task that would not fit the memory budget fails at once with a UserError naming the
-limits to set, rather than after minutes of decoding or with an out-of-memory kill.
+Every index set is chosen before any image is decoded, so a limit also saves decoding time.
+Decoded sources go through the decoded-image cache (tasks/cache.py) when the context names
+one; without it, a task that would not fit the memory budget fails at once with a UserError
+naming the limits to set, rather than after minutes of decoding or an out-of-memory kill.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Protocol
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from benchmark.errors import UserError
 from tasks.base import Split, Task, TaskContext
+from tasks.cache import cached_arrays, positions_key
 
 SPLIT_SEED = 0  # the authors' random_split generator seed; fixed, whatever the run seed
 VAL_FRACTION = 0.1
@@ -98,16 +102,24 @@ class ArraySource:
 
 @dataclass
 class DecodeSource:
-    """A dataset of (PIL image, label) pairs decoded, resized and centre-cropped on selection."""
+    """A dataset of (PIL image, label) pairs decoded, resized and centre-cropped on selection.
+
+    ``fingerprint`` (when given) hashes the source files, which makes the source cacheable:
+    tasks/cache.py keys its decoded entries on it.
+    """
 
     dataset: Any  # anything with __len__ and __getitem__ -> (PIL.Image, int)
     image_size: int
+    fingerprint: Optional[Callable[[], str]] = None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def select(self, indices: torch.Tensor, what: str) -> Split:
         return decode(self.dataset, indices, self.image_size, what)
+
+    def decode_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray, what: str) -> None:
+        decode_into(self.dataset, torch.as_tensor(indices), self.image_size, what, images, labels)
 
 
 def to_square_uint8(image: Any, size: int) -> torch.Tensor:
@@ -132,9 +144,26 @@ class _Selected(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image, label = self.dataset[self.indices[i]]
-        return to_square_uint8(image, self.size), int(label)
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+        # A file PIL cannot read comes back as a message, not an exception: an exception
+        # raised in a DataLoader worker reaches the user as a multi-line traceback.
+        try:
+            image, label = self.dataset[self.indices[i]]
+            return to_square_uint8(image, self.size), int(label), ""
+        except Exception as e:  # noqa: BLE001  PIL/numpy/torchvision on a user's file: corrupt, cut short, not an image
+            where = item_path(self.dataset, self.indices[i])
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return torch.zeros((3, self.size, self.size), dtype=torch.uint8), -1, f"{where}: {reason}"
+
+
+def item_path(dataset: Any, i: int) -> str:
+    """The file behind item ``i`` of a folder or torchvision dataset, for error messages."""
+    for attr in ("items", "samples", "_samples", "_image_files", "_images", "imgs"):
+        entries = getattr(dataset, attr, None)
+        if entries is not None and i < len(entries):
+            entry = entries[i]
+            return str(entry[0] if isinstance(entry, (tuple, list)) else entry)
+    return f"image {i} of {type(dataset).__name__}"
 
 
 def decode_workers(n_images: int) -> int:
@@ -145,12 +174,21 @@ def decode_workers(n_images: int) -> int:
 
 def decode(dataset: Any, indices: torch.Tensor, size: int, what: str) -> Split:
     """Decode the chosen images in parallel into one preallocated uint8 tensor, with progress."""
+    n = len(indices)
+    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    labels = torch.empty(n, dtype=torch.long)
+    decode_into(dataset, indices, size, what, images.numpy(), labels.numpy())
+    return Split(images, labels)
+
+
+def decode_into(
+    dataset: Any, indices: torch.Tensor, size: int, what: str, images: np.ndarray, labels: np.ndarray
+) -> None:
+    """Decode the chosen images in parallel into ``images``/``labels`` (in memory or a mapped file)."""
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
     n = len(indices)
-    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
-    labels = torch.empty(n, dtype=torch.long)
     loader = DataLoader(
         _Selected(dataset, indices.tolist(), size),
         batch_size=DECODE_BATCH,
@@ -160,13 +198,15 @@ def decode(dataset: Any, indices: torch.Tensor, size: int, what: str) -> Split:
     done = 0
     # disable=None: a bar on a terminal, silence in logs and tests
     with tqdm(total=n, desc=f"decoding {what}", unit="img", leave=False, disable=None) as bar:
-        for batch_images, batch_labels in loader:
+        for batch_images, batch_labels, errors in loader:
+            bad = next((e for e in errors if e), None)
+            if bad:
+                raise UserError(f"{what}: cannot decode image {bad}; remove or replace the file")
             k = len(batch_labels)
-            images[done : done + k] = batch_images
-            labels[done : done + k] = batch_labels
+            images[done : done + k] = batch_images.numpy()
+            labels[done : done + k] = batch_labels.numpy()
             done += k
             bar.update(k)
-    return Split(images, labels)
 
 
 # ----------------------------------------------------------------------------- budget
@@ -209,13 +249,29 @@ class TaskSpec:
     source: str
 
 
-def build_task(
-    spec: TaskSpec, ctx: TaskContext, train: ArraySource | DecodeSource, test: Optional[ArraySource | DecodeSource]
-) -> Task:
+class Decodable(Protocol):
+    """A source whose images are decoded on selection (DecodeSource, webdataset shards)."""
+
+    image_size: int
+    fingerprint: Optional[Callable[[], str]]
+
+    def __len__(self) -> int: ...
+
+    def select(self, indices: torch.Tensor, what: str) -> Split: ...
+
+    def decode_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray, what: str) -> None: ...
+
+
+Source = Any  # ArraySource or a Decodable
+
+
+def build_task(spec: TaskSpec, ctx: TaskContext, train: Source, test: Optional[Source]) -> Task:
     """Split, limit, check the budget, then load: train = 90%, val = 10% (<= 20k), test.
 
     ``test`` None: the test split is a seeded held-out part of ``train`` (before the 90/10
-    split). ``ctx.train_limit`` caps train; ``ctx.test_limit`` caps test and val.
+    split). ``ctx.train_limit`` caps train; ``ctx.test_limit`` caps test and val. A decoded
+    source with a fingerprint goes through the decoded-image cache when ``ctx.data_cache``
+    is set (tasks/cache.py): its splits stay on disk, mapped, and no memory budget applies.
     """
     pool = torch.arange(len(train))
     test_pool = None
@@ -230,9 +286,13 @@ def build_task(
         "val": limit_indices(pool[val_pos], ctx.test_limit, ctx.seed),
         "test": limit_indices(test_pool, ctx.test_limit, ctx.seed),
     }
-    if isinstance(train, DecodeSource):
-        check_memory_budget(spec.name, {k: len(v) for k, v in chosen.items()}, train.image_size)
-    splits = {k: (test if k == "test" else train).select(idx, f"{spec.name} {k}") for k, idx in chosen.items()}
+    sources = {k: (test if k == "test" else train) for k in chosen}
+    if ctx.data_cache is not None and getattr(train, "fingerprint", None) is not None:
+        splits = _cached_splits(spec, Path(ctx.data_cache), sources, chosen)
+    else:
+        if not isinstance(train, ArraySource):
+            check_memory_budget(spec.name, {k: len(v) for k, v in chosen.items()}, train.image_size)
+        splits = {k: sources[k].select(idx, f"{spec.name} {k}") for k, idx in chosen.items()}
     _check_labels(spec, splits)
     return Task(
         spec.name,
@@ -244,6 +304,39 @@ def build_task(
         spec.source,
         val=splits["val"] if len(splits["val"]) else None,
     )
+
+
+def _cached_splits(
+    spec: TaskSpec, cache: Path, sources: dict[str, Source], chosen: dict[str, torch.Tensor]
+) -> dict[str, Split]:
+    """One cache entry per source (its chosen images, in source order); splits map into it."""
+    splits: dict[str, Split] = {}
+    for source in {id(s): s for s in sources.values()}.values():
+        roles = [k for k in chosen if sources[k] is source]
+        role = "train" if "train" in roles else "test"
+        needed = np.unique(np.concatenate([chosen[k].numpy() for k in roles]))
+        if not len(needed):
+            size = source.image_size
+            splits.update({k: Split(torch.empty((0, 3, size, size), dtype=torch.uint8), torch.empty(0)) for k in roles})
+            continue
+        parts = {
+            "task": spec.name,
+            "split": role,
+            "image_size": source.image_size,
+            "fingerprint": source.fingerprint(),
+            "positions": positions_key(needed, len(source)),
+        }
+        what = f"{spec.name} {role}"
+
+        def fill(images: np.ndarray, labels: np.ndarray, source=source, needed=needed, what=what) -> None:
+            source.decode_into(needed, images, labels, what)
+
+        name = f"{spec.name}-{role}-{source.image_size}px"
+        images, labels = cached_arrays(cache, name, parts, len(needed), source.image_size, fill, what)
+        for k in roles:
+            at = np.searchsorted(needed, chosen[k].numpy())
+            splits[k] = Split(images[at], labels[torch.from_numpy(at)])
+    return splits
 
 
 def _check_labels(spec: TaskSpec, splits: dict[str, Split]) -> None:

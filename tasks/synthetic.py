@@ -121,6 +121,9 @@ def _factor_task(name: str, factor: str, templates: list[str], seed_offset: int,
         n_test = ctx.test_limit or 1000
         train = render(n_train, seed=10_000 * seed_offset + ctx.seed)
         test = render(n_test, seed=10_000 * seed_offset + ctx.seed + 7919)
+        # The world is i.i.d. by construction, so a validation split is one more rendering
+        # (as large as test), drawn only when asked: train and test stay as they were.
+        val = render(n_test, seed=10_000 * seed_offset + ctx.seed + 3571) if ctx.val else None
         return Task(
             name,
             list(FACTORS[factor]),
@@ -129,6 +132,7 @@ def _factor_task(name: str, factor: str, templates: list[str], seed_offset: int,
             Split(test.images, test.factors[factor]),
             description,
             source="procedural (tasks/synthetic.py)",
+            val=Split(val.images, val.factors[factor]) if val else None,
         )
 
     make.__doc__ = description

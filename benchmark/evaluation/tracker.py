@@ -8,13 +8,14 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from benchmark.config import EvalConfig
 from benchmark.evaluation.authors_probe import fit_authors_probe
 from benchmark.evaluation.heads import accuracy, expected_calibration_error, fit_linear_probe
+from benchmark.logs import progress
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
+from tasks.cache import batches
 from tasks.loading import train_val_indices
 
 
@@ -23,15 +24,22 @@ class EvalSet:
     """A task's evaluation data, subsampled once per run so every stage sees the same images."""
 
     task: Task
-    probe_images: torch.Tensor  # uint8 [N, 3, H, W], train split, for the linear probe
+    probe_images: torch.Tensor  # uint8 [N, 3, H, W] (or MappedImages), train split, for the linear probe
     probe_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
     zeroshot: torch.Tensor  # [K, D] zero-shot head from the original text tower
-    # The task's validation split (the authors' 10%), for eval.probe=authors' lr choice;
-    # None: the authors' 90/10 draw is made inside the probe images instead.
+    # The task's validation split: scored like test when eval.splits has "val", and where
+    # eval.probe=authors picks its lr (None: the authors' 90/10 draw inside the probe images).
     val_images: Optional[torch.Tensor] = None
     val_labels: Optional[torch.Tensor] = None
+
+    def splits(self, names: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The requested splits this task has, as name -> (images, labels); test first."""
+        have = {"test": (self.test_images, self.test_labels)}
+        if self.val_images is not None:
+            have["val"] = (self.val_images, self.val_labels)
+        return {name: have[name] for name in names if name in have}
 
 
 class Tracker:
@@ -64,7 +72,8 @@ class Tracker:
         visual.eval()
         out = []
         with bf16_autocast(self.device):
-            for chunk in images.split(self.cfg.batch_size):
+            # images mapped from the decoded-image cache are read from disk one batch at a time
+            for chunk in batches(images, self.cfg.batch_size, pin=self.device.type == "cuda"):
                 x = self.preprocess(chunk.to(self.device, non_blocking=True))
                 out.append(F.normalize(visual(x).float(), dim=-1))
         visual.train(was_training)
@@ -74,30 +83,36 @@ class Tracker:
         """Rows {eval_task, kind, accuracy, ece} for every task; ``heads`` maps trained task -> head."""
         rows = []
         names = list(self.sets)
-        for name in tqdm(names, desc=f"  evaluating {desc}stage {stage}", leave=False, disable=not self.progress):
+        bar = progress(len(names), f"  evaluating {desc}stage {stage}", self.progress, "task", names, leave=False)
+        for name in bar:
             rows += self._evaluate_task(visual, self.sets[name], heads.get(name))
         return rows
 
     def _evaluate_task(self, visual: nn.Module, es: EvalSet, head: Optional[nn.Module]) -> list[dict]:
-        test = self.features(visual, es.test_images)
-        y = es.test_labels.to(self.device)
+        """Rows for every kind on every split (test, then val when asked); the probe is fitted once."""
+        probe: Optional[nn.Module] = None
         rows = []
-        for kind in self.cfg.kinds:
-            with torch.no_grad():
-                if kind == "zs" or (kind == "head" and head is None):
-                    logits = test @ es.zeroshot.T
-                elif kind == "head":
-                    logits = head(test)
-                else:
-                    logits = self.fit_probe(visual, es)(test)
-            rows.append(
-                {
-                    "eval_task": es.task.name,
-                    "kind": kind,
-                    "accuracy": round(accuracy(logits, y), 4),
-                    "ece": round(expected_calibration_error(logits, y), 4),  # Guo et al. 2017, 15 bins
-                }
-            )
+        for split, (images, labels) in es.splits(self.cfg.splits).items():
+            feats = self.features(visual, images)
+            y = labels.to(self.device)
+            for kind in self.cfg.kinds:
+                with torch.no_grad():
+                    if kind == "zs" or (kind == "head" and head is None):
+                        logits = feats @ es.zeroshot.T
+                    elif kind == "head":
+                        logits = head(feats)
+                    else:
+                        probe = probe or self.fit_probe(visual, es)  # fitted once, after the test features as before
+                        logits = probe(feats)
+                rows.append(
+                    {
+                        "eval_task": es.task.name,
+                        "kind": kind,
+                        "accuracy": round(accuracy(logits, y), 4),
+                        "ece": round(expected_calibration_error(logits, y), 4),  # Guo et al. 2017, 15 bins
+                        "split": split,
+                    }
+                )
         return rows
 
     def fit_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:

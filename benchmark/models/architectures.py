@@ -24,3 +24,17 @@ def suite_model_config(name: str) -> dict[str, Any]:
 def default_cache_dir(cfg: ModelConfig) -> Path:
     root = cfg.cache_dir or os.environ.get("LDIFS_BENCH_CACHE") or Path.home() / ".cache" / "ldifs-bench"
     return Path(root)
+
+
+def has_batch_norm_tower(cfg: ModelConfig) -> bool:
+    """True when the named model's image tower is a ModifiedResNet (BatchNorm layers, so
+    a training batch needs 2 or more images); False when unknown (local-dir:, hf-hub:)."""
+    if cfg.name.startswith(("local-dir:", "hf-hub:")):
+        return False  # known only once loaded: the engine checks the loaded model
+    if cfg.pretrained == "suite" and cfg.name in suite_model_names():
+        model_cfg = suite_model_config(cfg.name)
+    else:
+        import open_clip
+
+        model_cfg = open_clip.get_model_config(cfg.name) or {}
+    return isinstance(model_cfg.get("vision_cfg", {}).get("layers"), (list, tuple))

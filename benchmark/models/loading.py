@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Callable
+import socket
+import urllib.parse
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -77,12 +82,13 @@ def load_clip(cfg: ModelConfig, device: torch.device, progress: bool = True) -> 
 def _from_open_clip(name: str, pretrained: Optional[str], device: torch.device, source: str) -> ClipBundle:
     import open_clip
 
+    from_hub = name.startswith("hf-hub:") or bool(pretrained and not os.path.isfile(pretrained))
     try:
-        with quiet_root_logger():
+        with quiet_root_logger(), _hub_access(from_hub) as offline:
             model = open_clip.create_model(name, pretrained=pretrained, device=device)
+            tokenizer = open_clip.get_tokenizer(name)
     except Exception as e:  # noqa: BLE001  a corrupt file fails in pickle, torch, safetensors...: all user input
-        raise UserError(_weights_error(name, pretrained, e)) from None
-    tokenizer = open_clip.get_tokenizer(name)
+        raise UserError(_weights_error(name, pretrained, e) + (HUB_OFFLINE if offline else "")) from None
     pp = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
@@ -90,6 +96,42 @@ def _from_open_clip(name: str, pretrained: Optional[str], device: torch.device, 
     std = tuple(pp.get("std", OPENAI_STD))
     model = model.to(memory_format=torch.channels_last)  # matches BatchPreprocess's output
     return ClipBundle(model.eval(), tokenizer, int(size), mean, std, source)
+
+
+HUB_OFFLINE = " (the Hugging Face Hub is unreachable from here, so only its local cache was searched)"
+
+
+@contextlib.contextmanager
+def _hub_access(from_hub: bool) -> Iterator[bool]:
+    """Around a model load from the Hugging Face Hub: when the Hub cannot be reached, use
+    its local cache only (huggingface_hub's offline mode) instead of retrying for half a
+    minute, and keep its retry warnings off the console. Yields whether it went offline."""
+    if not from_hub:
+        yield False
+        return
+    import huggingface_hub.constants as hub
+
+    saved, hub_log = hub.HF_HUB_OFFLINE, logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub.HF_HUB_OFFLINE = saved or not _reachable(hub.ENDPOINT)
+    hub_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield hub.HF_HUB_OFFLINE and not saved
+    finally:
+        hub.HF_HUB_OFFLINE = saved
+        hub_log.setLevel(level)
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the URL's host opens within ``timeout`` seconds."""
+    parsed = urllib.parse.urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "", parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _weights_error(name: str, pretrained: Optional[str], err: Exception) -> str:

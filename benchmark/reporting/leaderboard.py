@@ -9,7 +9,6 @@ numbers are not comparable (see :func:`check_mergeable`).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -25,8 +24,9 @@ import pandas as pd
 import yaml
 
 from benchmark import rundir
-from benchmark.errors import UserError
-from benchmark.files import atomic_text
+from benchmark.config import load_yaml
+from benchmark.errors import OneLineParser, UserError, run_command
+from benchmark.files import atomic_text, load_yaml_file
 from benchmark.reporting import reports, table
 from benchmark.rundir import (
     CONFIG_YAML,
@@ -455,10 +455,9 @@ def load_run(run_dir: Path) -> LoadedRun:
     config_path = run_dir / CONFIG_YAML
     if not config_path.is_file():
         raise UserError(f"{run_dir} has no {CONFIG_YAML}, so its settings cannot be checked against the other runs")
-    try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise UserError(f"cannot read {config_path}: {str(error).splitlines()[0]}") from None
+    config = load_yaml_file(config_path, "run config") or {}  # size-capped, no YAML aliases
+    if isinstance(config, dict):
+        load_yaml(config_path)  # the run config's own schema: a wrong type is one line naming the file
     if not isinstance(config, dict):
         raise UserError(f"{config_path} is not a mapping")
     df = table.load_long_csv(run_dir / rundir.LONG_CSV)
@@ -497,6 +496,7 @@ def comparison_keys(run: LoadedRun) -> dict[str, Any]:
     keys.update(_flatten(config.get("train"), "train"))
     evaluation = _flatten(config.get("eval"), "eval")
     keys.update({key: value for key, value in evaluation.items() if key != "eval.batch_size"})
+    keys.setdefault("eval.splits", ["test"])  # runs from before the option scored test only
     return keys
 
 
@@ -632,20 +632,20 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m benchmark.reporting.leaderboard RUN1 RUN2 ... [--out DIR]``: merge runs into one leaderboard; 2 if refused."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.reporting.leaderboard", description=main.__doc__)
+    parser = OneLineParser(prog="python -m benchmark.reporting.leaderboard", description=main.__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with accuracy_long.csv and config.yaml)")
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_MERGE_OUT, help=f"output folder (default {DEFAULT_MERGE_OUT})"
     )
     parser.add_argument("--no-plots", action="store_true", help="skip summary.csv, report.md and plots/ (faster)")
-    args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:  # one line and code 2 for bad input and OS errors, 130 for Ctrl-C
+        args = parser.parse_args(argv)
         paths = merge_runs(args.runs, args.out, draw_plots=not args.no_plots)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {paths[-1]}")
-    return 0
+        print(f"wrote {paths[-1]}")
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

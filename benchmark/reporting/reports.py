@@ -6,7 +6,6 @@ The long CSV is the source of truth; everything here can be redrawn from it with
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import UserError
+from benchmark.errors import OneLineParser, run_command
 from benchmark.files import atomic_text
 from benchmark.reporting import metrics
 from benchmark.reporting.table import (
@@ -249,16 +248,16 @@ def write_report(run_dir: Path) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m benchmark.reporting.reports RUN_DIR``: redraw a run's tables and figures; 2 on a bad CSV."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.reporting.reports", description=main.__doc__)
+    parser = OneLineParser(prog="python -m benchmark.reporting.reports", description=main.__doc__)
     parser.add_argument("run_dir", type=Path, help=f"folder holding {LONG_CSV}")
-    args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
+        args = parser.parse_args(argv)
         write_report(args.run_dir)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.run_dir / REPORT_MD}")
-    return 0
+        print(f"wrote {args.run_dir / REPORT_MD}")
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,24 @@ LONG_COLUMNS = ("method", "seed", "stage", "trained_task", "eval_task", "kind", 
 # calibration error of the row's predictions (percent, Guo et al. 2017) and the status.
 OPTIONAL_COLUMNS = ("ece", "status")
 KINDS = ("head", "lp", "zs")
+SPLITS = ("test", "val")
+
+
+def test_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows every report counts: split=test (all rows of a CSV without a ``split`` column).
+
+    Validation rows (eval.splits with "val") exist to choose hyperparameters; no table,
+    plot or leaderboard may read them."""
+    if "split" not in df.columns:
+        return df
+    return df[df["split"].fillna("test") == "test"].reset_index(drop=True)
+
+
+def split_rows(df: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Rows of one split (a CSV without a ``split`` column holds test rows only)."""
+    if "split" not in df.columns:
+        return df if split == "test" else df.iloc[0:0]
+    return df[df["split"].fillna("test") == split].reset_index(drop=True)
 
 
 def usable_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -115,6 +133,11 @@ def load_long_csv(csv_path: Path) -> pd.DataFrame:
     missing = [column for column in LONG_COLUMNS if column not in df.columns]
     if missing:
         raise UserError(f"{csv_path} lacks columns {missing}; expected {list(LONG_COLUMNS)}")
+    if "split" in df.columns:
+        unknown_splits = sorted({str(split) for split in df["split"].dropna()} - set(SPLITS))
+        if unknown_splits:
+            raise UserError(f"{csv_path} has unknown splits {unknown_splits}; valid: {list(SPLITS)}")
+    df = test_rows(df)  # validation rows never reach a report
     unknown_kinds = sorted({str(kind) for kind in df["kind"]} - set(KINDS))
     if unknown_kinds:
         raise UserError(f"{csv_path} has unknown kinds {unknown_kinds}; valid: {list(KINDS)}")

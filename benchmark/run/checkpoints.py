@@ -182,8 +182,8 @@ class StageCheckpoints:
             state = StageState(**data)
         except Exception as e:  # refused by the safe unpickler, truncated, or someone else's
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            # the caller (the scheduler) says it once, with the method and seed
             self.ignored = f"ignoring {self.path} (not a checkpoint this suite can load safely: {reason[:200]})"
-            log.warning(self.ignored)
             return None
         if state.git_revision not in (git_revision(), ""):
             log.warning(

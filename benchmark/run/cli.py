@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
 from benchmark.config import RunConfig, apply_override, dump_yaml, load_yaml
-from benchmark.errors import UserError
-from benchmark.logs import setup_console
+from benchmark.errors import OneLineParser, UserError, run_command
+from benchmark.logs import quiet_warnings, setup_console
 
 log = logging.getLogger(__name__)
 EMBEDDED_DEFAULT = Path(__file__).parents[1] / "presets" / "embedded.yaml"
@@ -24,7 +23,7 @@ of methods is written with '+', e.g. --methods finetune,ldifs+replay."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run_benchmark.py", description=__doc__.splitlines()[0], epilog=EPILOG)
+    p = OneLineParser(prog="run_benchmark.py", description=__doc__.splitlines()[0], epilog=EPILOG)
     p.add_argument("--config", help="YAML config file (a partial one is fine)")
     p.add_argument("--methods", help="comma-separated methods, e.g. finetune,ldifs ('all' for every one)")
     p.add_argument("--sequence", help="registered sequence name or a YAML file")
@@ -35,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", dest="results_dir", help="where run directories are written")
     p.add_argument("--name", help="run directory name (default <sequence>-<config hash>)")
     p.add_argument("--data-root", dest="data_root", help="folder of real datasets (default ./data)")
+    p.add_argument(
+        "--data-cache",
+        dest="data_cache",
+        help="decoded-image cache folder (default <suite cache>/data; 'none': decode into memory)",
+    )
     p.add_argument(
         "--download",
         action="store_true",
@@ -54,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep every stage's checkpoint (default: only what resume needs, dropped when done)",
     )
     p.add_argument("--loggers", help="Avalanche loggers for the training loss: tensorboard,csv,wandb,text")
+    p.add_argument("--sweep", help="a sweep file (base + grid): run every cell, merge, select (README 'Sweeps')")
+    p.add_argument("--launcher", help="where sweep cells run: local (default) or slurm (--slurm.partition P ...)")
+    p.add_argument("--workers", type=int, help="sweep: parallel local workers (default: one per GPU, else 1)")
+    p.add_argument("--shard", help="sweep: run only shard i of n (i/n, cells in config-hash order)")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="sweep: print the cells and exit")
+    p.add_argument("--merge-only", dest="merge_only", action="store_true", help="sweep: merge finished cells only")
+    p.add_argument(
+        "--plugins",
+        help="comma-separated .py files or importable modules registering methods/tasks, e.g. mine.py,my_pkg.more",
+    )
+    p.add_argument("--debug", action="store_true", help="full tracebacks (also LDIFS_BENCH_DEBUG=1)")
     p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
     p.add_argument("--list-sequences", action="store_true", help="print the sequence registry and exit")
@@ -64,17 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     args, rest = build_parser().parse_known_args(argv)
     cfg = load_yaml(args.config if args.config else EMBEDDED_DEFAULT)
-    for flag in ("sequence", "device", "threads", "results_dir", "name", "data_root", "download", "loggers"):
-        if getattr(args, flag) is not None:
-            apply_override(cfg, flag, getattr(args, flag))
+    if args.plugins is not None:
+        apply_override(cfg, "plugins", args.plugins)
+    from benchmark.run.plugins import load_plugins, normalise
+
+    cfg.plugins = normalise(cfg.plugins)
+    load_plugins(cfg.plugins)  # before any registry is read (--methods all, --list-methods)
+    # Every override in order, kept on args so that a sweep applies them to its own base.
+    args.overrides = [(f, getattr(args, f)) for f in ("sequence", "device", "threads") if getattr(args, f) is not None]
+    more = ("results_dir", "name", "data_root", "data_cache", "download", "loggers")
+    args.overrides += [(f, getattr(args, f)) for f in more if getattr(args, f) is not None]
     if args.methods is not None:
-        apply_override(cfg, "methods", _expand_methods(args.methods))
+        args.overrides.append(("methods", _expand_methods(args.methods)))
     if args.seed is not None:
-        cfg.seeds = [args.seed]
+        args.overrides.append(("seeds", [args.seed]))
     if args.seeds is not None:
-        apply_override(cfg, "seeds", args.seeds)
+        args.overrides.append(("seeds", args.seeds))
     pairs = _dotted_pairs(rest)
-    for key, value in pairs:
+    args.slurm = {key[len("slurm.") :]: value for key, value in pairs if key.startswith("slurm.")}
+    args.overrides += [(key, value) for key, value in pairs if not key.startswith("slurm.")]
+    for key, value in args.overrides:
         apply_override(cfg, key, value)
     _warn_shadowed(cfg, {key for key, _ in pairs} | _keys_of_file(args.config))
     return args, cfg
@@ -179,28 +203,33 @@ def check_own_packages() -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    warnings.filterwarnings("ignore", module="avalanche|qpsolvers|open_clip")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)  # Avalanche 0.6's own, not the user's
+    quiet_warnings()  # third-party internals' warnings off, every other one shown once
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
     setup_console(quiet="-q" in argv or "--quiet" in argv)
-    try:
-        check_own_packages()
-        args, cfg = parse_config(argv)
-        if args.print_config:
-            print(dump_yaml(cfg), end="")
-            return 0
-        if args.list_methods or args.list_tasks or args.list_sequences:
-            print_registries(args)
-            return 0
-        from benchmark.reporting.summary import print_headline
-        from benchmark.run.runner import run
+    from benchmark.run.plugins import debug_enabled
 
-        run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
-        print_headline(run_dir)
+    return run_command(lambda: _main(argv), debug="--debug" in argv or debug_enabled())
+
+
+def _main(argv: list[str]) -> int:
+    check_own_packages()
+    args, cfg = parse_config(argv)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
         return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.list_methods or args.list_tasks or args.list_sequences:
+        print_registries(args)
+        return 0
+    if args.sweep or args.launcher or args.shard or args.dry_run or args.merge_only or args.slurm or args.workers:
+        from benchmark.run.sweep_cli import sweep_command
+
+        return sweep_command(args)
+    from benchmark.reporting.summary import print_headline
+    from benchmark.run.runner import run
+
+    run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
+    print_headline(run_dir)
+    return 0
 
 
 if __name__ == "__main__":

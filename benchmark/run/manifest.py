@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmark.files import atomic_text, folder_bytes
+from benchmark.run.plugins import plugin_records
 from benchmark.run.provenance import device_name, git_revision, versions
 from benchmark.run.scheduler import MethodResult, RunSetup
 
@@ -27,6 +28,7 @@ def write_manifest(
             n: {"source": t.source, "train": len(t.train), "test": len(t.test), "classes": t.num_classes}
             for n, t in setup.tasks.items()
         },
+        "plugins": plugin_records(cfg.plugins),  # user code the run imported: path and sha256
         "wall_seconds": round(seconds, 2),
         "runs": [
             {"method": r.method, "seed": r.seed, "status": r.status, "error": r.error, "stages": r.stages}

@@ -19,10 +19,12 @@ from benchmark.evaluation.heads import zeroshot_weights
 from benchmark.evaluation.tracker import EvalSet, Tracker
 from benchmark.files import atomic_text, atomic_write
 from benchmark.logs import run_log, setup_console
+from benchmark.models.architectures import has_batch_norm_tower
 from benchmark.models.loading import ClipBundle, check_model_config, load_clip
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints
 from benchmark.run.manifest import write_manifest
+from benchmark.run.plugins import load_plugins, normalise
 from benchmark.run.scheduler import MethodResult, RunSetup, run_method
 from benchmark.rundir import (
     AVALANCHE_LOGS,
@@ -36,12 +38,16 @@ from benchmark.rundir import (
     check_run_name,
     config_hash_of,
 )
+from benchmark.training.loggers import check_logger_packages
 from methods import build_method
-from tasks import TASKS, Sequence, Task, TaskContext, load_sequence
+from tasks import Sequence, Task, TaskContext, load_sequence
+from tasks.cache import resolve_cache_dir
+from tasks.declared import declarations, task_factory
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status"]
+# "split": test (the reported numbers) or val (eval.splits has "val"; sweeps tune on it).
+COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status", "split"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,24 +59,35 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"unknown device {name!r}; valid choices: auto, cpu, cuda, cuda:N, mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but CUDA is not available here; valid choices: auto, cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r} requested but MPS is not available here; valid choices: auto, cpu")
     return device
 
 
 def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     """Every check that needs no model or data, so bad input fails in a second."""
     validate(cfg)
+    cfg.plugins = normalise(cfg.plugins)  # absolute: the saved config.yaml works from anywhere
+    load_plugins(cfg.plugins)  # a no-op when the CLI already imported them
     for spec in cfg.methods:
         build_method(spec, cfg.hparams)
     for name in cfg.hparams:
         if name not in {p for spec in cfg.methods for p in spec.split("+")}:
-            from methods import METHODS
-
-            METHODS.get(name)  # unknown name -> error with the valid choices
+            build_method(name, cfg.hparams)  # unknown name or bad value -> error, even if unused
     sequence = load_sequence(cfg.sequence)
+    declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     for task in sequence.all_tasks:
-        TASKS.get(task)
+        task_factory(task, declared)
     resolve_device(cfg.device)
+    check_logger_packages(cfg.loggers)
     check_model_config(cfg.model)
+    if cfg.train.batch_size < 2 and has_batch_norm_tower(cfg.model):
+        raise UserError(
+            f"train.batch_size={cfg.train.batch_size} cannot train {cfg.model.name!r}: its ResNet image tower "
+            "has BatchNorm layers, which need at least 2 images per batch"
+        )
     if cfg.name:
         check_run_name(cfg.name)
     run_dir = RunDir(Path(cfg.results_dir), cfg.name or f"{sequence.name}-{config_hash(cfg)}")
@@ -100,8 +117,11 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         train_limit=_load_limit(cfg),
         test_limit=cfg.eval.test_limit,
         download=cfg.download,
+        data_cache=resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir),
+        val="val" in cfg.eval.splits,
     )
-    tasks = {name: TASKS.get(name)(ctx) for name in sequence.all_tasks}
+    declared = declarations(sequence.declared, sequence.path, cfg.tasks)
+    tasks = {name: task_factory(name, declared)(ctx) for name in sequence.all_tasks}
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
     tracker = Tracker(sets, cfg.eval, preprocess, device, progress)
     return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress)
@@ -117,10 +137,13 @@ def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.devi
     probe = task.train.subset(cfg.eval.lp_train_limit, seed=1)
     test = task.test.subset(cfg.eval.test_limit, seed=2)
     zs = zeroshot_weights(bundle.model, bundle.tokenizer, task.prompts(), device)
-    val = task.val  # already capped at eval.test_limit by the task loader
-    return EvalSet(
-        task, probe.images, probe.labels, test.images, test.labels, zs, *((val.images, val.labels) if val else ())
-    )
+    es = EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
+    # The validation split is scored when eval.splits asks, and picks the authors' probe's lr
+    # (eval.probe=authors) either way.
+    if ("val" in cfg.eval.splits or cfg.eval.probe == "authors") and task.val is not None:
+        val = task.val.subset(cfg.eval.test_limit, seed=3)
+        es.val_images, es.val_labels = val.images, val.labels
+    return es
 
 
 def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpoints: bool = False) -> Path:
@@ -164,9 +187,8 @@ def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, ke
     setup = prepare(cfg, sequence, progress)
     setup.log_dir = str(folder / AVALANCHE_LOGS)
     stage0_file = folder / STAGE0_JSON
-    if stage0_file.is_file():  # deterministic, but not free: a resumed run reuses it
-        stage0 = json.loads(stage0_file.read_text())
-    else:
+    stage0 = _read_stage0(stage0_file)
+    if stage0 is None:
         stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")
         atomic_text(stage0_file, json.dumps(stage0))
     results = [
@@ -194,6 +216,16 @@ def _dir_for_this_config(cfg: RunConfig, rd: RunDir) -> RunDir:
         log.warning(f"note: {folder} holds a run with another config; starting a new run in {new.path}")
         return new
     return rd
+
+
+def _read_stage0(path: Path):
+    """The pretrained model's rows saved by an earlier attempt (deterministic, but not free:
+    a resumed run reuses them); None when absent or unreadable, so they are recomputed."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
 
 
 def _write_outputs(

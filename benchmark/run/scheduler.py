@@ -16,6 +16,7 @@ from benchmark.evaluation.tracker import Tracker
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.checkpoints import StageCheckpoints, capture_stage, restore_stage, set_rng_state
+from benchmark.run.tracking import log_stage_accuracies, log_summary
 from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
 from benchmark.training.method import RestoreContext
 from methods import Method, build_method
@@ -125,6 +126,8 @@ def run_method(
         set_rng_state(saved.rng)  # after restore_stage: rebuilding the heads drew from the RNG
         log.info(f"[{spec} seed {seed}] resuming after stage {saved.stage} from {checkpoints.path}")
     engine = _make_engine(setup, model, plugins, seed, saved)
+    if first == 1:
+        log_stage_accuracies(engine.evaluator.loggers, f"{spec}/seed{seed}/", stage0, 0)
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
     for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
         if stage < first:
@@ -136,6 +139,7 @@ def run_method(
             break
         _evaluate_stage(setup, engine, result, stage, st.task)
         checkpoints.save(capture_stage(stage, model, plugins, engine.clock, result))
+    log_summary(engine.evaluator.loggers, f"{spec}/seed{seed}/", spec, result.rows, result.status, len(seq.stages))
     checkpoints.finish(capture_stage(len(result.stages), model, plugins, engine.clock, result))
     return result
 
@@ -187,6 +191,7 @@ def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage
     trained = {t: engine.model.heads[str(i)] for i, t in enumerate(setup.sequence.tasks[:stage])}
     rows = setup.tracker.evaluate(engine.model.visual, trained, stage, f"{result.method} ")
     result.rows += _label(rows, result.method, result.seed, stage, task)
+    log_stage_accuracies(engine.evaluator.loggers, f"{result.method}/seed{result.seed}/", rows, stage)
     s = _stage_summary(stage, task, engine.last_loss, rows, t1 - engine.stage_started, time.time() - t1)
     result.stages.append(s)
     line = (
@@ -218,7 +223,14 @@ def _label(rows: list[dict], method: str, seed: int, stage: int, trained: str) -
 
 
 def _stage_summary(stage: int, task: str, loss: float, rows: list[dict], train_s: float, eval_s: float) -> dict:
-    head = next((r["accuracy"] for r in rows if r["eval_task"] == task and r["kind"] == "head"), float("nan"))
+    head = next(
+        (
+            r["accuracy"]
+            for r in rows
+            if r["eval_task"] == task and r["kind"] == "head" and r.get("split", "test") == "test"
+        ),
+        float("nan"),
+    )
     return {
         "stage": stage,
         "task": task,

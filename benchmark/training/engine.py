@@ -22,13 +22,15 @@ import torch.nn.functional as F
 from avalanche.models import MultiTaskModule
 from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
-from tqdm.auto import tqdm
 
 from benchmark.config import TrainConfig
+from benchmark.errors import UserError
+from benchmark.logs import progress
 from benchmark.models.augment import rrc_boxes
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
+from tasks.cache import MappedImages
 
 log = logging.getLogger(__name__)
 
@@ -88,32 +90,84 @@ class DeviceBatchLoader:
     """Shuffled mini-batches sliced from tensors that live on the device."""
 
     def __init__(
-        self, tensors: Sequence[torch.Tensor], batch_size: int, generator: torch.Generator, single_task: Optional[int]
+        self,
+        tensors: Sequence[torch.Tensor],
+        batch_size: int,
+        generator: torch.Generator,
+        single_task: Optional[int],
+        min_batch: int = 1,
     ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
         self.generator = generator
         self.single_task = single_task  # the task label when every sample shares it
+        # Dataset positions of the batch last yielded, on the CPU and the device (LDIFS reuses
+        # its reference's taps per image across epochs: methods/ldifs.py).
+        self.last_indices: Optional[torch.Tensor] = None
+        self.last_indices_device: Optional[torch.Tensor] = None
+        # A trailing batch smaller than this is dropped: BatchNorm in training mode cannot
+        # normalise one image (ModifiedResNet towers), so their last batch of 1 is skipped.
+        self.min_batch = min_batch
 
     @classmethod
-    def from_dataset(cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator):
+    def from_dataset(
+        cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator, min_batch: int = 1
+    ):
         """Materialise an Avalanche dataset once per stage (not once per epoch)."""
         tensors = _tensors_of(dataset)
         if tensors is None:  # anything else: one pass of Avalanche's own per-sample loading
             loader = torch.utils.data.DataLoader(dataset, batch_size=4096, shuffle=False)
             tensors = [torch.cat(p) for p in zip(*loader)]
-        tensors = [t.to(device, non_blocking=True) for t in tensors]
+        # images mapped from the decoded-image cache stay on the host: gathered per batch
+        tensors = [t if isinstance(t, MappedImages) else t.to(device, non_blocking=True) for t in tensors]
         tasks = tensors[-1].unique()
-        return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None)
+        return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None, min_batch)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.tensors[0]) / self.batch_size)
+        n = len(self.tensors[0])
+        full, rest = divmod(n, self.batch_size)
+        return full + int(rest >= self.min_batch)
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         n = len(self.tensors[0])
-        order = torch.randperm(n, generator=self.generator).to(self.tensors[0].device)
-        for idx in order.split(self.batch_size):
+        perm = torch.randperm(n, generator=self.generator)
+        order = perm.to(self.tensors[-1].device)  # task labels: always on the device
+        batches = [
+            (h, d)
+            for h, d in zip(perm.split(self.batch_size), order.split(self.batch_size))
+            if len(h) >= self.min_batch
+        ]
+        if any(isinstance(t, MappedImages) for t in self.tensors):
+            yield from self._mapped_batches(batches)
+            return
+        for cpu_idx, idx in batches:
+            self.last_indices, self.last_indices_device = cpu_idx, idx
             yield [t[idx] for t in self.tensors]
+
+    def _mapped_batches(self, batches: list[tuple[torch.Tensor, torch.Tensor]]):
+        """Batches whose images are read from disk one batch ahead, in a thread, while the
+        device works on the current one; pinned host memory makes the copy asynchronous."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        device = self.tensors[-1].device
+        pin = device.type == "cuda"
+
+        def read(i: int) -> list:
+            return [t.gather(batches[i][0], pin) if isinstance(t, MappedImages) else None for t in self.tensors]
+
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(read, 0) if batches else None
+            for i, (cpu_idx, idx) in enumerate(batches):
+                host = ahead.result()
+                if i + 1 < len(batches):
+                    ahead = pool.submit(read, i + 1)
+                self.last_indices, self.last_indices_device = cpu_idx, idx
+                yield [t[idx] if h is None else h.to(device, non_blocking=True) for t, h in zip(self.tensors, host)]
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    """True when the model normalises by batch statistics in training (ResNet towers)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 LOGGERS = ("tensorboard", "csv", "wandb", "text")
@@ -129,13 +183,15 @@ def make_evaluator(loggers: Sequence[str], log_dir: Optional[str]) -> Evaluation
             warnings.simplefilter("ignore")  # "no loggers specified": silence is the point
             return EvaluationPlugin(loggers=[])
     from avalanche.evaluation.metrics import loss_metrics
-    from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger, WandBLogger
+    from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger
+
+    from benchmark.training.loggers import OfflineWandBLogger
 
     folder = log_dir or "avalanche_logs"
     make = {
         "tensorboard": lambda: TensorboardLogger(f"{folder}/tensorboard"),
         "csv": lambda: CSVLogger(f"{folder}/csv"),
-        "wandb": lambda: WandBLogger(project_name="ldifs-bench", dir=folder),
+        "wandb": lambda: OfflineWandBLogger(f"{folder}/wandb"),
         "text": lambda: TextLogger(open(f"{folder}/avalanche.txt", "a")),
     }
     return EvaluationPlugin(loss_metrics(epoch=True, experience=True), loggers=[make[name]() for name in loggers])
@@ -231,7 +287,15 @@ class Engine(SupervisedTemplate):
     # ---- data path
     def make_train_dataloader(self, **kwargs) -> None:
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.stage_index)
-        self.dataloader = DeviceBatchLoader.from_dataset(self.adapted_dataset, self.train_mb_size, self.device, gen)
+        min_batch = 2 if has_batch_norm(self.model) else 1
+        if self.train_mb_size < min_batch:
+            raise UserError(
+                f"train.batch_size={self.train_mb_size} cannot train this image tower: its BatchNorm layers "
+                "need at least 2 images per batch"
+            )
+        self.dataloader = DeviceBatchLoader.from_dataset(
+            self.adapted_dataset, self.train_mb_size, self.device, gen, min_batch
+        )
         # crop boxes (train.augment) from their own stream: the batch order stays the same
         self.augment_generator = torch.Generator().manual_seed(
             AUGMENT_SEED_OFFSET + self.seed * 1000 + self.stage_index
@@ -284,9 +348,9 @@ class Engine(SupervisedTemplate):
 
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.stage_step = 0
-        self._bar = tqdm(
-            total=total, desc=f"  stage {self.stage_index}", unit="step", leave=False, disable=not self.progress
-        )
+        task = getattr(self.current_task, "name", "")
+        desc = f"  stage {self.stage_index}" + (f" {task}" if task else "")
+        self._bar = progress(total, desc, enabled=self.progress, unit="step", leave=False)
 
     def backward(self) -> None:
         self._all_finite &= torch.isfinite(self.loss.detach()).all()  # on the device: no host sync

@@ -137,7 +137,9 @@ def build_params(cls: type, values: dict[str, Any]) -> Any:
 
 def build_method(spec: str, hparams: dict[str, dict[str, Any]]) -> list[Method]:
     """Instantiate ``"ldifs"`` or a composition ``"ldifs+replay"`` as a list of plugins."""
-    parts = [p for p in spec.split("+") if p]
+    parts = spec.split("+")
+    if not all(parts):  # "+", "ldifs+", "a++b": an empty part is a typo, not a method
+        raise UserError(f"method {spec!r} has an empty part; write methods as NAME or NAME+NAME, e.g. ldifs+replay")
     classes = [METHODS.get(p) for p in parts]
     if len(parts) != len(set(parts)):
         raise UserError(f"method {spec!r} names a part twice")

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from benchmark.errors import UserError
+from benchmark.files import load_yaml_file
 from benchmark.registry import Registry
 from benchmark.rundir import check_run_name
 
@@ -28,6 +27,9 @@ class Sequence:
     eval_only: list[str] = field(default_factory=list)
     description: str = ""
     path: str = ""
+    # tasks declared in the file ('tasks:' mapping name -> {folder: ...} or {webdataset: ...});
+    # checked and built by tasks/declared.py
+    declared: dict = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
@@ -46,12 +48,15 @@ def parse_sequence(data: dict, source: str) -> Sequence:
     """Build a Sequence from its YAML mapping, naming the file in every error."""
     if not isinstance(data, dict) or "stages" not in data:
         raise UserError(f"sequence file {source!r} needs a 'stages' list")
-    unknown = set(data) - {"name", "description", "stages", "eval_only"}
+    unknown = set(data) - {"name", "description", "stages", "eval_only", "tasks"}
     if unknown:
         raise UserError(
             f"sequence file {source!r}: unknown key {sorted(unknown)[0]!r}; "
-            "valid keys: name, description, stages, eval_only"
+            "valid keys: name, description, stages, eval_only, tasks"
         )
+    for key in ("stages", "eval_only"):  # a string would be read letter by letter
+        if data.get(key) is not None and not isinstance(data[key], list):
+            raise UserError(f"sequence file {source!r}: {key!r} must be a list of tasks, got {data[key]!r}"[:300])
     stages = []
     for item in data["stages"] or []:
         item = {"task": item} if isinstance(item, str) else item
@@ -68,24 +73,37 @@ def parse_sequence(data: dict, source: str) -> Sequence:
     if not stages:
         raise UserError(f"sequence file {source!r} has an empty 'stages' list; name at least one task")
     eval_only = [str(t) for t in data.get("eval_only") or []]
+    _check_eval_only(eval_only, [s.task for s in stages], source)
+    declared = data.get("tasks") or {}
+    if not isinstance(declared, dict):
+        raise UserError(f"sequence file {source!r}: 'tasks' must map task names to declarations, got {declared!r}")
     name = str(data.get("name", Path(source).stem))
     check_run_name(name, f"sequence file {source!r}: name")  # it becomes part of the run folder's name
-    return Sequence(name, stages, eval_only, str(data.get("description", "")), source)
+    return Sequence(name, stages, eval_only, str(data.get("description", "")), source, declared)
+
+
+def _check_eval_only(eval_only: list[str], staged: list[str], source: str) -> None:
+    """A task is trained or held out, not both: its eval-only rows would silently vanish."""
+    both = [t for t in eval_only if t in staged]
+    if both:
+        raise UserError(
+            f"sequence file {source!r}: task {both[0]!r} is both a stage and eval-only; "
+            "eval-only tasks measure what fine-tuning forgets, so they must never be trained"
+        )
+    repeated = [t for t in eval_only if eval_only.count(t) > 1]
+    if repeated:
+        raise UserError(f"sequence file {source!r}: eval-only task {repeated[0]!r} is listed more than once")
 
 
 def load_sequence(name_or_path: str) -> Sequence:
     """A registered sequence by name, or a YAML file by path."""
     path = Path(name_or_path)
     if name_or_path not in SEQUENCES and path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"sequence file {name_or_path!r} does not exist")
     else:
         path = SEQUENCES.get(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"cannot read sequence file {str(path)!r}: {e}") from None
-    return parse_sequence(data, str(path))
+    return parse_sequence(load_yaml_file(path, "sequence file"), str(path))
 
 
 for _file in sorted(_HERE.glob("*.yaml")):

@@ -271,6 +271,15 @@ def test_merge_pools_seeds_across_runs(tmp_path, capsys):
     assert (out / "leaderboard.html").is_file() and (out / "leaderboard.md").is_file()
 
 
+def test_merge_accepts_a_run_from_before_eval_splits(tmp_path):
+    runs = split_runs(tmp_path)
+    config_path = Path(runs[1]) / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    del config["eval"]["splits"]  # written before the option existed: it scored test only
+    config_path.write_text(yaml.safe_dump(config))
+    assert leaderboard.main([*runs, "--out", str(tmp_path / "merged"), "--no-plots"]) == 0
+
+
 def test_merge_refuses_a_different_stage_order(tmp_path, capsys):
     runs = split_runs(tmp_path)
     csv = Path(runs[1]) / rundir.LONG_CSV

@@ -80,3 +80,17 @@ def test_rows_carry_ece():
     tracker = make_tracker(["head", "zs"])
     rows = tracker.evaluate(MeanColour(), {}, stage=0)
     assert all(0.0 <= r["ece"] <= 100.0 for r in rows)
+
+
+def test_val_split_rows_are_scored_apart_and_leave_test_rows_unchanged():
+    """eval.splits [test, val]: every kind also on the val split, labelled split=val."""
+    plain = make_tracker(["head", "lp", "zs"])
+    with_val = make_tracker(["head", "lp", "zs"])
+    with_val.cfg = EvalConfig(kinds=["head", "lp", "zs"], splits=["test", "val"])
+    es = with_val.sets["rgb"]
+    flipped = colour_task(30)  # val labels shifted by one class: every kind scores 0 there
+    es.val_images, es.val_labels = flipped.test.images, (flipped.test.labels + 1) % 3
+    rows = with_val.evaluate(MeanColour(), {}, stage=0)
+    test_rows = [r for r in rows if r["split"] == "test"]
+    assert test_rows == plain.evaluate(MeanColour(), {}, stage=0)
+    assert {r["kind"]: r["accuracy"] for r in rows if r["split"] == "val"} == {"head": 0.0, "lp": 0.0, "zs": 0.0}

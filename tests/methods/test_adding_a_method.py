@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-import types
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -14,15 +14,19 @@ import torch
 from methods_testkit import Spy, encoder_change, extra_loss, micro_setup, run
 
 from benchmark.errors import UserError
+from benchmark.run.plugins import load_plugins, module_name_for
 from methods import METHODS, Method, build_method, register_method
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "adding_a_method.md"
 
 
+TOY = f"toy_l1sp_{uuid.uuid4().hex[:8]}"  # a name no user or other test has
+
+
 def register_toy_l1sp() -> type:
     """The doc's L1-SP, defined and registered here (not at import: test_base would run it)."""
 
-    @register_method("toy_l1sp")
+    @register_method(TOY)
     class ToyL1SP(Method):
         """Fine-tuning + beta * l1 distance of the image-encoder weights to the stage's start."""
 
@@ -56,35 +60,65 @@ def register_toy_l1sp() -> type:
 def test_a_toy_regulariser_registers_runs_and_unregisters():
     cls = register_toy_l1sp()
     try:
-        assert "toy_l1sp" in METHODS.names()
-        assert METHODS.get("toy_l1sp").describe().startswith("Fine-tuning + beta * l1 distance")
+        assert TOY in METHODS.names()
+        assert METHODS.get(TOY).describe().startswith("Fine-tuning + beta * l1 distance")
         with pytest.raises(UserError, match="must be >= 0"):
-            build_method("toy_l1sp", {"toy_l1sp": {"beta": -1}})
+            build_method(TOY, {TOY: {"beta": -1}})
         with pytest.raises(UserError, match="freezes the image encoder"):
-            build_method("linear_probe+toy_l1sp", {})
+            build_method(f"linear_probe+{TOY}", {})
 
         added: dict[int, list[float]] = {1: [], 2: []}
         spy = Spy(before_backward=lambda s: added[s.stage_index].append(extra_loss(s)))
         setup = micro_setup()
-        result, plugins = run(setup, "toy_l1sp+replay", {"toy_l1sp": {"beta": 0.01}}, spies=(spy,))
+        result, plugins = run(setup, f"{TOY}+replay", {TOY: {"beta": 0.01}}, spies=(spy,))
         assert isinstance(plugins[0], cls) and plugins[0].params.beta == 0.01
         assert [a[0] for a in added.values()] == [0.0, 0.0]  # each stage starts at its anchor
         assert all(a[-1] > 0 for a in added.values())  # and the penalty grows as the encoder moves
         assert encoder_change(setup.tracker.encoders[0], setup.tracker.encoders[2]) > 0
     finally:
-        METHODS.unregister("toy_l1sp")
-    assert "toy_l1sp" not in METHODS.names()
+        if TOY in METHODS and METHODS.get(TOY) is cls:
+            METHODS.unregister(TOY)
+    assert TOY not in METHODS.names()
 
 
-def test_the_docs_example_registers_as_written():
+def run_the_docs_example(folder: Path) -> str:
+    """Follow the doc: its file in a folder of its own, loaded by --plugins' loader, under a
+    fresh name (so a user's own ``l1sp`` is never replaced, nor removed by the cleanup)."""
     block = re.search(r"## 2\. The file.*?```python\n(.*?)```", DOC.read_text(), re.S).group(1)
-    module = types.ModuleType("l1sp_doc_example")  # dataclasses look their module up by name
-    sys.modules[module.__name__] = module
+    assert 'register_method("l1sp")' in block
+    name = f"docs_l1sp_{uuid.uuid4().hex[:8]}"
+    path = folder / "l1sp.py"
+    path.write_text(block.replace('register_method("l1sp")', f'register_method("{name}")'))
     try:
-        exec(compile(block, str(DOC), "exec"), module.__dict__)
-        assert METHODS.get("l1sp") is module.L1SP
-        (method,) = build_method("l1sp", {"l1sp": {"beta": 0.5}})
+        (module,) = load_plugins([str(path)])
+        assert METHODS.get(name) is module.L1SP
+        (method,) = build_method(name, {name: {"beta": 0.5}})
         assert method.params.beta == 0.5
     finally:
-        METHODS.unregister("l1sp")
-        del sys.modules[module.__name__]
+        if name in METHODS and METHODS.get(name).__module__ == module_name_for(path.resolve()):
+            METHODS.unregister(name)  # only what this test registered
+        sys.modules.pop(module_name_for(path.resolve()), None)
+    return name
+
+
+def test_the_docs_example_registers_as_written(tmp_path):
+    name = run_the_docs_example(tmp_path)
+    assert name not in METHODS
+
+
+def test_a_users_l1sp_survives_the_docs_test(tmp_path):
+    """A user who followed the doc has an ``l1sp`` registered: the doc's test leaves it alone."""
+
+    class UsersL1SP(Method):
+        """A user's method of the doc's name."""
+
+    ours = "l1sp" not in METHODS
+    if ours:
+        register_method("l1sp")(UsersL1SP)
+    try:
+        users = METHODS.get("l1sp")
+        run_the_docs_example(tmp_path)
+        assert METHODS.get("l1sp") is users
+    finally:
+        if ours:
+            METHODS.unregister("l1sp")

@@ -107,3 +107,189 @@ def test_reference_copy_matches_the_training_encoder_at_step_zero():
     assert float(ldifs_distance(live.take(), frozen.take(), live.taps).detach()) < 1e-7  # float rounding only
     after = {k: v for k, v in ref.state_dict().items() if "running" in k}
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# ---------------------------------------------------------------- speed paths (issue: LDIFS near FT cost)
+
+
+def tiny_vit(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return open_clip.CLIP(
+        embed_dim=8,
+        vision_cfg={"image_size": 16, "patch_size": 8, "width": 16, "layers": 4, "head_width": 8},
+        text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2, "layers": 1},
+    ).visual
+
+
+def tiny_resnet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return open_clip.CLIP(
+        embed_dim=8,
+        vision_cfg={"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 8},
+        text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2, "layers": 1},
+    ).visual
+
+
+class FakeStrategy:
+    """What LDIFS's hooks read of the engine: the model, batch, loss, loader, config, device."""
+
+    def __init__(self, visual, device="cpu", augment="none", n=12, batch=5, size=16, epochs=2, amp=False) -> None:
+        from types import SimpleNamespace
+
+        from benchmark.training.engine import DeviceBatchLoader
+
+        self.device = torch.device(device)
+        self.model = SimpleNamespace(visual=visual.to(self.device))
+        self.cfg = SimpleNamespace(augment=augment)
+        self.train_epochs = epochs
+        self.amp = amp
+        g = torch.Generator().manual_seed(1)
+        images = torch.randn(n, 3, size, size, generator=g).to(self.device)
+        tensors = [images, torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)]
+        self.dataloader = DeviceBatchLoader(tensors, batch, torch.Generator().manual_seed(2), 0)
+
+    def autocast(self):
+        from benchmark.models.preprocess import bf16_autocast
+
+        return bf16_autocast(self.device, self.amp)
+
+
+def run_hooks(
+    hparams: dict, device: str = "cpu", epochs: int = 2, amp: bool = False
+) -> tuple[list[float], list[list[torch.Tensor]], object]:
+    """LDIFS's hooks over ``epochs`` passes of a small loader: per step, the penalty and the
+    gradient it gives the trained tower (no optimiser step, so only the reference path differs)."""
+    from benchmark.training.method import build_params
+    from methods.ldifs import LDIFS
+
+    method = LDIFS(build_params(LDIFS, hparams))
+    visual = tiny_vit()
+    strategy = FakeStrategy(visual, device, amp=amp)
+    method.before_training_exp(strategy)
+    with torch.no_grad():  # move the trained tower away from the reference: a non-zero penalty
+        for p in visual.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    penalties, grads = [], []
+    for _ in range(epochs):
+        for batch in strategy.dataloader:
+            strategy.mb_x = batch[0]
+            method.before_forward(strategy)
+            visual(strategy.mb_x)
+            strategy.loss = torch.zeros((), device=strategy.device)
+            method.before_backward(strategy)
+            visual.zero_grad(set_to_none=True)
+            strategy.loss.backward()
+            penalties.append(float(method.last_distance.detach()))
+            grads.append([p.grad.detach().cpu().clone() for p in visual.parameters() if p.grad is not None])
+    method.after_training_exp(strategy)
+    return penalties, grads, method
+
+
+def assert_same(a, b, rtol=1e-5, atol=1e-7):
+    (pa, ga, _), (pb, gb, _) = a, b
+    assert len(pa) == len(pb) and all(x > 0 for x in pa)
+    assert pa == pytest.approx(pb, rel=rtol, abs=atol)
+    for step_a, step_b in zip(ga, gb):
+        assert len(step_a) == len(step_b)
+        for x, y in zip(step_a, step_b):
+            torch.testing.assert_close(x, y, rtol=rtol, atol=atol)
+
+
+def test_reference_stream_gives_the_plain_penalty_and_gradient():
+    assert_same(run_hooks({"reference_stream": True}), run_hooks({}))
+
+
+def test_cuda_graph_off_cuda_warns_and_gives_the_plain_numbers():
+    with pytest.warns(UserWarning, match="cuda_graph needs CUDA"):
+        graph = run_hooks({"cuda_graph": True})
+    assert_same(graph, run_hooks({}))
+
+
+@pytest.mark.parametrize("mode", ["on", "auto"])
+def test_reused_taps_give_the_plain_penalty_and_gradient(mode, monkeypatch):
+    from methods.ldifs import LDIFS
+
+    calls = []
+    plain = run_hooks({})
+    original = LDIFS.before_training_exp
+
+    def count_reference_passes(self, strategy, **kw):
+        original(self, strategy, **kw)
+        self.reference.register_forward_hook(lambda *a: calls.append(1))
+
+    monkeypatch.setattr(LDIFS, "before_training_exp", count_reference_passes)
+    reused = run_hooks({"reuse_reference_taps": mode})
+    assert_same(reused, plain)
+    assert reused[2].reuse_tier == "device"
+    assert len(calls) == 3  # epoch 1's three batches only: epoch 2 reads the stored taps
+
+
+def test_every_speed_path_at_once_gives_the_plain_numbers():
+    assert_same(run_hooks({"reference_stream": True, "reuse_reference_taps": "on"}, epochs=3), run_hooks({}, epochs=3))
+
+
+def test_reuse_refuses_augmentation_and_batchnorm_towers():
+    from benchmark.errors import UserError
+    from benchmark.training.method import build_params
+    from methods.ldifs import LDIFS
+
+    on = LDIFS(build_params(LDIFS, {"reuse_reference_taps": "on"}))
+    with pytest.raises(UserError, match="train.augment=randcrop"):
+        on.before_training_exp(FakeStrategy(tiny_vit(), augment="randcrop"))
+    with pytest.raises(UserError, match="BatchNorm"):
+        on.before_training_exp(FakeStrategy(tiny_resnet(), size=32))
+    auto = LDIFS(build_params(LDIFS, {"reuse_reference_taps": "auto"}))
+    auto.before_training_exp(FakeStrategy(tiny_resnet(), size=32))  # auto: silently recomputes
+    assert auto._cache is None and auto.reuse_tier == "recompute"
+    with pytest.raises(UserError, match="reuse_reference_taps='sometimes'"):
+        build_params(LDIFS, {"reuse_reference_taps": "sometimes"})
+
+
+def test_reuse_through_the_engine_trains_like_the_plain_path():
+    """Two 2-epoch stages of the real scheduler and engine: the same encoders with and without reuse."""
+    from methods_testkit import Spy, micro_setup, run
+
+    from methods.ldifs import LDIFS
+    from tasks.sequences import Sequence, Stage
+
+    encoders, passes = {}, {"off": [], "on": []}
+    for mode in ("off", "on"):
+
+        def count_reference_passes(strategy, mode=mode):
+            ldifs = next(p for p in strategy.plugins if isinstance(p, LDIFS))
+            ldifs.reference.register_forward_hook(lambda *a: passes[mode].append(1))
+
+        setup = micro_setup("vit")
+        setup.sequence = Sequence("micro-methods", [Stage("alpha", 2), Stage("beta", 2)])
+        spy = Spy(before_training_exp=count_reference_passes)
+        result, plugins = run(setup, "ldifs", {"ldifs": {"reuse_reference_taps": mode}}, spies=(spy,))
+        assert result.status == "ok"
+        encoders[mode] = setup.tracker.encoders[2]
+        assert plugins[0].reuse_tier == (None if mode == "off" else "device")
+    assert (len(passes["off"]), len(passes["on"])) == (8, 4)  # 2 stages x 2 epochs x 2 steps; reuse: epoch 1 only
+    for k, v in encoders["off"].items():
+        torch.testing.assert_close(encoders["on"][k], v, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(
+    "hparams",
+    [
+        {"reference_stream": True},
+        {"cuda_graph": True},
+        {"reuse_reference_taps": "on"},
+        {"reference_stream": True, "cuda_graph": True, "reuse_reference_taps": "on"},
+    ],
+)
+def test_speed_paths_on_cuda_give_the_plain_numbers(hparams):
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 on both paths: differences are rounding only
+    torch.backends.cudnn.allow_tf32 = False
+    assert_same(run_hooks(hparams, "cuda", epochs=3), run_hooks({}, "cuda", epochs=3), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_speed_paths_under_bf16_autocast_give_the_plain_numbers():
+    both = {"reference_stream": True, "cuda_graph": True, "reuse_reference_taps": "on"}
+    assert_same(run_hooks(both, "cuda", 3, amp=True), run_hooks({}, "cuda", 3, amp=True), rtol=2e-2, atol=1e-4)

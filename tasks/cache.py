@@ -1,0 +1,311 @@
+"""The decoded-image cache: a dataset split is decoded once, then mapped from disk by every run.
+
+An entry is one folder ``<cache>/<task>-<role>-<size>px-<key>/`` holding ``images.npy``
+(uint8 [N, 3, size, size], numpy's .npy format so ``np.load(mmap_mode="r")`` maps it),
+``labels.npy`` (int64 [N]) and ``meta.json`` (what it holds and the key's ingredients). The key
+hashes the task name, the split's role, the stored resolution, a fingerprint of the source
+files (their paths, sizes and mtimes) and the source positions decoded, so a changed source
+gets a new entry and a stale one is never used.
+
+Safety: the decode writes into ``<entry>.tmp-<pid>`` and renames it into place when complete,
+so an interrupted decode leaves nothing a later run trusts; an ``fcntl`` lock per entry makes a
+second process wait for the first one's decode and then map its result (N processes on a box
+share one copy through the page cache). Every completed decode appends one line to
+``<cache>/builds.log``.
+
+Readers never load a whole split: ``MappedImages`` is a lazy [N, 3, H, W] view whose batches
+are gathered on demand (``gather``), so resident memory stays bounded by the batch, not the
+dataset (see docs in README, "Decoded-image cache").
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from benchmark.errors import UserError
+
+CACHE_ENV = "LDIFS_BENCH_CACHE"
+FORMAT_VERSION = 1  # bump when the entry layout or the decoding changes
+# Free space kept on the cache's disk beyond an entry's size (logs, other writers).
+DISK_MARGIN_BYTES = 256 * 2**20
+
+
+def default_cache_dir(suite_cache: str = "") -> Path:
+    """``<suite cache>/data``: the suite cache is model.cache_dir, $LDIFS_BENCH_CACHE or ~/.cache/ldifs-bench."""
+    root = suite_cache or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ldifs-bench"
+    return Path(root) / "data"
+
+
+def resolve_cache_dir(setting: str, suite_cache: str = "") -> Optional[Path]:
+    """The ``data_cache`` setting as a folder: '' is the default, 'none' disables (None)."""
+    if setting.strip().lower() == "none":
+        return None
+    return Path(setting) if setting else default_cache_dir(suite_cache)
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+
+def fingerprint_files(paths: Iterable[Union[str, Path]]) -> str:
+    """A hash of each file's path, size and mtime: changes when any file is added, removed or rewritten."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+            continue
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def hash_of(lines: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+
+
+def files_under(folder: Union[str, Path]) -> list[str]:
+    """Every file below ``folder`` (or the file itself), in a stable order."""
+    folder = str(folder)
+    if os.path.isfile(folder):
+        return [folder]
+    found = []
+    for parent, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [os.path.join(parent, f) for f in sorted(files)]
+    return found
+
+
+# ----------------------------------------------------------------------------- lazy images
+
+
+class MappedImages:
+    """uint8 [N, 3, H, W] images that stay on disk: chosen rows of a decoded .npy file.
+
+    Indexing with an int gives one image tensor; with a tensor of positions, another lazy
+    view (so ``Split.subset`` costs nothing); ``gather`` and ``batches`` read rows into memory.
+    Rows are read with ``pread`` straight into the (pinned) batch buffer rather than through
+    a mapping: the page cache still shares one copy between processes, and a process's
+    resident memory holds its batches only, never the pages of the file it has read.
+    Pickles as (file, positions): a checkpoint never copies the dataset.
+    """
+
+    dtype = torch.uint8
+    ndim = 4
+
+    def __init__(self, path: Union[str, Path], positions: Optional[np.ndarray] = None) -> None:
+        self.path = str(path)
+        header = np.load(self.path, mmap_mode="r")  # reads the .npy header only
+        self.row_shape = tuple(header.shape[1:])
+        self.row_bytes = int(np.prod(self.row_shape))
+        self.offset = int(header.offset)
+        count = int(header.shape[0])
+        del header
+        self.positions = np.arange(count, dtype=np.int64) if positions is None else np.asarray(positions, np.int64)
+        self._fd: Optional[tuple[int, int]] = None  # (pid, descriptor): reopened after a fork
+
+    def __reduce__(self):
+        return (MappedImages, (self.path, self.positions))
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._fd[0] == os.getpid():
+            os.close(self._fd[1])
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._fd[0] != os.getpid():
+            self._fd = (os.getpid(), os.open(self.path, os.O_RDONLY))
+        return self._fd[1]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.positions), *self.row_shape))
+
+    def size(self, dim: Optional[int] = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def __getitem__(self, index: Any) -> Union[torch.Tensor, MappedImages]:
+        if isinstance(index, (int, np.integer)):
+            return self.gather(np.asarray([index]))[0]
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        return MappedImages(self.path, self.positions[index])
+
+    def gather(self, index: Union[torch.Tensor, np.ndarray, slice], pin: bool = False) -> torch.Tensor:
+        """The chosen rows as one uint8 tensor (pinned for an asynchronous copy when ``pin``)."""
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        rows = self.positions[index]
+        out = torch.empty((len(rows), *self.row_shape), dtype=torch.uint8, pin_memory=pin)
+        flat = out.numpy().reshape(len(rows), self.row_bytes)
+        fd, start = self._descriptor(), 0
+        while start < len(rows):  # one read per run of consecutive rows
+            end = start + 1
+            while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                end += 1
+            want = (end - start) * self.row_bytes
+            got = os.preadv(fd, [flat[start:end]], self.offset + int(rows[start]) * self.row_bytes)
+            if got != want:
+                raise UserError(f"decoded-image cache file {self.path} is truncated; delete its folder to rebuild it")
+            start = end
+        return out
+
+    def batches(self, size: int, pin: bool = False) -> Iterator[torch.Tensor]:
+        """Consecutive batches of ``size`` rows, in order (what ``Tensor.split`` gives in memory)."""
+        for start in range(0, len(self), size):
+            yield self.gather(slice(start, start + size), pin)
+
+    def split(self, size: int) -> Iterator[torch.Tensor]:
+        return self.batches(size)
+
+    def materialize(self) -> torch.Tensor:
+        return self.gather(slice(None))
+
+
+class RowWriter:
+    """Rows of a .npy image file written with ``pwrite``: ``writer[i] = image`` or
+    ``writer[a:b] = images``. Unlike a writable mapping, writing a dataset larger than memory
+    leaves no dirty pages counted in the decoding process's resident memory."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        header = np.load(path, mmap_mode="r")
+        self.count, self.row_shape = int(header.shape[0]), tuple(header.shape[1:])
+        self.row_bytes, self.offset = int(np.prod(self.row_shape)), int(header.offset)
+        del header
+        self.fd = os.open(path, os.O_WRONLY)
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.fsync(self.fd)  # complete on disk before the entry is renamed into place
+        os.close(self.fd)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __setitem__(self, index: Union[int, slice], value: np.ndarray) -> None:
+        start = (index.start or 0) if isinstance(index, slice) else int(index)
+        data = np.ascontiguousarray(value, dtype=np.uint8)
+        if data.size % self.row_bytes or start + data.size // self.row_bytes > self.count:
+            raise ValueError(f"rows of {self.row_shape} at {start} do not fit {self.count} rows")
+        os.pwrite(self.fd, memoryview(data).cast("B"), self.offset + start * self.row_bytes)
+
+
+def batches(images: Union[torch.Tensor, MappedImages], size: int, pin: bool = False) -> Iterable[torch.Tensor]:
+    """Consecutive batches of an image tensor, gathered from disk when the images are mapped."""
+    if isinstance(images, MappedImages):
+        return images.batches(size, pin)
+    return images.split(size)
+
+
+# ----------------------------------------------------------------------------- entries
+
+
+def entry_key(parts: dict[str, Any]) -> str:
+    text = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def positions_key(positions: np.ndarray, n: int) -> str:
+    """'all' when every source image is kept, else a hash of the positions."""
+    if len(positions) == n:
+        return "all"
+    return hashlib.sha256(np.ascontiguousarray(positions, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive ``fcntl`` lock: a second process blocks here until the first is done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def is_complete(entry: Path, key: str) -> bool:
+    """Trust an entry only when its meta.json (written last, before the rename) names this key."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("key") == key and (entry / "images.npy").is_file() and (entry / "labels.npy").is_file()
+
+
+def check_disk_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, before decoding, an entry that would not fit on the cache's disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if needed + DISK_MARGIN_BYTES > free:
+        raise UserError(
+            f"decoded-image cache {folder}: {what} needs {needed / 2**30:.2f} GiB but only "
+            f"{free / 2**30:.2f} GiB are free; free space there, point --data-cache at a larger disk, "
+            "or set --data-cache none (decode into memory, with its budget)"
+        )
+
+
+def cached_arrays(
+    cache: Path, name: str, parts: dict[str, Any], count: int, image_size: int, fill, what: str
+) -> tuple[MappedImages, torch.Tensor]:
+    """Map the entry for ``parts``; build it first (once, under a lock) when it is missing.
+
+    ``fill(images, labels)`` decodes ``count`` images into ``images`` (a RowWriter: assign rows
+    by index or slice) and ``labels`` (an int64 array).
+    """
+    key = entry_key(parts)
+    entry = cache / f"{name}-{key}"
+    if not is_complete(entry, key):
+        with file_lock(cache / f"{name}-{key}.lock"):
+            if not is_complete(entry, key):  # another process may have built it meanwhile
+                _build(cache, entry, key, parts, count, image_size, fill, what)
+    return MappedImages(entry / "images.npy"), torch.from_numpy(np.load(entry / "labels.npy"))
+
+
+def _build(cache: Path, entry: Path, key: str, parts: dict, count: int, size: int, fill, what: str) -> None:
+    for stale in cache.glob(f"{entry.name}.tmp-*"):  # an interrupted decode: never trusted, removed
+        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(entry, ignore_errors=True)  # an incomplete or foreign leftover under this name
+    check_disk_space(cache, count * 3 * size * size + count * 8, f"{what} ({count:,} images at {size}x{size})")
+    tmp = cache / f"{entry.name}.tmp-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    started = time.time()
+    try:
+        # the header and the file's size, written without touching its pages
+        header = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
+        del header
+        labels = np.zeros(count, dtype=np.int64)
+        with RowWriter(tmp / "images.npy") as images:
+            fill(images, labels)
+        np.save(tmp / "labels.npy", labels)
+        meta = {"key": key, "what": what, "count": count, "image_size": size, **parts}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, entry)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    with open(cache / "builds.log", "a") as log:
+        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {entry.name} {count} images {time.time() - started:.1f}s\n")
+
+
+def build_count(cache: Path) -> int:
+    """How many entries were decoded into ``cache`` (lines of builds.log)."""
+    try:
+        return len((cache / "builds.log").read_text().splitlines())
+    except OSError:
+        return 0

@@ -1,0 +1,155 @@
+"""Sweeps end to end on the micro sequence: parallel cells, resume per cell, shards, a SIGKILLed
+cell, selection on val that test numbers cannot move, and bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from benchmark.run.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+# conftest's MICRO config (one thread: cells are byte-reproducible), as a sweep base
+MICRO_BASE = {
+    "sequence": "micro",
+    "threads": 1,
+    "device": "cpu",
+    "model": {"name": "tiny-rn", "pretrained": "suite", "pretrain": {"images": 256, "epochs": 1, "batch_size": 64}},
+    "train": {"lr": 1.0e-3, "batch_size": 32, "warmup_steps": 2, "train_limit": 64},
+    "eval": {"lp_train_limit": 64, "test_limit": 48, "lp_max_iter": 20},
+}
+GRID = {"seeds": [0, 1], "hparams.l2sp.alpha": [0.01, 100.0]}
+
+
+def write_sweep(folder: Path, cache: str, results: Path, **extra) -> Path:
+    base = {**MICRO_BASE, "methods": ["l2sp"], "results_dir": str(results)}
+    base["model"] = {**MICRO_BASE["model"], "cache_dir": cache}
+    doc = {"name": "grid", "base": base, "grid": GRID, "select": "val_last_head", **extra}
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def sweep(path: Path, *flags: str) -> int:
+    return main(["--sweep", str(path), "-q", *flags])
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory, model_cache):
+    """The 2 x 2 grid, run once with two local workers."""
+    folder = tmp_path_factory.mktemp("sweep")
+    path = write_sweep(folder, model_cache, folder / "results")
+    assert sweep(path, "--workers", "2") == 0
+    return path, folder / "results" / "grid"
+
+
+def test_grid_runs_every_cell_and_merges(grid, capsys):
+    _, out = grid
+    cells = sorted(p.name for p in (out / "cells").iterdir() if not p.name.startswith("."))
+    assert len(cells) == 4
+    status = yaml.safe_load((out / "sweep.json").read_text())
+    assert [c["status"] for c in status["cells"]] == ["complete"] * 4
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert list(board["base_method"]) == ["l2sp"] and board["setting"][0] in ("l2sp.alpha=0.01", "l2sp.alpha=100")
+    merged = pd.read_csv(out / "accuracy_long.csv")
+    assert set(merged["split"]) == {"test", "val"} and set(merged["seed"]) == {0, 1}
+    assert set(merged["method"]) == {"l2sp[l2sp.alpha=0.01]", "l2sp[l2sp.alpha=100]"}
+    summary = pd.read_csv(out / "summary.csv")  # reports over every setting, test rows only
+    assert set(summary["method"]) == set(merged["method"])
+    selection = pd.read_csv(out / "selection.csv")
+    assert len(selection) == 2 and selection["selected"].sum() == 1
+    chosen = yaml.safe_load((out / "selected_config.yaml").read_text())
+    assert chosen["methods"] == ["l2sp"] and chosen["hparams"]["l2sp"]["alpha"] in (0.01, 100.0)
+
+
+def test_rerun_runs_only_missing_cells(grid, capsys):
+    path, out = grid
+    before = (out / "accuracy_long.csv").read_bytes()
+    capsys.readouterr()
+    assert sweep(path) == 0
+    assert "running 0" in capsys.readouterr().out
+    victim = sorted((out / "cells").glob("[0-9a-f]*"))[0]
+    shutil.rmtree(victim)
+    assert sweep(path) == 0
+    assert "3 already complete, running 1" in capsys.readouterr().out
+    assert victim.is_dir() and (out / "accuracy_long.csv").read_bytes() == before
+
+
+def test_shards_merge_to_the_unsharded_csv(grid, tmp_path, capsys):
+    path, out = grid
+    results = tmp_path / "sharded"
+    assert sweep(path, "--results-dir", str(results), "--shard", "1/2") == 0
+    assert sweep(path, "--results-dir", str(results), "--merge-only") == 0
+    assert "missing:" in capsys.readouterr().out  # a partial merge lists the cells it lacks
+    assert sweep(path, "--results-dir", str(results), "--shard", "2/2") == 0
+    assert (results / "grid" / "accuracy_long.csv").read_bytes() == (out / "accuracy_long.csv").read_bytes()
+
+
+def test_killed_cell_resumes_from_its_stage_checkpoint(grid, tmp_path):
+    path, out = grid
+    results = tmp_path / "killed"
+    command = [sys.executable, "run_benchmark.py", "--sweep", str(path), "-q", "--shard", "1/4"]
+    proc = subprocess.Popen([*command, "--results-dir", str(results)], cwd=REPO, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((results / "grid" / "cells").glob(".*.partial/checkpoints/*.pt")) and proc.poll() is None:
+        assert time.time() < deadline, "no stage checkpoint appeared"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # after stage 1's checkpoint, during stage 2
+    proc.wait()
+    (key,) = [p.name[1:-8] for p in (results / "grid" / "cells").glob(".*.partial")]
+    assert sweep(path, "--results-dir", str(results), "--shard", "1/4") == 0
+    cell = results / "grid" / "cells" / key
+    assert "resuming after stage 1" in (cell / "run.log").read_text()
+    assert (cell / "accuracy_long.csv").read_bytes() == (out / "cells" / key / "accuracy_long.csv").read_bytes()
+
+
+def test_poisoned_test_numbers_do_not_change_the_choice(grid, tmp_path):
+    """Test rows rigged to favour the losing setting (100% vs 0%) leave the choice as it was."""
+    path, out = grid
+    copy = tmp_path / "poisoned"
+    shutil.copytree(out.parent, copy)
+    original = pd.read_csv(out / "selection.csv").set_index("method")
+    winner = original.index[original["selected"]][0]
+    for csv in (copy / "grid" / "cells").glob("*/accuracy_long.csv"):
+        df = pd.read_csv(csv)
+        alpha = yaml.safe_load((csv.parent / "config.yaml").read_text())["hparams"]["l2sp"]["alpha"]
+        is_winner = f"alpha={alpha:g}]" in winner
+        df.loc[(df["split"] == "test") & (df["stage"] > 0), "accuracy"] = 0.0 if is_winner else 100.0
+        df.to_csv(csv, index=False)
+    assert sweep(path, "--results-dir", str(copy), "--merge-only") == 0
+    poisoned = pd.read_csv(copy / "grid" / "selection.csv").set_index("method")
+    assert poisoned["selected"].equals(original["selected"])
+    assert poisoned.loc[winner, "test_last_head"] == 0.0  # the poison did reach the test numbers
+    assert pd.read_csv(copy / "grid" / "leaderboard.csv")["method"].tolist() == [winner]
+
+
+@pytest.mark.parametrize(
+    "change, flags, message",
+    [
+        ({"grid": {"train.lrr": [1.0]}}, [], "unknown config key 'train.lrr'"),
+        ({"grid": {"seeds": []}}, [], "non-empty list"),
+        ({"grid": {"train.lr": ["fast"]}}, [], "train.lr: expected a number"),
+        ({"grid": {"hparams.l2sp.alpha": ["strong"]}}, [], "hparams.l2sp.alpha"),
+        ({}, ["--launcher", "pbs"], "unknown launcher 'pbs'"),
+        ({}, ["--shard", "3/2"], "--shard '3/2'"),
+        ({"select": "val_best_guess"}, [], "unknown select criterion 'val_best_guess'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, model_cache, capsys, change, flags, message):
+    results = tmp_path / "results"
+    path = write_sweep(tmp_path, model_cache, results)
+    doc = {**yaml.safe_load(path.read_text()), **change}
+    path.write_text(yaml.safe_dump(doc))
+    assert sweep(path, *flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not results.exists()
