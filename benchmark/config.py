@@ -57,6 +57,14 @@ class TrainConfig:
     head_init: Literal["zeroshot", "lp"] = "zeroshot"
     train_limit: Optional[int] = None  # fine-tune on at most this many images per task
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA
+    # Train augmentation: "rrc" = open_clip's train transform, RandomResizedCrop with scale
+    # (0.9, 1.0), per-sample boxes resized on the device in one batched call; "none" = the
+    # whole image (the suite's default; the paper preset uses rrc as the authors do).
+    augment: Literal["none", "rrc"] = "none"
+    # The device resize kernel (training and evaluation inputs whose size differs from the
+    # model's): torch_bicubic (a=-0.75, unclamped; the default, so earlier numbers hold) or
+    # pil_bicubic (PIL's, as CLIP's preprocessing; 32 -> 224 px inputs differ by 3.9%).
+    resize: Literal["torch_bicubic", "pil_bicubic"] = "torch_bicubic"
 
 
 @dataclass
@@ -72,6 +80,13 @@ class EvalConfig:
     # Which splits are scored: "test" (the reported numbers) and "val" (the validation split
     # the authors keep aside, 10% of train; sweeps tune on it, never on test).
     splits: list[Literal["test", "val"]] = field(default_factory=lambda: ["test"])
+    # Which linear probe scores `lp` (and LP-init heads, and the linear_probe method):
+    # "fast" = L-BFGS above on the probe split, no selection (the suite's default, seconds);
+    # "authors" = the LDIFS authors' AdamW probe, lr chosen on the validation split, refit
+    # on train + validation (docs/protocol.md "Linear probe").
+    probe: Literal["fast", "authors"] = "fast"
+    probe_lrs: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])  # authors' grid
+    probe_steps: int = 1000  # full-batch AdamW steps of the authors' probe
 
 
 @dataclass
@@ -404,6 +419,13 @@ def validate(cfg: RunConfig) -> None:
         ("model.pretrain.seed", cfg.model.pretrain.seed, 0 <= cfg.model.pretrain.seed < 2**32, "must be in [0, 2**32)"),
         ("eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1, "must be >= 1"),
         ("eval.lp_max_iter", cfg.eval.lp_max_iter, cfg.eval.lp_max_iter >= 1, "must be >= 1"),
+        ("eval.probe_steps", cfg.eval.probe_steps, cfg.eval.probe_steps >= 1, "must be >= 1"),
+        (
+            "eval.probe_lrs",
+            cfg.eval.probe_lrs,
+            len(cfg.eval.probe_lrs) >= 1 and min(cfg.eval.probe_lrs) > 0,
+            "must list at least one learning rate, all > 0",
+        ),
         ("model.pretrain.epochs", cfg.model.pretrain.epochs, cfg.model.pretrain.epochs >= 1, "must be >= 1"),
         ("model.pretrain.images", cfg.model.pretrain.images, cfg.model.pretrain.images >= 2, "must be >= 2"),
         (

@@ -5,19 +5,24 @@ from benchmark.training.method import Method, register_method
 
 @register_method("linear_probe")
 class LinearProbe(Method):
-    """Only the heads train (encoder frozen): the no-forgetting floor of adaptation.
+    """A converged linear probe per task on the frozen encoder: the no-forgetting floor of adaptation.
 
     With the encoder untouched, every other task keeps its pre-trained linear-probe and
     zero-shot accuracy, so this bounds what any method can retain while still adapting.
     The scheduler takes the encoder's parameters out of the optimiser (``freeze_encoder``);
     this plugin also keeps the encoder in eval mode during training, since a frozen
     ResNet tower in train mode would still drift through its BatchNorm running statistics.
-    Composition with methods that only act on the encoder (ldifs, l2sp, ewc, ...) is
+    Each task's head is the tracker's probe (``eval.probe``: L-BFGS, or the authors' AdamW
+    with its lr chosen on validation) fitted on the frozen features after the stage
+    (``probe_head``), so it equals the tracker's ``lp`` accuracy on that task; the stage's
+    optimiser steps (lr 1e-5 in the paper preset) would leave a zero-shot-initialised head
+    almost where it started. Composition with methods that only act on the encoder (ldifs, l2sp, ewc, ...) is
     refused by ``build_method``: they would change nothing.
     """
 
     paper = "Radford et al., ICML 2021 (linear probes of CLIP); Kumar et al., ICLR 2022"
     freeze_encoder = True
+    probe_head = True
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         strategy.model.visual.eval()  # Avalanche's train() put the whole model in train mode

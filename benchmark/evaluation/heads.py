@@ -67,3 +67,20 @@ def fit_linear_probe(
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent."""
     return float((logits.argmax(-1) == labels).float().mean()) * 100.0
+
+
+ECE_BINS = 15  # Guo et al. (2017) and the LDIFS authors
+
+
+def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error in percent (Guo et al., ICML 2017), as the LDIFS authors report it.
+
+    Confidence = the top softmax probability. Bin m of ``n_bins`` equal-width bins holds the
+    samples with confidence in ((m-1)/M, m/M]; ECE = sum_m |B_m|/n * |acc(B_m) - conf(B_m)|
+    = sum_m |#correct in B_m - total confidence in B_m| / n.
+    """
+    conf, pred = torch.softmax(logits.float(), dim=-1).max(-1)
+    correct = (pred == labels).float()
+    bins = (conf * n_bins).ceil().long().clamp(1, n_bins) - 1
+    gap = torch.zeros(n_bins, device=conf.device).index_add_(0, bins, correct - conf)
+    return float(gap.abs().sum() / len(labels)) * 100.0

@@ -10,11 +10,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.config import EvalConfig
-from benchmark.evaluation.heads import accuracy, fit_linear_probe
+from benchmark.evaluation.authors_probe import fit_authors_probe
+from benchmark.evaluation.heads import accuracy, expected_calibration_error, fit_linear_probe
 from benchmark.logs import progress
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
 from tasks.cache import batches
+from tasks.loading import train_val_indices
 
 
 @dataclass
@@ -27,7 +29,8 @@ class EvalSet:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     zeroshot: torch.Tensor  # [K, D] zero-shot head from the original text tower
-    # The task's validation split (eval.splits has "val" and the task has one), scored like test.
+    # The task's validation split: scored like test when eval.splits has "val", and where
+    # eval.probe=authors picks its lr (None: the authors' 90/10 draw inside the probe images).
     val_images: Optional[torch.Tensor] = None
     val_labels: Optional[torch.Tensor] = None
 
@@ -60,6 +63,7 @@ class Tracker:
         self.preprocess = preprocess.to(device)
         self.device = device
         self.progress = progress
+        self.probe_lrs: dict[str, float] = {}  # task -> lr the authors' probe chose last
 
     @torch.inference_mode()
     def features(self, visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -76,7 +80,7 @@ class Tracker:
         return torch.cat(out)
 
     def evaluate(self, visual: nn.Module, heads: dict[str, nn.Module], stage: int, desc: str = "") -> list[dict]:
-        """Rows {eval_task, kind, accuracy} for every task; ``heads`` maps trained task -> head."""
+        """Rows {eval_task, kind, accuracy, ece} for every task; ``heads`` maps trained task -> head."""
         rows = []
         names = list(self.sets)
         bar = progress(len(names), f"  evaluating {desc}stage {stage}", self.progress, "task", names, leave=False)
@@ -92,19 +96,42 @@ class Tracker:
             feats = self.features(visual, images)
             y = labels.to(self.device)
             for kind in self.cfg.kinds:
-                if kind == "zs" or (kind == "head" and head is None):
-                    acc = accuracy(feats @ es.zeroshot.T, y)
-                elif kind == "head":
-                    with torch.no_grad():
-                        acc = accuracy(head(feats), y)
-                else:
-                    probe = probe or self.fit_probe(visual, es)  # fitted once, after the test features as before
-                    acc = accuracy(probe(feats), y)
-                rows.append({"eval_task": es.task.name, "kind": kind, "accuracy": round(acc, 4), "split": split})
+                with torch.no_grad():
+                    if kind == "zs" or (kind == "head" and head is None):
+                        logits = feats @ es.zeroshot.T
+                    elif kind == "head":
+                        logits = head(feats)
+                    else:
+                        probe = probe or self.fit_probe(visual, es)  # fitted once, after the test features as before
+                        logits = probe(feats)
+                rows.append(
+                    {
+                        "eval_task": es.task.name,
+                        "kind": kind,
+                        "accuracy": round(accuracy(logits, y), 4),
+                        "ece": round(expected_calibration_error(logits, y), 4),  # Guo et al. 2017, 15 bins
+                        "split": split,
+                    }
+                )
         return rows
 
     def fit_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:
+        if self.cfg.probe == "authors":
+            return self._fit_authors_probe(visual, es)
         feats = self.features(visual, es.probe_images)
         return fit_linear_probe(
             feats, es.probe_labels.to(self.device), es.task.num_classes, self.cfg.lp_weight_decay, self.cfg.lp_max_iter
         )
+
+    def _fit_authors_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:
+        """The authors' probe: lr chosen on the validation split, refit on train + val."""
+        feats, labels = self.features(visual, es.probe_images), es.probe_labels.to(self.device)
+        if es.val_images is not None:
+            train = (feats, labels)
+            val = (self.features(visual, es.val_images), es.val_labels.to(self.device))
+        else:  # the authors' 90/10 draw (random_split seeded 0) inside the probe images
+            tr, va = (i.to(self.device) for i in train_val_indices(len(labels)))
+            train, val = (feats[tr], labels[tr]), (feats[va], labels[va])
+        head, lr = fit_authors_probe(train, val, es.task.num_classes, self.cfg.probe_lrs, self.cfg.probe_steps)
+        self.probe_lrs[es.task.name] = lr
+        return head

@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from benchmark.models.augment import crop_resize, full_boxes
+
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -26,16 +28,29 @@ class BatchPreprocess(nn.Module):
     pipeline caps GPU fine-tuning at half speed on small-image datasets (docs/protocol.md, "Data path").
     """
 
-    def __init__(self, image_size: int, mean: tuple, std: tuple) -> None:
+    def __init__(self, image_size: int, mean: tuple, std: tuple, resize: str = "torch_bicubic") -> None:
         super().__init__()
         self.image_size = image_size
+        self.resize = resize  # torch_bicubic | pil_bicubic (benchmark/models/augment.py)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
+        if x.shape[-1] == self.image_size and x.shape[-2] == self.image_size:
+            x = x.float()
+        elif self.resize == "torch_bicubic":
+            x = F.interpolate(x.float(), size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
+        else:
+            x = crop_resize(x, full_boxes(len(x), *x.shape[-2:], x.device), self.image_size, self.resize)
+        return self.normalise(x)
+
+    @torch.no_grad()
+    def crops(self, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """Like ``forward``, but each sample's box [top, left, height, width] is what gets
+        resized (the train augmentation); one batched call whatever the boxes."""
+        return self.normalise(crop_resize(x, boxes, self.image_size, self.resize))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
         # channels_last: faster convolutions on CPUs (mkldnn) and on GPUs (tensor cores)
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)

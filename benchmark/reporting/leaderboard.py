@@ -77,6 +77,10 @@ LEGEND = (
     "best one's (|mean − best mean| ≤ std_best + std_this); `<` = the gap is larger than that sum. "
     "A heuristic, not a significance test: with 2-3 seeds the std is itself very uncertain. "
     "`n/a (1 seed)`: this method or the best has a single seed, so there is no spread to compare with.\n"
+    "- **hparams**: `set` = the run's config gave this method's hyperparameters (a preset, "
+    "`--hparams.<method>.<name>` or a sweep); `default` = its built-in values, which for the "
+    "regularisers are a measured working range, not a tuned optimum (methods without "
+    "hyperparameters, e.g. finetune, are always `default`).\n"
     "- **status**: `failed` when any seed's run failed (seeds in failed_seeds); failed rows are left "
     "out of every number.\n"
 )
@@ -85,8 +89,14 @@ LEGEND = (
 # ---------------------------------------------------------------- building the table
 
 
-def build_leaderboard(df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, int]] = ()) -> pd.DataFrame:
+def build_leaderboard(
+    df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, int]] = (), hparams: Optional[dict[str, Any]] = None
+) -> pd.DataFrame:
     """One row per method: mean and std over seeds of last head acc, dLP and dZS, ranks and spread marks.
+
+    ``hparams`` is the run config's ``hparams`` section: a method none of whose parts it
+    names ran with its built-in defaults and is marked ``default`` (untuned) in the
+    ``hparams`` column, else ``set``; None (no config at hand) leaves the column empty.
 
     ``failed_runs`` adds (method, seed) pairs known to have failed (e.g. from manifest.json) to
     those whose rows have ``status == "failed"``. Rows are sorted by rank_acc, then rank_dlp;
@@ -97,6 +107,7 @@ def build_leaderboard(df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, in
     summary = reports.summarise(usable) if len(usable) else None
     methods = list(dict.fromkeys(table.methods_in_order(df_long) + list(failed_seeds)))
     board = pd.DataFrame([_method_record(method, usable, summary, failed_seeds) for method in methods])
+    board["hparams"] = [hparams_source(method, hparams) for method in methods]
     for metric in BOARD_METRICS:
         seeds_column = f"_n_{metric.column}"
         if metric.rank_column:
@@ -112,12 +123,20 @@ def build_leaderboard(df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, in
 
 def leaderboard_columns() -> list[str]:
     """Column order of :func:`build_leaderboard`."""
-    columns = ["method", "status", "n_seeds"]
+    columns = ["method", "status", "hparams", "n_seeds"]
     for metric in BOARD_METRICS:
         columns += [metric.column, f"{metric.column}_std"]
         columns += [metric.rank_column] if metric.rank_column else []
         columns.append(metric.mark_column)
     return columns + ["failed_seeds"]
+
+
+def hparams_source(method: str, hparams: Optional[dict[str, Any]]) -> str:
+    """``set`` when the config gives hyperparameters to any part of ``method`` (``ldifs+replay``:
+    ldifs or replay), ``default`` when every part ran with its built-in values, "" if unknown."""
+    if hparams is None:
+        return ""
+    return "set" if any(part in hparams for part in method.split("+")) else "default"
 
 
 def _failed_seeds(df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, int]]) -> dict[str, set[int]]:
@@ -206,7 +225,7 @@ def display_cells(board: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, 
 
     Sort keys are the raw numbers (empty for missing), so the HTML sorts by mean, not by text.
     """
-    headers = ["method", "status", "n_seeds"]
+    headers = ["method", "status", "hparams", "n_seeds"]
     for metric in BOARD_METRICS:
         headers.append(f"{metric.label} (mean ± std)")
         headers += [f"{metric.label} rank"] if metric.rank_column else []
@@ -217,6 +236,7 @@ def display_cells(board: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, 
         cells = [
             (entry["method"], entry["method"]),
             (entry["status"], entry["status"]),
+            (entry["hparams"], entry["hparams"]),
             (str(entry["n_seeds"]), str(entry["n_seeds"])),
         ]
         for metric in BOARD_METRICS:
@@ -376,10 +396,11 @@ def write_leaderboard_files(
     out_dir: Path,
     df_long: pd.DataFrame,
     failed_runs: Iterable[tuple[str, int]] = (),
+    hparams: Optional[dict[str, Any]] = None,
 ) -> list[Path]:
     """Write leaderboard.csv, .md and .html into out_dir (figures from out_dir/plots); return the paths."""
     out_dir = Path(out_dir)
-    board = build_leaderboard(df_long, failed_runs)
+    board = build_leaderboard(df_long, failed_runs, hparams)
     title = run_title(out_dir)
     paths = [out_dir / LEADERBOARD_CSV, out_dir / LEADERBOARD_MD, out_dir / LEADERBOARD_HTML]
     atomic_text(paths[0], board.to_csv(index=False))
@@ -393,7 +414,17 @@ def write_leaderboard(run_dir: Path) -> list[Path]:
     """Build the leaderboard of one run from its accuracy_long.csv (and manifest.json) and write it there."""
     run_dir = Path(run_dir)
     df_long = table.load_long_csv(run_dir / rundir.LONG_CSV)
-    return write_leaderboard_files(run_dir, df_long, failed_runs_of(read_manifest_runs(run_dir)))
+    failed = failed_runs_of(read_manifest_runs(run_dir))
+    return write_leaderboard_files(run_dir, df_long, failed, _config_hparams(run_dir / CONFIG_YAML))
+
+
+def _config_hparams(path: Path) -> Optional[dict[str, Any]]:
+    """The ``hparams`` section of a run's config.yaml; None when there is no readable config."""
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return dict(config.get("hparams") or {}) if isinstance(config, dict) else None
 
 
 # ---------------------------------------------------------------- merging runs
@@ -589,13 +620,14 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
     out_dir = Path(out_dir)
     merged = merged_long(runs)
     atomic_text(out_dir / rundir.LONG_CSV, merged.to_csv(index=False))
-    atomic_text(out_dir / CONFIG_YAML, yaml.safe_dump(merged_config(runs, out_dir.resolve().name), sort_keys=False))
+    config = merged_config(runs, out_dir.resolve().name)
+    atomic_text(out_dir / CONFIG_YAML, yaml.safe_dump(config, sort_keys=False))
     manifest = merged_manifest(runs)
     atomic_text(out_dir / MANIFEST_JSON, json.dumps(manifest, indent=2))
     atomic_text(out_dir / MERGE_JSON, json.dumps({"merged_from": [str(p) for p in sorted(resolved)]}, indent=2))
     if draw_plots:
         reports.write_report(out_dir)
-    return write_leaderboard_files(out_dir, merged, failed_runs_of(manifest["runs"]))
+    return write_leaderboard_files(out_dir, merged, failed_runs_of(manifest["runs"]), config["hparams"])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -115,12 +115,26 @@ def forward_transfer(R: np.ndarray) -> float:
 
 
 def mtil_transfer(R: np.ndarray) -> float:
-    """MTIL "Transfer" (Zheng et al. 2023, ZSCL): mean accuracy on tasks not yet trained.
+    """MTIL "Transfer" as ZSCL computes it (Zheng et al., ICCV 2023; their results notebook).
 
-    Pools the strict upper triangle of the T x T matrix ``R[1:]``: row i (stage i, 1-based)
-    has trained columns 0..i-1, so its untrained entries are ``R[i, j]`` with ``j >= i``.
-    Every entry weighs the same (ZSCL's per-dataset table first averages each column).
-    NaN when there are no such entries (T == 1).
+    ZSCL's matrix has one row per stage after training (no pre-trained row). For every task
+    but the first, it averages that task's column over the stages before the one that
+    trains it, then averages those column means. In this module's convention (row 0 =
+    pre-trained, column j trained at stage j + 1) column j's entries are ``R[1:j+1, j]``,
+    for j = 1..T-1: the pre-trained row is not used. Tasks with more such stages weigh the
+    same as tasks with one (compare :func:`mtil_transfer_pooled`). NaN when T == 1.
+    """
+    R = _as_sequence_matrix(R)
+    columns = [R[1 : task + 1, task].mean() for task in range(1, R.shape[1])]
+    return _mean_or_nan(np.array(columns))
+
+
+def mtil_transfer_pooled(R: np.ndarray) -> float:
+    """The same entries as :func:`mtil_transfer`, pooled: every entry weighs the same.
+
+    Mean of the strict upper triangle of the T x T matrix ``R[1:]``: row i (stage i,
+    1-based) has trained columns 0..i-1, so its untrained entries are ``R[i, j]``, j >= i.
+    Differs from ZSCL's number whenever T > 2 (later tasks have more entries). NaN when T == 1.
     """
     R = _as_sequence_matrix(R)
     after_training = R[1:]

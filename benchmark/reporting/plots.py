@@ -6,6 +6,7 @@ papers) per figure, each written atomically.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
@@ -23,6 +25,49 @@ from benchmark.reporting import metrics, table
 from benchmark.rundir import safe_name
 
 PNG_DPI = 120
+
+# A fixed colour per method, the same in every figure of every run: the registry's
+# built-ins are pinned to tab20 entries; any other name (a plugin, a composition such as
+# ldifs+replay) is hashed (stably, not Python's salted hash) onto the remaining entries,
+# with a line style and marker from the same hash so two hashed names rarely look alike.
+PALETTE = colormaps["tab20"]
+PINNED_COLOURS = {
+    "zeroshot": 14,  # grey
+    "finetune": 0,  # blue
+    "ldifs": 6,  # red
+    "l2sp": 2,  # orange
+    "flyp": 4,  # green
+    "wise_ft": 8,  # purple
+    "lp_ft": 10,  # brown
+    "linear_probe": 15,  # light grey
+    "ewc": 12,  # pink
+    "lwf": 16,  # olive
+    "replay": 18,  # cyan
+    "si": 1,  # light blue
+    "mas": 3,  # light orange
+}
+FREE_COLOURS = [i for i in range(20) if i not in PINNED_COLOURS.values()]
+LINE_STYLES, MARKERS = ("-", "--", "-.", ":"), "os^Dv"
+
+
+def method_style(method: str) -> dict[str, object]:
+    """Colour, line style and marker of ``method``: a function of its name alone."""
+    if method in PINNED_COLOURS:
+        return {"color": PALETTE(PINNED_COLOURS[method]), "linestyle": "-", "marker": "o"}
+    digest = int.from_bytes(hashlib.sha256(method.encode()).digest()[:8], "big")
+    return {
+        "color": PALETTE(FREE_COLOURS[digest % len(FREE_COLOURS)]),
+        "linestyle": LINE_STYLES[digest // 7 % len(LINE_STYLES)],
+        "marker": MARKERS[digest // 29 % len(MARKERS)],
+    }
+
+
+def text_colour(background: object) -> str:
+    """Black or white, whichever reads better on ``background`` (WCAG relative luminance)."""
+    r, g, b, _ = to_rgba(background)
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "black" if luminance > 0.179 else "white"  # the contrast-ratio crossover of black vs white
 
 
 # ---------------------------------------------------------------- data helpers
@@ -88,12 +133,9 @@ def _draw_matrix(
 ) -> AxesImage:
     """Annotated heatmap with a vertical divider before the eval-only columns."""
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    middle = (vmin + vmax) / 2
     for (row, col), value in np.ndenumerate(matrix):
         if np.isnan(value):
             continue
-        # Dark text on the pale middle of the colormap, white text on its dark ends.
-        far_from_middle = abs(value - middle) > 0.3 * (vmax - vmin)
         ax.text(
             col,
             row,
@@ -101,7 +143,7 @@ def _draw_matrix(
             ha="center",
             va="center",
             fontsize=8,
-            color="white" if far_from_middle else "black",
+            color=text_colour(image.cmap(image.norm(value))),  # readable on this cell's colour
         )
     if divider_after < matrix.shape[1]:
         ax.axvline(divider_after - 0.5, color="black", linewidth=2)
@@ -142,13 +184,13 @@ def plot_concept_forgetting_heatmaps(df: pd.DataFrame, out_dir: Path) -> list[Pa
     """One heatmap per method of dLP = LP accuracy minus the stage-0 LP accuracy: dlp_<method>."""
     df = table.usable_rows(df)
     columns, row_labels, col_labels, num_sequence = _labels(df)
+    methods = [method for method in table.methods_in_order(df) if "lp" in table.kinds_in_order(df, method)]
+    all_deltas = [seed_mean_matrix(df, m, "lp", columns, transform=metrics.concept_forgetting) for m in methods]
+    # One symmetric scale for every method of the run (0 at the white centre of the diverging
+    # map), so two methods' heatmaps can be compared by eye.
+    limit = max([1.0] + [float(np.nanmax(np.abs(d), initial=0.0)) for d in all_deltas])
     paths = []
-    for method in table.methods_in_order(df):
-        if "lp" not in table.kinds_in_order(df, method):
-            continue
-        deltas = seed_mean_matrix(df, method, "lp", columns, transform=metrics.concept_forgetting)
-        # Symmetric limits keep 0 at the white centre of the diverging map.
-        limit = max(1.0, float(np.nanmax(np.abs(deltas), initial=0.0)))
+    for method, deltas in zip(methods, all_deltas):
         fig, ax = _matrix_figure(len(columns), len(row_labels))
         image = _draw_matrix(ax, deltas, row_labels, col_labels, num_sequence, "RdBu", -limit, limit, signed=True)
         fig.colorbar(image, ax=ax, label="dLP (points, < 0 = forgotten)")
@@ -161,13 +203,22 @@ def plot_concept_forgetting_heatmaps(df: pd.DataFrame, out_dir: Path) -> list[Pa
     return paths
 
 
-def _seed_mean_curve(
+def _seed_curves(
     df: pd.DataFrame, method: str, kind: str, columns: Sequence[str], curve: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
-    """Mean over seeds of a per-seed curve computed from the seed's accuracy matrix."""
+    """[seeds, points]: a per-seed curve computed from each seed's accuracy matrix."""
     seeds = table.seeds_of(df, method, kind)
-    curves = [curve(table.accuracy_matrix(df, method, seed, kind, columns)) for seed in seeds]
-    return np.mean(curves, axis=0)
+    return np.array([curve(table.accuracy_matrix(df, method, seed, kind, columns)) for seed in seeds])
+
+
+def _plot_mean_band(ax: Axes, x: np.ndarray, curves: np.ndarray, style: dict[str, object]) -> None:
+    """The seeds' mean as a line and, with several seeds, mean +- std (population, as the
+    summary's) as a translucent band of the same colour."""
+    mean = curves.mean(axis=0)
+    ax.plot(x, mean, **style)
+    if len(curves) > 1:
+        std = curves.std(axis=0)
+        ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.2, linewidth=0)
 
 
 def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -182,31 +233,28 @@ def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     stages = np.arange(num_sequence + 1)
     fig = Figure(figsize=(11, 4))
     ax_dlp, ax_head = fig.subplots(1, 2)
-    for i, method in enumerate(table.methods_in_order(df)):
+    for method in table.methods_in_order(df):
         kinds = table.kinds_in_order(df, method)
-        # 10 colours, then the next line style: 13 methods stay distinguishable
-        style = {
-            "marker": "os^D"[i // 10 % 4],
-            "linestyle": ["-", "--", ":", "-."][i // 10 % 4],
-            "color": colormaps["tab10"](i % 10),
-            "label": method,
-        }
+        style = {**method_style(method), "label": method}
         if "lp" in kinds:
-            dlp = _seed_mean_curve(
+            dlp = _seed_curves(
                 df,
                 method,
                 "lp",
                 columns,
                 lambda A: metrics.mean_over_untrained(metrics.concept_forgetting(A), trained_stage),
             )
-            ax_dlp.plot(stages, dlp, **style)
+            _plot_mean_band(ax_dlp, stages, dlp, style)
         if "head" in kinds and num_sequence:
-            head = _seed_mean_curve(df, method, "head", columns[:num_sequence], metrics.average_accuracy)
-            ax_head.plot(stages[1:], head, **style)
+            head = _seed_curves(df, method, "head", columns[:num_sequence], metrics.average_accuracy)
+            _plot_mean_band(ax_head, stages[1:], head, style)
     ax_dlp.axhline(0, color="grey", linewidth=1)
     ax_dlp.set(
         title="Concept forgetting on tasks not yet trained", xlabel="stage", ylabel="mean dLP (points)", xticks=stages
     )
+    seeds = max(len(table.seeds_of(df, m, k)) for m in table.methods_in_order(df) for k in ("head", "lp", "zs"))
+    if seeds > 1:
+        fig.suptitle(f"mean of {seeds} seeds, band = mean ± std", fontsize=9)
     ax_head.set(title="Average head accuracy over trained tasks", xlabel="stage", ylabel="accuracy (%)", xticks=stages)
     for ax in (ax_dlp, ax_head):
         if ax.get_legend_handles_labels()[0]:

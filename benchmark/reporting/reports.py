@@ -46,6 +46,7 @@ REPORT_COLUMNS = (
     "mtil_transfer",
     "delta_final_untrained",
     "delta_mean_untrained",
+    "ece_last",
 )
 
 
@@ -80,6 +81,12 @@ def seed_metrics(
     return values
 
 
+def ece_last(df: pd.DataFrame, method: str, seed: int, kind: str, sequence: Sequence[str]) -> float:
+    """Mean expected calibration error (percent, Guo et al. 2017) over the sequence tasks
+    after the final stage; NaN for a CSV without the ``ece`` column."""
+    return float(np.mean(accuracy_matrix(df, method, seed, kind, sequence, value="ece")[-1]))
+
+
 def mean_delta_over_stages(deltas: np.ndarray, trained_stage: Sequence[int]) -> float:
     """Mean over stages 1..S of the per-stage mean delta on untrained tasks.
 
@@ -110,6 +117,7 @@ def summary_columns(eval_only: Sequence[str]) -> list[str]:
         "mtil_last",
         "delta_final_untrained",
         "delta_mean_untrained",
+        "ece_last",
     ):
         columns.append(name)
         if name in METRICS_WITH_STD:
@@ -141,6 +149,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
                     for seed in seeds
                 ]
             )
+            per_seed["ece_last"] = [ece_last(df, method, seed, kind, sequence) for seed in seeds]
             record = {"method": method, "kind": kind, "n_seeds": len(seeds)}
             record.update({name: float(per_seed[name].to_numpy().mean()) for name in per_seed.columns})
             record.update({f"{name}_std": float(per_seed[name].to_numpy().std()) for name in METRICS_WITH_STD})
@@ -203,10 +212,12 @@ def report_markdown(run_dir: Path, df: pd.DataFrame, summary: pd.DataFrame, imag
         "last = mean over all sequence tasks after the last stage (GEM ACC, MTIL Last); "
         "forgetting_if = accuracy just after training minus final (Avalanche); "
         "forgetting_max = best accuracy from training to the stage before last, minus final (RWalk); "
-        "bwt / fwt = backward / forward transfer (GEM); mtil_transfer = mean accuracy on tasks not yet "
-        "trained (ZSCL, entries pooled); delta_* = accuracy minus the pre-trained model's on tasks not "
+        "bwt / fwt = backward / forward transfer (GEM); mtil_transfer = accuracy on tasks not yet "
+        "trained, averaged per task over the stages before its own, then over tasks (ZSCL's MTIL Transfer); delta_* = accuracy minus the pre-trained model's on tasks not "
         "trained (dLP for lp, dZS for zs; negative = concept forgotten): at the final stage over the "
-        "eval-only tasks, and averaged over stages 1..T over the tasks untrained at each stage.",
+        "eval-only tasks, and averaged over stages 1..T over the tasks untrained at each stage; "
+        "ece_last = expected calibration error (15 bins, Guo et al. 2017, percent) after the last stage, "
+        "mean over the sequence tasks.",
         "",
         "## Figures",
         "",

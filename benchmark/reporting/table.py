@@ -13,6 +13,9 @@ from benchmark.errors import UserError
 from benchmark.reporting import metrics
 
 LONG_COLUMNS = ("method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy")
+# Written by the runner but not required of a CSV (older runs lack them): the expected
+# calibration error of the row's predictions (percent, Guo et al. 2017) and the status.
+OPTIONAL_COLUMNS = ("ece", "status")
 KINDS = ("head", "lp", "zs")
 SPLITS = ("test", "val")
 
@@ -69,8 +72,13 @@ def num_stages(df: pd.DataFrame) -> int:
     return int(df["stage"].max()) if len(df) else 0
 
 
-def accuracy_matrix(df: pd.DataFrame, method: str, seed: int, kind: str, columns: Sequence[str]) -> np.ndarray:
+def accuracy_matrix(
+    df: pd.DataFrame, method: str, seed: int, kind: str, columns: Sequence[str], value: str = "accuracy"
+) -> np.ndarray:
     """Accuracies of one (method, seed, kind) as a ``[S+1, len(columns)]`` array, NaN where missing.
+
+    ``value`` names another per-row number to lay out the same way (``ece``); all NaN when
+    the frame has no such column.
 
     S is taken from the whole frame, so a run that stopped early shows NaN rows instead of
     a shorter matrix. Raises ValueError on two rows for the same (stage, eval_task).
@@ -88,7 +96,8 @@ def accuracy_matrix(df: pd.DataFrame, method: str, seed: int, kind: str, columns
     rows = rows[rows["eval_task"].isin(column_index)]
     stage_rows = rows["stage"].to_numpy(int)
     task_columns = rows["eval_task"].map(column_index).to_numpy(int)
-    matrix[stage_rows, task_columns] = rows["accuracy"].to_numpy(float)
+    if value in rows.columns:
+        matrix[stage_rows, task_columns] = rows[value].to_numpy(float)
     return matrix
 
 

@@ -47,7 +47,7 @@ from tasks.declared import declarations, task_factory
 log = logging.getLogger(__name__)
 
 # "split": test (the reported numbers) or val (eval.splits has "val"; sweeps tune on it).
-COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status", "split"]
+COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status", "split"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,7 +110,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     bundle = load_clip(cfg.model, device, progress)
-    preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std)
+    preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std, cfg.train.resize)
     ctx = TaskContext(
         data_root=Path(cfg.data_root),
         seed=0,
@@ -138,7 +138,9 @@ def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.devi
     test = task.test.subset(cfg.eval.test_limit, seed=2)
     zs = zeroshot_weights(bundle.model, bundle.tokenizer, task.prompts(), device)
     es = EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
-    if "val" in cfg.eval.splits and task.val is not None:
+    # The validation split is scored when eval.splits asks, and picks the authors' probe's lr
+    # (eval.probe=authors) either way.
+    if ("val" in cfg.eval.splits or cfg.eval.probe == "authors") and task.val is not None:
         val = task.val.subset(cfg.eval.test_limit, seed=3)
         es.val_images, es.val_labels = val.images, val.labels
     return es

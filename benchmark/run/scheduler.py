@@ -182,6 +182,8 @@ def _train_stage(setup: RunSetup, engine: Engine, plugins: list, stage: int, st,
     head_init = next((p.head_init for p in plugins if p.head_init), setup.cfg.train.head_init)
     _add_head(engine.model, setup, st.task, stage - 1, head_init)
     engine.train_stage(stage, setup.tasks[st.task], st.epochs or setup.cfg.train.epochs, exp)
+    if any(p.probe_head for p in plugins):  # linear probing: the head is the converged probe
+        _add_head(engine.model, setup, st.task, stage - 1, "lp")
 
 
 def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage: int, task: str) -> None:

@@ -10,6 +10,7 @@ as in the LDIFS authors' protocol.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -25,11 +26,15 @@ from avalanche.training.templates import SupervisedTemplate
 from benchmark.config import TrainConfig
 from benchmark.errors import UserError
 from benchmark.logs import progress
+from benchmark.models.augment import rrc_boxes
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
 from tasks import Task
 from tasks.cache import MappedImages
 
+log = logging.getLogger(__name__)
+
+AUGMENT_SEED_OFFSET = 1_000_000_007  # keeps the crop stream apart from the batch-order seeds
 PAD_LOGIT = -1e4  # logits of classes a sample's task lacks (mixed-task batches, replay)
 
 
@@ -291,10 +296,18 @@ class Engine(SupervisedTemplate):
         self.dataloader = DeviceBatchLoader.from_dataset(
             self.adapted_dataset, self.train_mb_size, self.device, gen, min_batch
         )
+        # crop boxes (train.augment) from their own stream: the batch order stays the same
+        self.augment_generator = torch.Generator().manual_seed(
+            AUGMENT_SEED_OFFSET + self.seed * 1000 + self.stage_index
+        )
 
     def _unpack_minibatch(self) -> None:
         self.mbatch = [t.to(self.device, non_blocking=True) for t in self.mbatch]
-        if self.mbatch[0].dtype == torch.uint8:
+        if self.mbatch[0].dtype == torch.uint8 and self.cfg.augment == "rrc":
+            images = self.mbatch[0]
+            boxes = rrc_boxes(len(images), images.shape[-2], images.shape[-1], self.augment_generator)
+            self.mbatch[0] = self.preprocess.crops(images, boxes)
+        elif self.mbatch[0].dtype == torch.uint8:
             self.mbatch[0] = self.preprocess(self.mbatch[0])
 
     def forward(self):
@@ -321,6 +334,12 @@ class Engine(SupervisedTemplate):
         super()._before_training_exp(**kwargs)  # plugins may swap the dataloader (replay)
         total = max(1, self.train_epochs * len(self.dataloader))
         warm = min(self.cfg.warmup_steps, total // 2)
+        if warm < self.cfg.warmup_steps:  # said, not silent: the schedule differs from the config
+            message = (
+                f"stage {self.stage_index}: train.warmup_steps={self.cfg.warmup_steps} capped at {warm} "
+                f"(half of the stage's {total} steps)"
+            )
+            log.warning(message)
 
         def factor(step: int) -> float:
             if step < warm:

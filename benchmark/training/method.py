@@ -63,6 +63,9 @@ class Method(SupervisedPlugin):
     trains: ClassVar[bool] = True  # False: the encoder and heads never change (zero-shot)
     head_init: ClassVar[Optional[str]] = None  # overrides train.head_init when set
     freeze_encoder: ClassVar[bool] = False  # True: only the heads train (linear probing)
+    # True: after each stage the new task's head is replaced by the tracker's converged
+    # linear probe (eval.probe) on the frozen features, not left where the optimiser put it.
+    probe_head: ClassVar[bool] = False
     # True: acts only on the image encoder (a penalty on it, a change of its weights), so it
     # would silently do nothing beside a method that freezes the encoder: refused.
     needs_encoder_training: ClassVar[bool] = False

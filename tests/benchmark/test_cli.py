@@ -55,6 +55,7 @@ BAD_INPUTS = [
     (["--hparams.ldifs.beta", "1"], "unknown hyperparameter ldifs.beta"),
     (["--methods", "zeroshot+ldifs"], "cannot be composed"),
     (["--eval.kinds", "lp,acc"], "valid choices: head, lp, zs"),
+    (["--eval.probe", "sklearn"], "eval.probe='sklearn' is not valid; valid choices: fast, authors"),
     (["--frobnicate"], "unrecognised argument '--frobnicate'"),
     (["--config", "{tmp}/missing.yaml"], "cannot read config file"),
     (["--config", "{tmp}/broken.yaml"], "is not valid YAML"),
@@ -86,7 +87,7 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
         assert (run / name).is_file(), name
     assert list((run / "plots").glob("*.png")) and list((run / "plots").glob("*.svg"))
     long = pd.read_csv(run / "accuracy_long.csv")
-    columns = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "status", "split"]
+    columns = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status", "split"]
     assert list(long.columns) == columns
     assert set(long.status) == {"ok"} and set(long.split) == {"test"}  # val rows only when eval.splits asks
     # 3 methods x 3 stages (0..2) x 3 eval tasks x 3 kinds

@@ -196,7 +196,7 @@ def test_write_leaderboard_files(tmp_path):
     assert board_row(board, "ldifs")[["status", "failed_seeds"]].tolist() == ["failed", "7"]
     assert board_row(board, "finetune")["last_head_acc_std"] == pytest.approx(2.0)
     markdown = (run_dir / "leaderboard.md").read_text(encoding="utf-8")
-    assert "| ldifs+replay | ok | 2 | 88.0 ± 0.0 | 1 | best |" in markdown
+    assert "| ldifs+replay | ok | default | 2 | 88.0 ± 0.0 | 1 | best |" in markdown
     assert "not a significance test" in markdown
     assert not list(run_dir.glob(".*.tmp"))  # atomic writes leave no temporary files
 
@@ -206,7 +206,7 @@ def test_one_seed_shows_the_mean_alone_and_staging_folders_get_the_final_name(tm
     leaderboard.write_leaderboard(run_dir)
     markdown = (run_dir / "leaderboard.md").read_text(encoding="utf-8")
     assert markdown.startswith("# Leaderboard: solo\n")  # the runner writes into .NAME.partial-PID
-    assert "| finetune | ok | 1 | 85.0 | 1 | best | -12.0 | 1 | best |" in markdown
+    assert "| finetune | ok | default | 1 | 85.0 | 1 | best | -12.0 | 1 | best |" in markdown
 
 
 def test_html_is_self_contained_and_embeds_the_plots(tmp_path):
@@ -340,6 +340,13 @@ def test_module_entry_point_exits_2_with_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+
+
+def test_untuned_methods_are_marked_default():
+    board = leaderboard.build_leaderboard(long_frame(), hparams={"replay": {"mem_size": 50}})
+    marks = dict(zip(board["method"], board["hparams"]))
+    assert marks == {"ldifs+replay": "set", "finetune": "default", "ldifs": "default"}
+    assert set(leaderboard.build_leaderboard(long_frame())["hparams"]) == {""}  # no config: unknown
 
 
 def folder_state(folder: Path) -> dict[str, bytes]:

@@ -71,10 +71,29 @@ def test_forward_transfer():
     assert math.isnan(metrics.forward_transfer(R_SINGLE))
 
 
-def test_mtil_transfer():
-    # untrained entries of rows 1..3: R[1,1] = 45, R[1,2] = 35, R[2,2] = 38 -> 118 / 3
-    assert metrics.mtil_transfer(R) == pytest.approx(118.0 / 3.0)
+def test_mtil_transfer_is_zscls_column_mean():
+    # ZSCL averages each column over the stages before it is trained, then the columns:
+    # column 1: R[1,1] = 45; column 2: (R[1,2] + R[2,2]) / 2 = (35 + 38) / 2 = 36.5
+    assert metrics.mtil_transfer(R) == pytest.approx((45.0 + 36.5) / 2)  # 40.75
     assert math.isnan(metrics.mtil_transfer(R_SINGLE))
+
+
+def test_mtil_transfer_pooled():
+    # untrained entries of rows 1..3 pooled: R[1,1] = 45, R[1,2] = 35, R[2,2] = 38 -> 118 / 3
+    assert metrics.mtil_transfer_pooled(R) == pytest.approx(118.0 / 3.0)
+    assert math.isnan(metrics.mtil_transfer_pooled(R_SINGLE))
+
+
+def zscl_notebook_transfer(acc: np.ndarray) -> float:
+    """A transcription of ZSCL's results notebook (Thunderbeee/ZSCL): ``acc`` has one row per
+    stage after training (no pre-trained row); Transfer = mean over i >= 1 of mean(acc[:i, i])."""
+    return float(np.mean([np.mean(acc[:i, i]) for i in range(1, acc.shape[1])]))
+
+
+@pytest.mark.parametrize("tasks", [2, 5, 11])
+def test_mtil_transfer_matches_zscl_on_random_matrices(tasks):
+    R_random = np.random.default_rng(tasks).uniform(0, 100, (tasks + 1, tasks))
+    assert metrics.mtil_transfer(R_random) == pytest.approx(zscl_notebook_transfer(R_random[1:]))
 
 
 def test_mtil_avg():

@@ -118,6 +118,7 @@ def test_summarise_layout():
         "delta_final_untrained",
         "delta_final_untrained_std",
         "delta_mean_untrained",
+        "ece_last",
         "delta_final__colours",
     ]
     assert (summary["n_seeds"] == 2).all()
@@ -267,3 +268,12 @@ def test_module_entry_point_exits_2_on_a_missing_dir(tmp_path, monkeypatch, caps
         runpy.run_module("benchmark.reporting.reports", run_name="__main__")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_ece_last_from_the_ece_column():
+    df = long_frame()
+    assert math.isnan(summary_row(reports.summarise(df), "ft", "head")["ece_last"])  # older CSVs: no column
+    final = df["stage"] == df["stage"].max()
+    df["ece"] = np.where(final & (df["eval_task"] == df["trained_task"]), 4.0, 10.0)
+    row = summary_row(reports.summarise(df), "ft", "head")
+    assert row["ece_last"] == pytest.approx(7.0)  # final stage, 2 sequence tasks: (4 + 10) / 2

@@ -1,5 +1,6 @@
 """The tracker: rows per task and kind, head fallbacks, and a probe that really fits."""
 
+import pytest
 import torch
 
 from benchmark.config import EvalConfig
@@ -55,6 +56,30 @@ def test_linear_probe_fits_separable_data():
     feats = torch.nn.functional.normalize(centres[labels] + 0.05 * torch.randn(200, 8, generator=g), dim=1)
     probe = fit_linear_probe(feats, labels, 4, max_iter=50)
     assert accuracy(probe(feats), labels) == 100.0
+
+
+def test_expected_calibration_error_by_hand():
+    from benchmark.evaluation.heads import expected_calibration_error
+
+    # 4 samples, 2 classes; logits chosen so that the top softmax probabilities are exactly
+    # 0.5 (bin 7 of 15: (7/15, 8/15]), 0.5, 0.9 (bin 13: (13/15, 14/15]) and 0.9.
+    logit = torch.log(torch.tensor(9.0))  # softmax([log 9, 0]) = [0.9, 0.1]
+    logits = torch.tensor([[0.0, 0.0], [0.0, 0.0], [logit, 0.0], [0.0, logit]])
+    labels = torch.tensor([0, 1, 0, 0])
+    # ties go to class 0: predictions 0, 0, 0, 1 -> correct 1, 0, 1, 0
+    # bin of 0.5: acc 1/2, conf 0.5 -> gap 0; bin of 0.9: acc 1/2, conf 0.9 -> gap 0.4, weight 2/4
+    assert expected_calibration_error(logits, labels) == pytest.approx(20.0, abs=1e-4)
+    # perfectly confident and right: 0
+    assert expected_calibration_error(torch.tensor([[50.0, 0.0]]), torch.tensor([0])) == pytest.approx(0.0, abs=1e-4)
+    # equal-width bins: confidence 1/3 exactly sits in (4/15, 5/15], one-class-right -> |1 - 1/3|
+    three = torch.zeros(1, 3)
+    assert expected_calibration_error(three, torch.tensor([0])) == pytest.approx(200.0 / 3, abs=1e-3)
+
+
+def test_rows_carry_ece():
+    tracker = make_tracker(["head", "zs"])
+    rows = tracker.evaluate(MeanColour(), {}, stage=0)
+    assert all(0.0 <= r["ece"] <= 100.0 for r in rows)
 
 
 def test_val_split_rows_are_scored_apart_and_leave_test_rows_unchanged():

@@ -91,3 +91,20 @@ def test_any_plugin_registers_from_one_table_row_and_receives_every_hook():
     assert method.plugin.tag == "y"
     training_hooks = {h for h in HOOKS if "eval" not in h}  # the scheduler never calls engine.eval
     assert training_hooks <= set(method.plugin.calls)
+
+
+def test_mas_importance_pass_leaves_batchnorm_statistics_as_training_left_them():
+    import torch
+
+    after_training: dict[int, dict[str, torch.Tensor]] = {}
+
+    def snapshot(strategy) -> None:  # runs before MAS's own after_training_exp (spies first)
+        after_training[strategy.stage_index] = {
+            k: v.clone() for k, v in strategy.model.visual.state_dict().items() if "running" in k
+        }
+
+    setup = micro_setup("resnet")
+    run(setup, "mas", spies=(Spy(after_training_exp=snapshot),), spies_first=True)
+    for stage in (1, 2):
+        evaluated = setup.tracker.encoders[stage]
+        assert after_training[stage] and all(torch.equal(evaluated[k], v) for k, v in after_training[stage].items())

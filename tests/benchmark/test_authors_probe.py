@@ -1,0 +1,96 @@
+"""The authors' linear probe: torch's AdamW arithmetic, selection on validation only, a CLI run."""
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from benchmark.config import EvalConfig, dump_yaml
+from benchmark.evaluation.authors_probe import adamw_fit, fit_authors_probe, init_linear
+from benchmark.evaluation.tracker import EvalSet, Tracker
+from benchmark.models.preprocess import BatchPreprocess
+from run_benchmark import main
+from tasks.base import Split, Task
+
+
+def clusters(n: int, seed: int, noise: float = 0.6) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centres = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    labels = torch.arange(n) % 3
+    return F.normalize(centres[labels] + noise * torch.randn(n, 8, generator=g), dim=1), labels
+
+
+def test_batched_fit_is_torch_adamw_per_lr():
+    x, y = clusters(60, 1)
+    lrs = [0.01, 0.5]
+    w, b = adamw_fit(x, y, 3, lrs, steps=25)
+    for i, lr in enumerate(lrs):
+        head = torch.nn.Linear(8, 3)
+        w0, b0 = init_linear(8, 3, x.device)
+        with torch.no_grad():
+            head.weight.copy_(w0)
+            head.bias.copy_(b0)
+        opt = torch.optim.AdamW(head.parameters(), lr=lr)  # default weight decay 0.01, as the authors
+        for _ in range(25):
+            opt.zero_grad()
+            F.cross_entropy(head(x), y).backward()
+            opt.step()
+        torch.testing.assert_close(w[i], head.weight.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b[i], head.bias.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_selection_on_validation_then_refit():
+    train, val = clusters(90, 1, noise=1.0), clusters(30, 2, noise=1.0)
+    lrs = [0.01, 0.05, 0.1, 0.5, 1.0]
+    head, lr = fit_authors_probe(train, val, 3, lrs, steps=50)
+    w, b = adamw_fit(*train, 3, lrs, steps=50)
+    val_acc = [float(((val[0] @ w[i].T + b[i]).argmax(1) == val[1]).float().mean()) for i in range(len(lrs))]
+    assert lr == lrs[val_acc.index(max(val_acc))]  # the first lr of the best validation accuracy
+    w_all, b_all = adamw_fit(torch.cat([train[0], val[0]]), torch.cat([train[1], val[1]]), 3, [lr], steps=50)
+    torch.testing.assert_close(head.weight, w_all[0])  # refit on train + validation
+    torch.testing.assert_close(head.bias, b_all[0])
+
+
+class Identity(torch.nn.Module):
+    def forward(self, x):
+        return x.flatten(1)
+
+
+def tracker_with_test_labels(test_labels: torch.Tensor) -> Tracker:
+    g = torch.Generator().manual_seed(3)
+
+    def split(n: int) -> Split:
+        labels = torch.arange(n) % 3
+        images = torch.randint(0, 120, (n, 3, 2, 2), generator=g, dtype=torch.uint8)
+        images[torch.arange(n), labels] += 100
+        return Split(images, labels)
+
+    train, val, test = split(60), split(30), split(30)
+    task = Task("rgb", ["r", "g", "b"], ["{}"], train, test, val=val)
+    es = EvalSet(task, train.images, train.labels, test.images, test_labels, torch.eye(3, 12), val.images, val.labels)
+    cfg = EvalConfig(kinds=["lp"], probe="authors", probe_steps=40)
+    return Tracker({"rgb": es}, cfg, BatchPreprocess(2, (0.0,) * 3, (1.0,) * 3), torch.device("cpu"), progress=False)
+
+
+def test_poisoned_test_labels_do_not_change_the_chosen_lr():
+    clean_labels = torch.arange(30) % 3
+    clean = tracker_with_test_labels(clean_labels)
+    poisoned = tracker_with_test_labels((clean_labels + 1) % 3)  # every test label wrong
+    acc_clean = clean.evaluate(Identity(), {}, stage=0)[0]["accuracy"]
+    acc_poisoned = poisoned.evaluate(Identity(), {}, stage=0)[0]["accuracy"]
+    assert clean.probe_lrs == poisoned.probe_lrs and set(clean.probe_lrs) == {"rgb"}
+    assert acc_clean > 50 > acc_poisoned  # the poison did reach the test split
+
+
+def test_cli_runs_authors_probe_on_micro(micro_cfg, tmp_path):
+    micro_cfg.eval.probe_steps = 30  # the protocol's 1000 steps are for real runs; the path is the same
+    path = tmp_path / "micro.yaml"
+    path.write_text(dump_yaml(micro_cfg))
+    assert (
+        main(["--config", str(path), "-q", "--name", "authors", "--eval.probe", "authors", "--methods", "finetune"])
+        == 0
+    )
+    table = pd.read_csv(Path(micro_cfg.results_dir) / "authors" / "accuracy_long.csv")
+    lp = table[table["kind"] == "lp"]["accuracy"]
+    assert len(lp) > 0 and lp.between(0, 100).all()
