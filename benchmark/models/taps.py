@@ -52,7 +52,7 @@ def image_taps(visual: nn.Module) -> list[Tap]:
     raise UserError(
         f"no LDIFS feature taps are declared for image tower {type(visual).__name__}; "
         "supported: open_clip VisionTransformer, ModifiedResNet, timm towers with .trunk.stages "
-        "(add a branch to benchmark.models.image_taps)"
+        "(add a branch to benchmark.models.taps.image_taps)"
     )
 
 
