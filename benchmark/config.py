@@ -154,64 +154,67 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 extra.check(value, key)
         return value
     if origin is Literal:
-        choices = typing.get_args(tp)
-        if isinstance(value, str) and value not in choices:
-            parsed = _parse_scalar(value)
-            value = parsed if parsed in choices else value
-        if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
-            raise UserError(f"{key}={value!r} is not valid; valid choices: {', '.join(map(str, choices))}")
-        return value
+        return _coerce_choice(value, typing.get_args(tp), key)
     if origin is Union:  # Optional[X]
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
         return _coerce(value, args[0], key)
     if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise UserError(f"{key}: expected a list, got {value!r}")
-        if typing.get_origin(item_tp) is Literal:  # "loggers: unknown logger 'x'; valid choices: ..."
-            choices, item = typing.get_args(item_tp), key.rsplit(".", 1)[-1].rstrip("s")
-            for v in value:
-                if v not in choices:
-                    raise UserError(f"{key}: unknown {item} {v!r}; valid choices: {', '.join(map(str, choices))}")
-            return list(value)
-        return [
-            _coerce(_parse_scalar(v) if isinstance(v, str) and item_tp is not str else v, item_tp, key) for v in value
-        ]
+        return _coerce_list(value, typing.get_args(tp)[0], key)
     if origin is dict:
         if not isinstance(value, dict):
             raise UserError(f"{key}: expected a mapping, got {value!r}")
         return {str(k): dict(v) if isinstance(v, dict) else v for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, str):
-            value = _parse_scalar(value)
-        if not isinstance(value, bool):
-            raise UserError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, str):
-            value = _parse_scalar(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{key}: expected an integer, got {value!r}")
-        if abs(value) >= 2**62:  # torch and numpy take 64-bit integers: beyond, they overflow in C
-            raise UserError(f"{key}: {value} is too large; at most {2**62 - 1}")
-        return value
-    if tp is float:
-        if isinstance(value, str):
-            value = _parse_scalar(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{key}: expected a number, got {value!r}")
-        if not math.isfinite(value):  # inf/nan pass every range check and then wreck training
-            raise UserError(f"{key}: expected a finite number, got {value!r}")
-        return float(value)
+    if tp in (bool, int, float):
+        return _coerce_number(_parse_scalar(value) if isinstance(value, str) else value, tp, key)
     if tp is str:
         if isinstance(value, (dict, list)):
             raise UserError(f"{key}: expected a string, got {value!r}")
         return str(value)
     raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def _coerce_choice(value: Any, choices: tuple, key: str) -> Any:
+    if isinstance(value, str) and value not in choices:
+        parsed = _parse_scalar(value)
+        value = parsed if parsed in choices else value
+    if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
+        raise UserError(f"{key}={value!r} is not valid; valid choices: {', '.join(map(str, choices))}")
+    return value
+
+
+def _coerce_list(value: Any, item_tp: Any, key: str) -> list:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise UserError(f"{key}: expected a list, got {value!r}")
+    if typing.get_origin(item_tp) is Literal:  # "loggers: unknown logger 'x'; valid choices: ..."
+        choices, item = typing.get_args(item_tp), key.rsplit(".", 1)[-1].rstrip("s")
+        for v in value:
+            if v not in choices:
+                raise UserError(f"{key}: unknown {item} {v!r}; valid choices: {', '.join(map(str, choices))}")
+        return list(value)
+    return [_coerce(_parse_scalar(v) if isinstance(v, str) and item_tp is not str else v, item_tp, key) for v in value]
+
+
+def _coerce_number(value: Any, tp: type, key: str) -> Any:
+    """bool, int or float, already parsed from text the way YAML would."""
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{key}: expected an integer, got {value!r}")
+        if abs(value) >= 2**62:  # torch and numpy take 64-bit integers: beyond, they overflow in C
+            raise UserError(f"{key}: {value} is too large; at most {2**62 - 1}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{key}: expected a number, got {value!r}")
+    if not math.isfinite(value):  # inf/nan pass every range check and then wreck training
+        raise UserError(f"{key}: expected a finite number, got {value!r}")
+    return float(value)
 
 
 def _parse_scalar(text: str) -> Any:
