@@ -107,8 +107,9 @@ def test_requeued_task_resumes_its_cell(slurm_cluster, tmp_path, model_cache):
     the cell run here without interruption."""
     results = tmp_path / "results"
     path = write_sweep(tmp_path, model_cache, results)
-    # a long stage 2 (many epochs of the same 64 images): the requeue lands inside it
-    sequence = {"name": "micro_long", "stages": [{"task": "shapes", "epochs": 1}, {"task": "digits", "epochs": 60}]}
+    # a long stage 2 (many epochs of the same 64 images, ~20 s): the requeue, which can take
+    # seconds to reach slurmd on a loaded machine, lands inside it
+    sequence = {"name": "micro_long", "stages": [{"task": "shapes", "epochs": 1}, {"task": "digits", "epochs": 300}]}
     (tmp_path / "micro_long.yaml").write_text(yaml.safe_dump({**sequence, "eval_only": ["textures"]}))
     doc = yaml.safe_load(path.read_text())
     doc["base"]["sequence"] = str(tmp_path / "micro_long.yaml")
