@@ -37,6 +37,8 @@ AVALANCHE_LOGS = "avalanche_logs"
 # reads specially (a leading "-" or ".", spaces, control characters).
 NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 NAME_RULE_TEXT = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# A folder the suite names itself: a user's name plus "-<config hash>" (11 characters more).
+FOLDER_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
 
 def check_run_name(name: str, what: str = "--name") -> str:
@@ -114,7 +116,7 @@ class RunDir:
     def __init__(self, root: Path, name: str, what: str = "--name") -> None:
         self.root = Path(root)
         self.name = name
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+        if not re.fullmatch(FOLDER_RULE, name):
             check_run_name(name, what)  # the one-line error, naming the rule
         for path in (self.path, self.staging, self.lock_path):
             self.inside(path)

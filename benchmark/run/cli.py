@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep every stage's checkpoint (default: only what resume needs, dropped when done)",
     )
-    p.add_argument("--loggers", help="Avalanche loggers for the training loss: tensorboard,csv,wandb,text")
+    p.add_argument(
+        "--loggers", help="Avalanche loggers (training loss, per-stage accuracies, summary): tensorboard,csv,wandb,text"
+    )
     p.add_argument("--sweep", help="a sweep file (base + grid): run every cell, merge, select (README 'Sweeps')")
     p.add_argument("--launcher", help="where sweep cells run: local (default) or slurm (--slurm.partition P ...)")
     p.add_argument("--workers", type=int, help="sweep: parallel local workers (default: one per GPU, else 1)")
@@ -186,8 +188,9 @@ SUITE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding benchmark
 
 
 def check_own_packages() -> None:
-    """The suite's three top-level packages must be its own: a user's ``tasks.py`` (or
-    ``methods/``) earlier on ``sys.path`` would shadow them. Say which file does, in one line."""
+    """The suite's top-level ``methods`` and ``tasks`` must be its own (``benchmark`` is, or this
+    code would not run): a user's ``tasks.py`` (or ``methods/``) earlier on ``sys.path`` would
+    shadow them. Say which file does, in one line."""
     import importlib.util
 
     for name in ("methods", "tasks"):
