@@ -8,18 +8,24 @@ any point resumes from its last stage checkpoint when it runs again.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import queue
 import subprocess
+import threading
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Optional
 
-from tqdm.auto import tqdm
-
 from benchmark.config import _parse_scalar, to_dict
 from benchmark.errors import UserError
+from benchmark.logs import progress as progress_bar
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # submitit's own executor options; any other --slurm.KEY goes to sbatch as slurm_KEY.
@@ -90,35 +96,106 @@ def run_local(cells: list, workers: Optional[int], progress: bool) -> dict[str, 
             print(f"cell {index}/{len(configs)}: {key}")
             errors[key] = run_cell(data, progress)
         return {key: error for key, error in errors.items() if error}
-    return _pool(configs, workers, gpus)
+    return _pool(configs, workers, gpus, progress)
 
 
-def _pool(configs: list[tuple[str, dict]], workers: int, gpus: int) -> dict[str, str]:
+# A worker that dies (SIGKILL, the host's out-of-memory killer) breaks Python's process pool
+# and every cell still in it. The cells not yet finished run again in a fresh pool (those in
+# flight resume from their stage checkpoints); a cell whose worker died this many times while
+# it ran is marked failed, so one cell that always kills its worker cannot stall the sweep.
+MAX_WORKER_DEATHS = 3
+
+
+def _pool(configs: list[tuple[str, dict]], workers: int, gpus: int, progress: bool) -> dict[str, str]:
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked CUDA or OpenMP state
-    queue = context.Queue()
-    for index in range(workers):
-        queue.put(str(index) if gpus else None)
-    errors = {}
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_pin, initargs=(queue,)) as pool:
-        futures = {pool.submit(run_cell, data): key for key, data in configs}
-        bar = tqdm(total=len(futures), desc=f"cells ({workers} workers)", unit="cell")
-        for future in as_completed(futures):
-            try:
-                error = future.result()
-            except Exception as e:  # the worker died (killed, out of memory): that cell failed
-                error = f"worker process died: {type(e).__name__}: {e}"
-            if error:
-                errors[futures[future]] = error
-            bar.update()
-        bar.close()
+    errors: dict[str, str] = {}
+    deaths = dict.fromkeys((key for key, _ in configs), 0)
+    bar = progress_bar(len(configs), f"cells ({workers} workers)", enabled=progress, unit="cell")
+    todo = configs
+    while todo:
+        running, waiting = _pool_round(context, todo, workers, gpus, errors, bar)
+        if not running and not waiting:
+            break
+        if not running:  # the pool broke before any cell started: a fresh one would too
+            errors.update({key: "the worker processes could not start" for key, _ in waiting})
+            bar.update(len(waiting))
+            break
+        log.warning("a worker process died; %d unfinished cells go to a fresh pool", len(running) + len(waiting))
+        for key, _ in running:
+            deaths[key] += 1
+            if deaths[key] == MAX_WORKER_DEATHS:
+                errors[key] = f"its worker process died {MAX_WORKER_DEATHS} times while running it (out of memory?)"
+                bar.update()
+        # cells that never started go first, so a cell that kills its worker cannot starve them
+        todo = waiting + [cell for cell in running if deaths[cell[0]] < MAX_WORKER_DEATHS]
+    bar.close()
     return errors
 
 
-def _pin(queue) -> None:
-    """Worker start: take one GPU for good (before CUDA initialises in this process)."""
-    gpu = queue.get()
+def _pool_round(context, todo: list, workers: int, gpus: int, errors: dict[str, str], bar) -> tuple[list, list]:
+    """Run the cells in one process pool, errors and progress as they finish; when a worker
+    dies, return the unfinished cells as (started, never started)."""
+    gpu_queue, started = context.Queue(), context.Queue()
+    for index in range(workers):
+        gpu_queue.put(str(index) if gpus else None)
+    unfinished = []
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(gpu_queue, started)
+    ) as pool:
+        futures = {pool.submit(_run_pooled_cell, key, data): (key, data) for key, data in todo}
+        for future in as_completed(futures):
+            try:
+                error = future.result()
+            except BrokenProcessPool:
+                unfinished.append(futures[future])
+                continue
+            except Exception as e:
+                error = f"worker process failed: {type(e).__name__}: {e}"
+            if error:
+                errors[futures[future][0]] = error
+            bar.update()
+    if not unfinished:
+        return [], []
+    ran = _drain(started)
+    order = {key: index for index, (key, _) in enumerate(todo)}
+    unfinished.sort(key=lambda cell: order[cell[0]])
+    return [c for c in unfinished if c[0] in ran], [c for c in unfinished if c[0] not in ran]
+
+
+_STARTED = None  # in a pool worker: the queue on which it names each cell it starts
+
+
+def _start_worker(gpu_queue, started) -> None:
+    """Worker start: take one GPU for good (before CUDA initialises in this process), keep the
+    queue that reports started cells, and leave with the sweep's process."""
+    global _STARTED
+    gpu = gpu_queue.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    _STARTED = started
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _run_pooled_cell(key: str, data: dict[str, Any]) -> str:
+    _STARTED.put(key)
+    return run_cell(data)
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """A worker whose sweep process was killed (SIGTERM, SIGKILL, a job's end) would otherwise
+    run on, and keep its GPU, as an orphan; its cell resumes from its last stage checkpoint."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
+
+
+def _drain(started) -> set[str]:
+    keys = set()
+    while True:
+        try:
+            keys.add(started.get(timeout=0.2))
+        except queue.Empty:
+            return keys
 
 
 # ---------------------------------------------------------------- SLURM

@@ -112,6 +112,58 @@ def test_killed_cell_resumes_from_its_stage_checkpoint(grid, tmp_path):
     assert (cell / "accuracy_long.csv").read_bytes() == (out / "cells" / key / "accuracy_long.csv").read_bytes()
 
 
+def _worker_pids(parent: int) -> list[int]:
+    """The sweep's spawned pool workers: its children running multiprocessing's spawn_main."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"spawn_main" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            pass  # a process that ended while we looked
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_workers_leave_with_a_killed_sweep(grid, tmp_path):
+    path, _ = grid
+    results = tmp_path / "terminated"
+    command = [sys.executable, "run_benchmark.py", "--sweep", str(path), "-q", "--workers", "2"]
+    proc = subprocess.Popen([*command, "--results-dir", str(results)], cwd=REPO, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(list((results / "grid" / "cells").glob(".*.partial"))) < 2 and proc.poll() is None:
+        assert time.time() < deadline, "the two workers' cells never started"
+        time.sleep(0.05)
+    workers = _worker_pids(proc.pid)
+    assert len(workers) == 2
+    proc.terminate()  # SIGTERM to the sweep process alone, as a job's end or `kill` sends it
+    proc.wait()
+    deadline = time.time() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.time() < deadline, "pool workers outlived their sweep"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_killed_worker_costs_no_cell(grid, tmp_path):
+    """SIGKILL one pool worker mid-stage (as the out-of-memory killer would): the sweep starts
+    a fresh pool, every cell completes, and the merge equals the undisturbed sweep's."""
+    path, out = grid
+    results = tmp_path / "oom"
+    command = [sys.executable, "run_benchmark.py", "--sweep", str(path), "-q", "--workers", "2"]
+    proc = subprocess.Popen([*command, "--results-dir", str(results)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list((results / "grid" / "cells").glob(".*.partial/checkpoints/*.pt")) and proc.poll() is None:
+        assert time.time() < deadline, "no stage checkpoint appeared"
+        time.sleep(0.02)
+    os.kill(_worker_pids(proc.pid)[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "a worker process died; " in stderr
+    assert (results / "grid" / "accuracy_long.csv").read_bytes() == (out / "accuracy_long.csv").read_bytes()
+
+
 def test_poisoned_test_numbers_do_not_change_the_choice(grid, tmp_path):
     """Test rows rigged to favour the losing setting (100% vs 0%) leave the choice as it was."""
     path, out = grid
