@@ -24,6 +24,7 @@ from typing import Any, Optional
 from benchmark.config import _parse_scalar, to_dict
 from benchmark.errors import UserError
 from benchmark.logs import progress as progress_bar
+from benchmark.logs import quiet_warnings
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,7 @@ def run_cell(cfg_data: dict[str, Any], progress: bool = False) -> str:
 
 def _quiet_libraries() -> None:
     """In a fresh worker, the library noise cli.main silences in the parent."""
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore", module="avalanche|qpsolvers|open_clip")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    quiet_warnings()
     logging.getLogger().setLevel(logging.ERROR)
 
 
