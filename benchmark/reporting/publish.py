@@ -23,8 +23,8 @@ from benchmark.reporting import table
 RUN_FILES = ["config.yaml", "manifest.json", "accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
 # A sweep's merged folder: its config is the sweep file (copied as sweep.yaml) and its
 # manifest is built from the cells' own (publish_sweep_manifest).
-SWEEP_FILES = ["accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md", "selection.csv"]
-SWEEP_OPTIONAL = ["selected_config.yaml"]
+SWEEP_FILES = ["accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
+SWEEP_OPTIONAL = ["selection.csv", "selection.md", "selected_config.yaml"]  # sweeps with select:
 ALL_FILES = {*RUN_FILES, *SWEEP_FILES, *SWEEP_OPTIONAL, "sweep.yaml"}  # what publishing may replace in dest
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 

@@ -96,3 +96,27 @@ def selection_table(val: pd.DataFrame, test: pd.DataFrame, settings: pd.DataFram
     chosen = select_settings(val, settings, criterion)
     test_metrics, _ = _metric_frame(test, "test")
     return chosen.merge(test_metrics, on="method", how="left")
+
+
+def selection_markdown(selection: pd.DataFrame) -> str:
+    """selection.md: selection.csv for reading, one row per setting grouped by method, the chosen
+    setting marked; val decides, test is shown beside it."""
+    rows = pd.DataFrame(
+        {
+            "method": selection[BASE_METHOD],
+            "setting": selection[SETTING].replace("", "(base)"),
+            f"val: {selection['criterion'].iloc[0] if len(selection) else ''}": selection["criterion_value"],
+            "chosen": selection["selected"].map({True: "chosen", False: ""}),
+            "test last head acc": selection["test_last_head"],
+            "test dLP": selection["test_dlp"],
+            "test dZS": selection["test_dzs"],
+            "seeds": selection["test_n_seeds"],
+        }
+    )
+    order = {method: index for index, method in enumerate(pd.unique(rows["method"]))}
+    rows = rows.sort_values("method", key=lambda col: col.map(order), kind="stable")
+    return (
+        "# Hyperparameter selection on the validation split\n\n"
+        "Per method, the setting with the best validation criterion (mean over seeds) is chosen; "
+        "the test columns are shown for reading only and never influence the choice.\n\n" + reports.markdown_table(rows)
+    )

@@ -20,10 +20,11 @@ from benchmark.config import to_dict
 from benchmark.files import atomic_text
 from benchmark.reporting import reports, table
 from benchmark.reporting.leaderboard import failed_runs_of, read_manifest_runs, write_leaderboard_files
-from benchmark.reporting.selection import BASE_METHOD, SETTING, selection_table
+from benchmark.reporting.selection import BASE_METHOD, SETTING, selection_markdown, selection_table
 from benchmark.run.sweep import RUN_AXES, Cell, Sweep
 
 SELECTION_CSV = "selection.csv"
+SELECTION_MD = "selection.md"
 SELECTED_SWEEP = "selected_sweep.yaml"
 SELECTED_CONFIG = "selected_config.yaml"
 
@@ -99,12 +100,13 @@ def merge_group(sweep: Sweep, cells: list[Cell], out: Path) -> list[Path]:
     if sweep.select:
         selection = selection_table(val, test, settings.drop(columns="_cell"), sweep.select)
         atomic_text(out / SELECTION_CSV, selection.to_csv(index=False))
+        atomic_text(out / SELECTION_MD, selection_markdown(selection))
         chosen = settings[selection["selected"].to_numpy()]
         board_rows = test[test["method"].isin(set(chosen["method"]))]
         _write_selected(sweep, chosen, out)
     paths = write_leaderboard_files(out, board_rows, failed)
     _add_setting_columns(out / rundir.LEADERBOARD_CSV, settings)
-    return paths + ([out / SELECTION_CSV] if sweep.select else [])
+    return paths + ([out / SELECTION_CSV, out / SELECTION_MD] if sweep.select else [])
 
 
 def _add_setting_columns(path: Path, settings: pd.DataFrame) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.errors import UserError
 from benchmark.reporting import table
-from benchmark.reporting.selection import check_criterion, select_settings, selection_table
+from benchmark.reporting.selection import check_criterion, select_settings, selection_markdown, selection_table
 
 S1, S2 = "ewc[ewc.ewc_lambda=1]", "ewc[ewc.ewc_lambda=100]"
 # final-stage val head accuracy on the trained tasks (a, b) per (setting, seed)
@@ -65,6 +65,20 @@ def test_selection_reads_val_rows_only():
     poisoned["accuracy"] = 0.0
     again = selection_table(long_frame("val"), poisoned, SETTINGS, "val_last_head").set_index("method")
     assert again["selected"].equals(out["selected"])
+
+
+def test_selection_markdown_marks_the_choice_beside_both_settings():
+    out = selection_table(long_frame("val"), long_frame("test"), SETTINGS, "val_last_head")
+    lines = selection_markdown(out).splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    assert "val: val_last_head" in header and "test dLP" in header
+    rows = [line for line in lines if line.startswith("| ewc")]
+    # by hand: val 55 / 57.5 (above); test = 100 - val, so last head 45 / 42.5 and the test
+    # probe on c goes from 50 to 50 (S1) or 60 (S2): dLP 0 / +10
+    assert rows == [
+        "| ewc | ewc.ewc_lambda=1 | 55.0 |  | 45.0 | 0.0 | n/a | 2 |",
+        "| ewc | ewc.ewc_lambda=100 | 57.5 | chosen | 42.5 | 10.0 | n/a | 2 |",
+    ]
 
 
 def test_reports_never_read_val_rows(tmp_path):

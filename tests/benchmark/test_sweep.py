@@ -67,6 +67,7 @@ def test_grid_runs_every_cell_and_merges(grid, capsys):
     assert set(summary["method"]) == set(merged["method"])
     selection = pd.read_csv(out / "selection.csv")
     assert len(selection) == 2 and selection["selected"].sum() == 1
+    assert (out / "selection.md").read_text().count("| chosen |") == 1
     chosen = yaml.safe_load((out / "selected_config.yaml").read_text())
     assert chosen["methods"] == ["l2sp"] and chosen["hparams"]["l2sp"]["alpha"] in (0.01, 100.0)
 
