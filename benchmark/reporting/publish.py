@@ -107,6 +107,7 @@ def _publish_sweep_provenance(sweep_json: Path, dest: Path) -> None:
         "cell_wall_seconds_total": round(sum(m.get("wall_seconds", 0.0) for m in manifests), 1),
         "git_revisions": sorted({m.get("git_revision", "") for m in manifests}),
         "device_names": sorted({m.get("device_name", "") for m in manifests}),
+        "invocations": status.get("invocations", []),  # each sweep command: start, wall time, cells run
         "versions": sorted({json.dumps(m.get("versions", {}), sort_keys=True) for m in manifests}),
     }
     pooled["versions"] = [json.loads(v) for v in pooled["versions"]]

@@ -234,24 +234,34 @@ def describe(cell: Cell) -> str:
     return f"{cell.key}  {'done   ' if cell.complete() else 'missing'}  {text or '(base)'}"
 
 
-def write_sweep_json(sweep: Sweep, errors: dict[str, str]) -> None:
-    """sweep.json: every cell with its overrides, status (complete | failed | missing) and folder."""
-    previous = _previous_errors(sweep.folder / SWEEP_JSON)
+def write_sweep_json(sweep: Sweep, errors: dict[str, str], invocation: Optional[dict[str, Any]] = None) -> None:
+    """sweep.json: every cell with its overrides, status (complete | failed | missing) and
+    folder, and every command that ran cells (when, how long, how many, where)."""
+    previous = _previous(sweep.folder / SWEEP_JSON)
+    old_errors = {
+        entry["key"]: entry.get("error", "") for entry in previous["cells"] if entry.get("status") == "failed"
+    }
     entries = []
     for cell in sweep.cells:
-        error = errors.get(cell.key, previous.get(cell.key, ""))
+        error = errors.get(cell.key, old_errors.get(cell.key, ""))
         status = "complete" if cell.complete() else ("failed" if error else "missing")
         entry = {"key": cell.key, "overrides": cell.overrides, "status": status, "folder": str(cell.folder)}
         if status == "failed":
             entry["error"] = error
         entries.append(entry)
+    invocations = previous["invocations"] + ([invocation] if invocation else [])
     payload = {"name": sweep.name, "source": sweep.source, "select": sweep.select, "cells": entries}
+    payload["invocations"] = invocations
     atomic_text(sweep.folder / SWEEP_JSON, json.dumps(payload, indent=2, default=str))
 
 
-def _previous_errors(path: Path) -> dict[str, str]:
+def _previous(path: Path) -> dict[str, list]:
+    """The cells and invocations of an earlier sweep.json (empty lists when there is none or it is unreadable)."""
     try:
-        cells = json.loads(path.read_text())["cells"]
-        return {entry["key"]: entry.get("error", "") for entry in cells if entry.get("status") == "failed"}
+        data = json.loads(path.read_text())
+        cells, invocations = data["cells"], data.get("invocations", [])
+        if isinstance(cells, list) and isinstance(invocations, list):
+            return {"cells": [c for c in cells if isinstance(c, dict) and "key" in c], "invocations": invocations}
     except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        pass
+    return {"cells": [], "invocations": []}

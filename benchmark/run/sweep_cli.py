@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +34,29 @@ def sweep_command(args: Any) -> int:
         for cell in mine:
             print(f"  {describe(cell)}")
         return 0
-    errors: dict[str, str] = {}
-    if not args.merge_only:
-        todo = [cell for cell in mine if not cell.complete()]
-        print(f"sweep {sweep.name}: {len(mine)} cells, {len(mine) - len(todo)} already complete, running {len(todo)}")
-        write_sweep_json(sweep, {})
-        errors = run_cells(todo, launcher, args.workers, options, progress=not args.quiet, folder=sweep.folder)
+    errors = {} if args.merge_only else _run_missing(sweep, mine, launcher, options, args)
     write_sweep_json(sweep, errors)
     return _finish(sweep, errors, args.merge_only)
+
+
+def _run_missing(sweep: Sweep, mine: list, launcher: str, options: dict[str, Any], args: Any) -> dict[str, str]:
+    """Run this command's cells that are not complete; record the invocation in sweep.json."""
+    todo = [cell for cell in mine if not cell.complete()]
+    print(f"sweep {sweep.name}: {len(mine)} cells, {len(mine) - len(todo)} already complete, running {len(todo)}")
+    write_sweep_json(sweep, {})
+    started, clock = datetime.now(timezone.utc), time.monotonic()
+    errors = run_cells(todo, launcher, args.workers, options, progress=not args.quiet, folder=sweep.folder)
+    invocation = {
+        "started_utc": started.isoformat(timespec="seconds"),
+        "wall_seconds": round(time.monotonic() - clock, 1),
+        "cells_run": len(todo),
+        "cells_failed": len(errors),
+        "launcher": launcher,
+        "workers": args.workers,
+        "shard": args.shard,
+    }
+    write_sweep_json(sweep, errors, invocation)
+    return errors
 
 
 def _finish(sweep: Sweep, errors: dict[str, str], merge_only: bool) -> int:

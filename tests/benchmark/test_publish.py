@@ -80,6 +80,7 @@ def test_sweep_publishes_the_selected_rows_and_pooled_provenance(tmp_path, readm
         status = "complete" if complete else "failed"
         cells.append({"key": key, "status": status, "folder": f"/elsewhere/cells/{key}"})
     payload = {"name": "grid", "source": str(sweep_file), "select": "val_last_head", "cells": cells}
+    payload["invocations"] = [{"started_utc": "2026-01-01T00:00:00+00:00", "wall_seconds": 12.0, "cells_run": 2}]
     (sweep / "sweep.json").write_text(json.dumps(payload))
     dest = tmp_path / "ref"
     dest.mkdir()
@@ -90,6 +91,7 @@ def test_sweep_publishes_the_selected_rows_and_pooled_provenance(tmp_path, readm
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["cells"] == 3 and manifest["cells_complete"] == 2
     assert manifest["cell_wall_seconds_total"] == 30.5 and manifest["git_revisions"] == ["r1"]
+    assert manifest["invocations"] == payload["invocations"]
     chosen = f"dlp_{safe_name('ewc[ewc.ewc_lambda=100]')}.png"  # the setting val chose, not the other one
     assert sorted(p.name for p in (dest / "plots").iterdir()) == sorted(
         [chosen, "dlp_finetune.png", "forgetting_curve.png"]

@@ -83,6 +83,9 @@ def test_rerun_runs_only_missing_cells(grid, capsys):
     assert sweep(path) == 0
     assert "3 already complete, running 1" in capsys.readouterr().out
     assert victim.is_dir() and (out / "accuracy_long.csv").read_bytes() == before
+    invocations = yaml.safe_load((out / "sweep.json").read_text())["invocations"]
+    assert [run["cells_run"] for run in invocations] == [4, 0, 1]  # each command's work, timed
+    assert all(run["wall_seconds"] >= 0 and run["cells_failed"] == 0 for run in invocations)
 
 
 def test_shards_merge_to_the_unsharded_csv(grid, tmp_path, capsys):
