@@ -77,7 +77,8 @@ LEGEND = (
     "best one's (|mean − best mean| ≤ std_best + std_this); `<` = the gap is larger than that sum. "
     "A heuristic, not a significance test: with 2-3 seeds the std is itself very uncertain. "
     "`n/a (1 seed)`: this method or the best has a single seed, so there is no spread to compare with.\n"
-    "- **hparams**: `set` = the run's config gave this method's hyperparameters (a preset, "
+    "- **hparams**: `tuned` = a sweep chose this setting among several on the validation split "
+    "(selection.md lists them); `set` = the run's config gave this method's hyperparameters (a preset, "
     "`--hparams.<method>.<name>` or a sweep); `default` = its built-in values, which for the "
     "regularisers are a measured working range, not a tuned optimum (methods without "
     "hyperparameters, e.g. finetune, are always `default`).\n"
@@ -90,13 +91,18 @@ LEGEND = (
 
 
 def build_leaderboard(
-    df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, int]] = (), hparams: Optional[dict[str, Any]] = None
+    df_long: pd.DataFrame,
+    failed_runs: Iterable[tuple[str, int]] = (),
+    hparams: Optional[dict[str, Any]] = None,
+    hparams_labels: Optional[dict[str, str]] = None,
 ) -> pd.DataFrame:
     """One row per method: mean and std over seeds of last head acc, dLP and dZS, ranks and spread marks.
 
     ``hparams`` is the run config's ``hparams`` section: a method none of whose parts it
     names ran with its built-in defaults and is marked ``default`` (untuned) in the
     ``hparams`` column, else ``set``; None (no config at hand) leaves the column empty.
+    ``hparams_labels`` (method -> label) replaces that rule where the caller knows better: a
+    sweep marks the settings it chose among several ``tuned``.
 
     ``failed_runs`` adds (method, seed) pairs known to have failed (e.g. from manifest.json) to
     those whose rows have ``status == "failed"``. Rows are sorted by rank_acc, then rank_dlp;
@@ -107,7 +113,10 @@ def build_leaderboard(
     summary = reports.summarise(usable) if len(usable) else None
     methods = list(dict.fromkeys(table.methods_in_order(df_long) + list(failed_seeds)))
     board = pd.DataFrame([_method_record(method, usable, summary, failed_seeds) for method in methods])
-    board["hparams"] = [hparams_source(method, hparams) for method in methods]
+    board["hparams"] = [
+        hparams_labels.get(method, "") if hparams_labels is not None else hparams_source(method, hparams)
+        for method in methods
+    ]
     for metric in BOARD_METRICS:
         seeds_column = f"_n_{metric.column}"
         if metric.rank_column:
@@ -397,10 +406,11 @@ def write_leaderboard_files(
     df_long: pd.DataFrame,
     failed_runs: Iterable[tuple[str, int]] = (),
     hparams: Optional[dict[str, Any]] = None,
+    hparams_labels: Optional[dict[str, str]] = None,
 ) -> list[Path]:
     """Write leaderboard.csv, .md and .html into out_dir (figures from out_dir/plots); return the paths."""
     out_dir = Path(out_dir)
-    board = build_leaderboard(df_long, failed_runs, hparams)
+    board = build_leaderboard(df_long, failed_runs, hparams, hparams_labels)
     title = run_title(out_dir)
     paths = [out_dir / LEADERBOARD_CSV, out_dir / LEADERBOARD_MD, out_dir / LEADERBOARD_HTML]
     atomic_text(paths[0], board.to_csv(index=False))

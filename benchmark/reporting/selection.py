@@ -11,6 +11,7 @@ as reusable configs).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -99,8 +100,9 @@ def selection_table(val: pd.DataFrame, test: pd.DataFrame, settings: pd.DataFram
 
 
 def selection_markdown(selection: pd.DataFrame) -> str:
-    """selection.md: selection.csv for reading, one row per setting grouped by method, the chosen
-    setting marked; val decides, test is shown beside it."""
+    """selection.md: selection.csv for reading, one row per setting, methods in alphabetical
+    order and each method's settings by value, the chosen one marked; val decides, test is
+    shown beside it."""
     rows = pd.DataFrame(
         {
             "method": selection[BASE_METHOD],
@@ -113,10 +115,17 @@ def selection_markdown(selection: pd.DataFrame) -> str:
             "seeds": selection["test_n_seeds"],
         }
     )
-    order = {method: index for index, method in enumerate(pd.unique(rows["method"]))}
-    rows = rows.sort_values("method", key=lambda col: col.map(order), kind="stable")
+    rows = rows.iloc[
+        sorted(range(len(rows)), key=lambda i: (rows["method"].iloc[i], _natural(rows["setting"].iloc[i])))
+    ]
     return (
         "# Hyperparameter selection on the validation split\n\n"
         "Per method, the setting with the best validation criterion (mean over seeds) is chosen; "
         "the test columns are shown for reading only and never influence the choice.\n\n" + reports.markdown_table(rows)
     )
+
+
+def _natural(text: str) -> list[tuple[int, float, str]]:
+    """Sort key that orders numbers by value: mem_size=100 < 200 < 1000."""
+    parts = re.split(r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)", text)
+    return [(1, float(part), "") if index % 2 else (0, 0.0, part) for index, part in enumerate(parts)]

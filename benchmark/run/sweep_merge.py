@@ -19,7 +19,12 @@ from benchmark import rundir
 from benchmark.config import to_dict
 from benchmark.files import atomic_text
 from benchmark.reporting import reports, table
-from benchmark.reporting.leaderboard import failed_runs_of, read_manifest_runs, write_leaderboard_files
+from benchmark.reporting.leaderboard import (
+    failed_runs_of,
+    hparams_source,
+    read_manifest_runs,
+    write_leaderboard_files,
+)
 from benchmark.reporting.selection import BASE_METHOD, SETTING, selection_markdown, selection_table
 from benchmark.run.sweep import RUN_AXES, Cell, Sweep
 
@@ -104,9 +109,23 @@ def merge_group(sweep: Sweep, cells: list[Cell], out: Path) -> list[Path]:
         chosen = settings[selection["selected"].to_numpy()]
         board_rows = test[test["method"].isin(set(chosen["method"]))]
         _write_selected(sweep, chosen, out)
-    paths = write_leaderboard_files(out, board_rows, failed)
+    paths = write_leaderboard_files(
+        out, board_rows, failed, hparams_labels=_hparams_labels(settings, bool(sweep.select))
+    )
     _add_setting_columns(out / rundir.LEADERBOARD_CSV, settings)
     return paths + ([out / SELECTION_CSV, out / SELECTION_MD] if sweep.select else [])
+
+
+def _hparams_labels(settings: pd.DataFrame, selected: bool) -> dict[str, str]:
+    """The leaderboard's hparams column: ``tuned`` for a setting chosen among several on val,
+    else what the cell's own config says (``set`` or ``default``)."""
+    counts = settings[BASE_METHOD].value_counts()
+    return {
+        row["method"]: "tuned"
+        if selected and counts[row[BASE_METHOD]] > 1
+        else hparams_source(row[BASE_METHOD], row["_cell"].cfg.hparams)
+        for _, row in settings.iterrows()
+    }
 
 
 def _add_setting_columns(path: Path, settings: pd.DataFrame) -> None:

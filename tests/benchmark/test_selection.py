@@ -91,3 +91,21 @@ def test_reports_never_read_val_rows(tmp_path):
 def test_unknown_criterion_names_the_choices():
     with pytest.raises(UserError, match="val_last_head, val_last_head_plus_dlp"):
         check_criterion("test_last_head")
+
+
+def test_selection_markdown_orders_settings_by_value():
+    sizes = [1000, 100, 200]  # hash order, as a sweep lists them
+    selection = pd.DataFrame(
+        {
+            "method": [f"replay[replay.mem_size={n}]" for n in sizes],
+            "base_method": "replay",
+            "setting": [f"replay.mem_size={n}" for n in sizes],
+            "criterion": "val_last_head",
+            "criterion_value": [3.0, 1.0, 2.0],
+            "selected": [True, False, False],
+            **{column: 0.0 for column in ("test_last_head", "test_dlp", "test_dzs")},
+            "test_n_seeds": 1,
+        }
+    )
+    rows = [line.split(" | ")[1] for line in selection_markdown(selection).splitlines() if line.startswith("| replay")]
+    assert rows == ["replay.mem_size=100", "replay.mem_size=200", "replay.mem_size=1000"]

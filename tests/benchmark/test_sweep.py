@@ -60,6 +60,7 @@ def test_grid_runs_every_cell_and_merges(grid, capsys):
     assert [c["status"] for c in status["cells"]] == ["complete"] * 4
     board = pd.read_csv(out / "leaderboard.csv")
     assert list(board["base_method"]) == ["l2sp"] and board["setting"][0] in ("l2sp.alpha=0.01", "l2sp.alpha=100")
+    assert list(board["hparams"]) == ["tuned"]  # chosen among the grid's two settings
     merged = pd.read_csv(out / "accuracy_long.csv")
     assert set(merged["split"]) == {"test", "val"} and set(merged["seed"]) == {0, 1}
     assert set(merged["method"]) == {"l2sp[l2sp.alpha=0.01]", "l2sp[l2sp.alpha=100]"}
@@ -67,7 +68,8 @@ def test_grid_runs_every_cell_and_merges(grid, capsys):
     assert set(summary["method"]) == set(merged["method"])
     selection = pd.read_csv(out / "selection.csv")
     assert len(selection) == 2 and selection["selected"].sum() == 1
-    assert (out / "selection.md").read_text().count("| chosen |") == 1
+    rows = [line for line in (out / "selection.md").read_text().splitlines() if line.startswith("| l2sp |")]
+    assert len(rows) == 2 and sum("| chosen |" in row for row in rows) == 1
     chosen = yaml.safe_load((out / "selected_config.yaml").read_text())
     assert chosen["methods"] == ["l2sp"] and chosen["hparams"]["l2sp"]["alpha"] in (0.01, 100.0)
 
