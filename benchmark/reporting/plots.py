@@ -51,10 +51,19 @@ LINE_STYLES, MARKERS = ("-", "--", "-.", ":"), "os^Dv"
 
 
 def method_style(method: str) -> dict[str, object]:
-    """Colour, line style and marker of ``method``: a function of its name alone."""
-    if method in PINNED_COLOURS:
-        return {"color": PALETTE(PINNED_COLOURS[method]), "linestyle": "-", "marker": "o"}
+    """Colour, line style and marker of ``method``: a function of its name alone. A sweep's
+    setting of a built-in method (``ewc[ewc.ewc_lambda=100]``) keeps the method's colour and
+    takes its line style and marker from the full label."""
+    base = method.split("[", 1)[0]
     digest = int.from_bytes(hashlib.sha256(method.encode()).digest()[:8], "big")
+    if base in PINNED_COLOURS:
+        if base == method:
+            return {"color": PALETTE(PINNED_COLOURS[method]), "linestyle": "-", "marker": "o"}
+        return {
+            "color": PALETTE(PINNED_COLOURS[base]),
+            "linestyle": LINE_STYLES[digest // 7 % len(LINE_STYLES)],
+            "marker": MARKERS[digest // 29 % len(MARKERS)],
+        }
     return {
         "color": PALETTE(FREE_COLOURS[digest % len(FREE_COLOURS)]),
         "linestyle": LINE_STYLES[digest // 7 % len(LINE_STYLES)],
@@ -231,7 +240,7 @@ def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     columns, _, _, num_sequence = _labels(df)
     trained_stage = table.trained_stages(df, columns)
     stages = np.arange(num_sequence + 1)
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(13, 4.5), layout="constrained")
     ax_dlp, ax_head = fig.subplots(1, 2)
     for method in table.methods_in_order(df):
         kinds = table.kinds_in_order(df, method)
@@ -256,8 +265,12 @@ def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     if seeds > 1:
         fig.suptitle(f"mean of {seeds} seeds, band = mean ± std", fontsize=9)
     ax_head.set(title="Average head accuracy over trained tasks", xlabel="stage", ylabel="accuracy (%)", xticks=stages)
+    # one legend beside both panels: the methods and their styles are the same in each, and a
+    # sweep's dozen settings inside the axes would hide the curves
+    legend = dict(zip(*reversed(ax_head.get_legend_handles_labels())))
+    legend.update(dict(zip(*reversed(ax_dlp.get_legend_handles_labels()))))
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=8)
     for ax in (ax_dlp, ax_head):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
         ax.grid(alpha=0.3)
     return _save(fig, out_dir, "forgetting_curve")

@@ -15,6 +15,9 @@ def test_method_colours_are_fixed_per_name():
     hashed = plots.method_style("ldifs+replay")
     assert hashed == plots.method_style("ldifs+replay")  # a stable hash, not Python's salted one
     assert hashed["color"] not in pinned
+    setting = plots.method_style("ldifs[ldifs.alpha=700]")  # a sweep's setting keeps its method's colour
+    assert setting["color"] == plots.method_style("ldifs")["color"]
+    assert setting == plots.method_style("ldifs[ldifs.alpha=700]")
     # the value itself, so a change of the hash (colours moving between runs) fails here
     assert hashed["color"] == plots.PALETTE(plots.FREE_COLOURS[_sha_index("ldifs+replay")])
 
