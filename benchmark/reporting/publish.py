@@ -2,7 +2,7 @@
 its leaderboard into README.md, so the numbers the README shows are written by the suite,
 never typed.
 
-    python -m benchmark.reporting.publish results/embedded_tuned docs/reference/embedded-default
+    python -m benchmark.reporting.publish results/embedded_tuned docs/reference/embedded-tuned
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import Optional
 import pandas as pd
 
 from benchmark.errors import UserError
+from benchmark.files import atomic_text
 from benchmark.reporting import table
 
 RUN_FILES = ["config.yaml", "manifest.json", "accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
 # A sweep's merged folder: its config is the sweep file (copied as sweep.yaml) and its
-# manifest is built from the cells' own (publish_sweep_manifest).
+# manifest is pooled from the cells' own (_publish_sweep_provenance).
 SWEEP_FILES = ["accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
 SWEEP_OPTIONAL = ["selection.csv", "selection.md", "selected_config.yaml"]  # sweeps with select:
 ALL_FILES = {*RUN_FILES, *SWEEP_FILES, *SWEEP_OPTIONAL, "sweep.yaml"}  # what publishing may replace in dest
@@ -108,10 +109,11 @@ def _publish_sweep_provenance(sweep_json: Path, dest: Path) -> None:
         "git_revisions": sorted({m.get("git_revision", "") for m in manifests}),
         "device_names": sorted({m.get("device_name", "") for m in manifests}),
         "invocations": status.get("invocations", []),  # each sweep command: start, wall time, cells run
-        "versions": sorted({json.dumps(m.get("versions", {}), sort_keys=True) for m in manifests}),
+        "versions": [
+            json.loads(v) for v in sorted({json.dumps(m.get("versions", {}), sort_keys=True) for m in manifests})
+        ],
     }
-    pooled["versions"] = [json.loads(v) for v in pooled["versions"]]
-    (dest / "manifest.json").write_text(json.dumps(pooled, indent=2) + "\n")
+    atomic_text(dest / "manifest.json", json.dumps(pooled, indent=2) + "\n")
 
 
 def _splice(readme: Path, board: str, dest: Path) -> None:

@@ -236,7 +236,7 @@ def describe(cell: Cell) -> str:
 
 def write_sweep_json(sweep: Sweep, errors: dict[str, str], invocation: Optional[dict[str, Any]] = None) -> None:
     """sweep.json: every cell with its overrides, status (complete | failed | missing) and
-    folder, and every command that ran cells (when, how long, how many, where)."""
+    folder, and every command that ran cells (start, wall time, cells run and failed, launcher)."""
     previous = _previous(sweep.folder / SWEEP_JSON)
     old_errors = {
         entry["key"]: entry.get("error", "") for entry in previous["cells"] if entry.get("status") == "failed"
