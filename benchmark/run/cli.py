@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="sweep: run only shard i of n (i/n, cells in config-hash order)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="sweep: print the cells and exit")
     p.add_argument("--merge-only", dest="merge_only", action="store_true", help="sweep: merge finished cells only")
+    p.add_argument("--select", help="sweep: the selection criterion instead of the file's select: (val_last_head, ...)")
     p.add_argument(
         "--plugins",
         help="comma-separated .py files or importable modules registering methods/tasks, e.g. mine.py,my_pkg.more",
@@ -223,7 +224,8 @@ def _main(argv: list[str]) -> int:
     if args.list_methods or args.list_tasks or args.list_sequences:
         print_registries(args)
         return 0
-    if args.sweep or args.launcher or args.shard or args.dry_run or args.merge_only or args.slurm or args.workers:
+    sweep_flags = (args.launcher, args.shard, args.dry_run, args.merge_only, args.slurm, args.workers, args.select)
+    if args.sweep or any(sweep_flags):
         from benchmark.run.sweep_cli import sweep_command
 
         return sweep_command(args)

@@ -81,15 +81,17 @@ def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def load_sweep(path: Path, overrides: list[tuple[str, Any]] = ()) -> Sweep:
-    """Parse and check a sweep file; every cell is validated before anything runs or is written."""
+def load_sweep(path: Path, overrides: list[tuple[str, Any]] = (), select: Optional[str] = None) -> Sweep:
+    """Parse and check a sweep file; every cell is validated before anything runs or is written.
+    ``select`` (``--select``) replaces the file's criterion: cells do not depend on it, so a
+    finished sweep can be merged again under another criterion."""
     path = Path(path)
     data = _read_mapping(path, "sweep file")
     unknown = [key for key in data if key not in SWEEP_KEYS]
     if unknown:
         raise UserError(f"unknown sweep key {unknown[0]!r} in {path}; valid keys: {', '.join(SWEEP_KEYS)}")
     base = _base_config(data.get("base") or {}, path, overrides)
-    select = data.get("select")
+    select = select or data.get("select")
     if select is not None:
         check_criterion(str(select))
         if "val" not in base.eval.splits:

@@ -18,7 +18,9 @@ from benchmark.run.sweep_merge import merge_sweep
 def sweep_command(args: Any) -> int:
     """``run_benchmark.py --sweep FILE [--launcher ...] [--shard i/n] [--dry-run] [--merge-only]``."""
     if not args.sweep:
-        raise UserError("--launcher, --workers, --shard, --dry-run, --merge-only and --slurm.* need --sweep FILE")
+        raise UserError(
+            "--launcher, --workers, --shard, --dry-run, --merge-only, --select and --slurm.* need --sweep FILE"
+        )
     launcher = args.launcher or "local"
     if launcher not in LAUNCHERS:
         raise choices_error("launcher", launcher, LAUNCHERS)
@@ -26,7 +28,7 @@ def sweep_command(args: Any) -> int:
         raise UserError(f"--workers {args.workers} must be >= 1")
     if args.config:
         raise UserError("--config and --sweep do not mix: the sweep file's base: is the config")
-    sweep = load_sweep(Path(args.sweep), args.overrides)
+    sweep = load_sweep(Path(args.sweep), args.overrides, args.select)
     mine = shard_cells(sweep.cells, args.shard)
     options = slurm_options({**sweep.slurm, **args.slurm}) if launcher == "slurm" else {}
     if args.dry_run:

@@ -190,6 +190,19 @@ def test_poisoned_test_numbers_do_not_change_the_choice(grid, tmp_path):
     assert pd.read_csv(copy / "grid" / "leaderboard.csv")["method"].tolist() == [winner]
 
 
+def test_a_finished_sweep_merges_again_under_another_criterion(grid, tmp_path):
+    path, out = grid
+    copy = tmp_path / "reselected"
+    shutil.copytree(out.parent, copy)
+    assert sweep(path, "--results-dir", str(copy), "--merge-only", "--select", "val_last_head_plus_dlp") == 0
+    selection = pd.read_csv(copy / "grid" / "selection.csv")
+    assert set(selection["criterion"]) == {"val_last_head_plus_dlp"}
+    # the criterion by its definition: val last head accuracy + val dLP, per setting
+    expected = selection["val_last_head"] + selection["val_dlp"]
+    assert selection["criterion_value"].to_numpy() == pytest.approx(expected.to_numpy())
+    assert selection["selected"].sum() == 1 and selection.loc[expected.idxmax(), "selected"]
+
+
 @pytest.mark.parametrize(
     "change, flags, message",
     [
@@ -200,6 +213,7 @@ def test_poisoned_test_numbers_do_not_change_the_choice(grid, tmp_path):
         ({}, ["--launcher", "pbs"], "unknown launcher 'pbs'"),
         ({}, ["--shard", "3/2"], "--shard '3/2'"),
         ({"select": "val_best_guess"}, [], "unknown select criterion 'val_best_guess'"),
+        ({}, ["--select", "val_best_guess"], "unknown select criterion 'val_best_guess'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, model_cache, capsys, change, flags, message):
