@@ -154,10 +154,10 @@ def test_workers_leave_with_a_killed_sweep(grid, tmp_path):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_killed_worker_costs_no_cell(grid, tmp_path):
     """SIGKILL one pool worker mid-stage (as the out-of-memory killer would): the sweep starts
-    a fresh pool, every cell completes, and the merge equals the undisturbed sweep's."""
+    a fresh pool, both cells complete, and their CSVs equal the undisturbed sweep's."""
     path, out = grid
     results = tmp_path / "oom"
-    command = [sys.executable, "run_benchmark.py", "--sweep", str(path), "-q", "--workers", "2"]
+    command = [sys.executable, "run_benchmark.py", "--sweep", str(path), "-q", "--workers", "2", "--shard", "1/2"]
     proc = subprocess.Popen([*command, "--results-dir", str(results)], cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not list((results / "grid" / "cells").glob(".*.partial/checkpoints/*.pt")) and proc.poll() is None:
@@ -167,7 +167,12 @@ def test_a_killed_worker_costs_no_cell(grid, tmp_path):
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert "a worker process died; " in stderr
-    assert (results / "grid" / "accuracy_long.csv").read_bytes() == (out / "accuracy_long.csv").read_bytes()
+    cells = sorted(p for p in (results / "grid" / "cells").iterdir() if not p.name.startswith("."))
+    assert len(cells) == 2
+    for cell in cells:
+        assert (cell / "accuracy_long.csv").read_bytes() == (
+            out / "cells" / cell.name / "accuracy_long.csv"
+        ).read_bytes()
 
 
 def test_poisoned_test_numbers_do_not_change_the_choice(grid, tmp_path):
