@@ -100,15 +100,28 @@ def test_shards_merge_to_the_unsharded_csv(grid, tmp_path, capsys):
     assert (results / "grid" / "accuracy_long.csv").read_bytes() == (out / "accuracy_long.csv").read_bytes()
 
 
+def _sweep_process(path: Path, results: Path, *flags: str, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """The sweep command as a process of its own, so a test can kill it or its workers."""
+    command = [sys.executable, "run_benchmark.py", "--sweep", str(path), "-q", *flags, "--results-dir", str(results)]
+    return subprocess.Popen(command, cwd=REPO, stderr=stderr, text=True)
+
+
+def _wait_until(ready, proc: subprocess.Popen, what: str, timeout_s: float = 240) -> None:
+    deadline = time.time() + timeout_s
+    while not ready() and proc.poll() is None:
+        assert time.time() < deadline, what
+        time.sleep(0.02)
+
+
+def _checkpoint_written(results: Path):
+    return lambda: bool(list((results / "grid" / "cells").glob(".*.partial/checkpoints/*.pt")))
+
+
 def test_killed_cell_resumes_from_its_stage_checkpoint(grid, tmp_path):
     path, out = grid
     results = tmp_path / "killed"
-    command = [sys.executable, "run_benchmark.py", "--sweep", str(path), "-q", "--shard", "1/4"]
-    proc = subprocess.Popen([*command, "--results-dir", str(results)], cwd=REPO, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not list((results / "grid" / "cells").glob(".*.partial/checkpoints/*.pt")) and proc.poll() is None:
-        assert time.time() < deadline, "no stage checkpoint appeared"
-        time.sleep(0.02)
+    proc = _sweep_process(path, results, "--shard", "1/4")
+    _wait_until(_checkpoint_written(results), proc, "no stage checkpoint appeared")
     os.kill(proc.pid, signal.SIGKILL)  # after stage 1's checkpoint, during stage 2
     proc.wait()
     (key,) = [p.name[1:-8] for p in (results / "grid" / "cells").glob(".*.partial")]
@@ -135,12 +148,12 @@ def _worker_pids(parent: int) -> list[int]:
 def test_workers_leave_with_a_killed_sweep(grid, tmp_path):
     path, _ = grid
     results = tmp_path / "terminated"
-    command = [sys.executable, "run_benchmark.py", "--sweep", str(path), "-q", "--workers", "2"]
-    proc = subprocess.Popen([*command, "--results-dir", str(results)], cwd=REPO, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while len(list((results / "grid" / "cells").glob(".*.partial"))) < 2 and proc.poll() is None:
-        assert time.time() < deadline, "the two workers' cells never started"
-        time.sleep(0.05)
+    proc = _sweep_process(path, results, "--workers", "2")
+
+    def two_cells_started() -> bool:
+        return len(list((results / "grid" / "cells").glob(".*.partial"))) >= 2
+
+    _wait_until(two_cells_started, proc, "the two workers' cells never started")
     workers = _worker_pids(proc.pid)
     assert len(workers) == 2
     proc.terminate()  # SIGTERM to the sweep process alone, as a job's end or `kill` sends it
@@ -157,12 +170,8 @@ def test_a_killed_worker_costs_no_cell(grid, tmp_path):
     a fresh pool, both cells complete, and their CSVs equal the undisturbed sweep's."""
     path, out = grid
     results = tmp_path / "oom"
-    command = [sys.executable, "run_benchmark.py", "--sweep", str(path), "-q", "--workers", "2", "--shard", "1/2"]
-    proc = subprocess.Popen([*command, "--results-dir", str(results)], cwd=REPO, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not list((results / "grid" / "cells").glob(".*.partial/checkpoints/*.pt")) and proc.poll() is None:
-        assert time.time() < deadline, "no stage checkpoint appeared"
-        time.sleep(0.02)
+    proc = _sweep_process(path, results, "--workers", "2", "--shard", "1/2", stderr=subprocess.PIPE)
+    _wait_until(_checkpoint_written(results), proc, "no stage checkpoint appeared")
     os.kill(_worker_pids(proc.pid)[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
