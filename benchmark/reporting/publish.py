@@ -51,8 +51,10 @@ def publish(run_dir: Path, dest: Path, readme: Path) -> None:
 
 def _sweep_json(run_dir: Path) -> Optional[Path]:
     """The sweep.json of a merged sweep folder (or of its parent, when the grid varied the sequence)."""
+    if (run_dir / "config.yaml").is_file():  # a run (a sweep's cell included) has its own config
+        return None
     for folder in (run_dir, run_dir.parent):
-        if (folder / "sweep.json").is_file() and not (run_dir / "config.yaml").is_file():
+        if (folder / "sweep.json").is_file():
             return folder / "sweep.json"
     return None
 
