@@ -65,7 +65,11 @@ class TapRecorder:
         self._handles = [t.module.register_forward_hook(self._hook(i)) for i, t in enumerate(taps)]
 
     def _hook(self, i: int):
-        def hook(_module, _inputs, output):
+        def hook(module, _inputs, output):
+            # A deep copy of the tower (LwF's previous model, a checkpoint) carries this hook
+            # along: its forward must not overwrite the live tower's taps.
+            if module is not self.taps[i].module:
+                return
             out = output[0] if isinstance(output, tuple) else output
             self.outputs[i] = out.transpose(0, 1) if self.taps[i].seq_first else out
 

@@ -75,6 +75,13 @@ def _visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def gpu_ids(count: int) -> list[str]:
+    """The ids a worker may be pinned to: the first ``count`` of this process's
+    CUDA_VISIBLE_DEVICES (ids or UUIDs) when it is set, else 0..count-1."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (visible or [str(i) for i in range(count)])[:count]
+
+
 def run_local(cells: list, workers: Optional[int], progress: bool) -> dict[str, str]:
     """One process per worker; with GPUs, one GPU per worker, else the CPU threads split between them."""
     gpus = _visible_gpus()
@@ -133,8 +140,8 @@ def _pool_round(context, todo: list, workers: int, gpus: int, errors: dict[str, 
     """Run the cells in one process pool, errors and progress as they finish; when a worker
     dies, return the unfinished cells as (started, never started)."""
     gpu_queue, started = context.Queue(), context.Queue()
-    for index in range(workers):
-        gpu_queue.put(str(index) if gpus else None)
+    for gpu in gpu_ids(gpus)[:workers] if gpus else [None] * workers:
+        gpu_queue.put(gpu)
     unfinished = []
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_start_worker, initargs=(gpu_queue, started)

@@ -24,3 +24,17 @@ def test_perf_runs_on_cuda(capsys):
 
     assert main(["--device", "cuda", "--steps", "4", "--repeats", "1", "--batch-size", "32"]) == 0
     assert "ldifs_vs_finetune_time" in capsys.readouterr().out
+
+
+def test_lwf_plus_ldifs_trains_on_cuda():
+    """LwF's previous model is a deep copy of the tower: its fp32 forward (outside autocast)
+    must not replace the live tower's taps that LDIFS compares with the reference's."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "methods"))
+    from methods_testkit import micro_setup, run
+
+    result, plugins = run(micro_setup("vit", device="cuda"), "lwf+ldifs", {})
+    ldifs = next(p for p in plugins if type(p).__name__ == "LDIFS")
+    assert result.status == "ok" and ldifs.last_distance.requires_grad and ldifs.last_distance > 0

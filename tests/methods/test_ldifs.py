@@ -74,6 +74,27 @@ def test_vit_taps_follow_the_authors(layers, expected):
     rec.remove()
 
 
+def test_a_deep_copy_of_the_tower_leaves_the_live_taps_alone():
+    """LwF keeps a deep copy of the model, hooks included; its forward (fp32, outside
+    autocast on CUDA) must not overwrite the live tower's taps that LDIFS takes next."""
+    import copy
+
+    visual = open_clip.CLIP(
+        embed_dim=8,
+        vision_cfg={"image_size": 16, "patch_size": 8, "width": 16, "layers": 4, "head_width": 8},
+        text_cfg={"context_length": 4, "vocab_size": 100, "width": 8, "heads": 2, "layers": 1},
+    ).visual
+    rec = TapRecorder(image_taps(visual))
+    previous = copy.deepcopy(visual)  # carries the recorder's hooks
+    x = torch.randn(2, 3, 16, 16)
+    live = [o.detach().clone() for o in (visual(x), rec.take())[1]]
+    visual(x)
+    previous(torch.randn(2, 3, 16, 16))  # fires the copied hooks after the live forward
+    for got, want in zip(rec.take(), live):
+        torch.testing.assert_close(got, want)
+    rec.remove()
+
+
 def test_resnet_taps_are_stem_and_four_stages():
     visual = open_clip.CLIP(
         embed_dim=8,
