@@ -106,12 +106,16 @@ def _run(cmd: list[str], timeout: float, env: dict | None = None) -> subprocess.
 def gpu_tests(args: argparse.Namespace, seconds_left: float) -> dict:
     """``pytest -m gpu`` in a child process: counts, failures, the closing line."""
     marker = "gpu" if args.device.startswith("cuda") else "gpu and not gpu"  # the CPU smoke test selects none
-    proc = _run([sys.executable, "-m", "pytest", "-q", "-m", marker, "-p", "no:cacheprovider", "tests"], seconds_left)
+    cmd = [sys.executable, "-m", "pytest", "-q", "--tb=short", "-m", marker, "-p", "no:cacheprovider", "tests"]
+    proc = _run(cmd, seconds_left)
     lines = proc.stdout.strip().splitlines()
     summary = lines[-1] if lines else proc.stderr.strip()[-300:]
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)}
     failed = [line[len("FAILED ") :] for line in lines if line.startswith("FAILED ")]
-    return {"exit_code": proc.returncode, "summary": summary.strip("= "), "counts": counts, "failed": failed}
+    out = {"exit_code": proc.returncode, "summary": summary.strip("= "), "counts": counts, "failed": failed}
+    if failed:  # the tracebacks, for whoever reads the JSON
+        out["output_tail"] = proc.stdout[-6000:]
+    return out
 
 
 def _perf(args: argparse.Namespace, extra: list[str], seconds_left: float) -> dict:
@@ -275,7 +279,8 @@ def criterion(args: argparse.Namespace, seconds_left: float) -> dict:
                 continue
             if proc.returncode != 0:
                 errors.append(f"seed {seed}: exit {proc.returncode}: {err.strip().splitlines()[-1:]}")
-        done = [Path(tmp) / f"seed{s}" for s in seeds if (Path(tmp) / f"seed{s}" / "accuracy_long.csv").is_file()]
+        # only seeds whose run finished: a killed one may have written part of its CSV
+        done = [Path(tmp) / f"seed{s}" for s, proc in zip(seeds, procs) if proc.returncode == 0]
         if not done:
             raise RuntimeError("; ".join(errors) or "no seed finished")
         table = criterion_table(load_runs(done))

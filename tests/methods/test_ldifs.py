@@ -166,7 +166,8 @@ class FakeStrategy:
         self.amp = amp
         g = torch.Generator().manual_seed(1)
         images = torch.randn(n, 3, size, size, generator=g).to(self.device)
-        tensors = [images, torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)]
+        labels = torch.zeros(n, dtype=torch.long, device=self.device)  # on the device, as the engine has them
+        tensors = [images, labels, labels.clone()]
         self.dataloader = DeviceBatchLoader(tensors, batch, torch.Generator().manual_seed(2), 0)
 
     def autocast(self):
