@@ -17,6 +17,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from benchmark.determinism import pin_cpu_kernels
+
+pin_cpu_kernels()  # before any torch kernel runs: the same numbers on every x86 CPU
+
 _EXPORTS = {
     "run_benchmark": "benchmark.run.runner",
     "load_config": "benchmark.config",

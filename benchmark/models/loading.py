@@ -71,10 +71,14 @@ def load_clip(cfg: ModelConfig, device: torch.device, progress: bool = True) -> 
     if cfg.name.startswith(("local-dir:", "hf-hub:")):
         return _from_open_clip(cfg.name, None, device, cfg.name)
     if cfg.pretrained == "suite":
-        from benchmark.models.pretrain import ensure_pretrained
+        from benchmark.models.pretrain import ensure_pretrained, shipped_model
 
-        folder = ensure_pretrained(cfg, default_cache_dir(cfg), progress=progress)
-        return _from_open_clip(f"local-dir:{folder}", None, device, f"suite-pretrained {cfg.name} at {folder}")
+        folder = shipped_model(cfg)  # the repository's fixed artifact when the config is the shipped one
+        source = f"suite-shipped {cfg.name} at {folder}" if folder else ""
+        if folder is None:
+            folder = ensure_pretrained(cfg, default_cache_dir(cfg), progress=progress)
+            source = f"suite-pretrained {cfg.name} at {folder}"
+        return _from_open_clip(f"local-dir:{folder}", None, device, source)
     pretrained = None if cfg.pretrained in ("", "none") else cfg.pretrained
     return _from_open_clip(cfg.name, pretrained, device, f"{cfg.name} pretrained={cfg.pretrained}")
 

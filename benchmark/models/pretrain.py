@@ -1,8 +1,18 @@
-"""Contrastive pretraining of the embedded tiny CLIP on the procedural world (cached).
+"""Contrastive pretraining of the embedded tiny CLIP on the procedural world.
 
-The result is saved in open_clip's own folder format (``open_clip_config.json`` plus
-``open_clip_pytorch_model.bin``) and loaded back through ``local-dir:``, exactly as a
-real checkpoint would be.
+The embedded default does not pretrain: it loads the tiny CLIP the repository ships
+(``benchmark/models/weights/<name>/``: ``open_clip_model.safetensors``, its
+``open_clip_config.json`` and ``pretrain.json``, the record of how it was made, with the
+weights' sha256 checked at every load), through open_clip's ``local-dir:`` loader exactly
+as a real checkpoint. A model is a fixed artifact: pretrained on each machine, the same code
+and seed gave different weights on different hosts (their CPU kernels differ).
+
+    python -m benchmark.models.pretrain                 # regenerate the shipped tiny-rn
+    python -m benchmark.models.pretrain --check         # verify the shipped files, train nothing
+
+A config whose ``model.pretrain`` differs from the shipped record pretrains its own model
+into the model cache (``model.cache_dir``), keyed by model, pretraining config and world
+version, under a lock so that parallel runs train it once.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -50,6 +61,38 @@ def cache_key(cfg: ModelConfig) -> str:
 
 
 WEIGHTS = "open_clip_pytorch_model.bin"
+SHIPPED = Path(__file__).parent / "weights"  # the repository's pretrained models, one folder each
+SHIPPED_WEIGHTS = "open_clip_model.safetensors"
+RECORD = "pretrain.json"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shipped_model(cfg: ModelConfig, root: Path = SHIPPED) -> Optional[Path]:
+    """The shipped folder of this model when its record was made with ``cfg``'s pretraining
+    config (same cache key), after checking the weights' sha256; None when none matches."""
+    folder = root / cfg.name
+    try:
+        record = json.loads((folder / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("cache_key") != cache_key(cfg):
+        return None
+    weights = folder / SHIPPED_WEIGHTS
+    actual = file_sha256(weights) if weights.is_file() else "missing"
+    if actual != record.get("sha256"):
+        raise UserError(
+            f"shipped weights {weights} have sha256 {actual[:16]}..., their record {folder / RECORD} says "
+            f"{str(record.get('sha256'))[:16]}...: restore them (git checkout -- {folder}) or regenerate "
+            "them (python -m benchmark.models.pretrain)"
+        )
+    return folder
 
 
 def ensure_pretrained(cfg: ModelConfig, cache_dir: Path, progress: bool = True) -> Path:
@@ -162,3 +205,80 @@ def pretrain(folder: Path, cfg: ModelConfig, progress: bool = True) -> dict:
     bar.close()
     torch.save(model.state_dict(), folder / WEIGHTS)
     return {"seconds": round(time.time() - start, 1), "final_loss": round(loss.item(), 4), "steps": steps}
+
+
+def export(cfg: ModelConfig, out: Path, progress: bool = True) -> dict:
+    """Pretrain ``cfg`` (or take it from the model cache) and write the shipped folder:
+    safetensors weights, open_clip config, and the record (cache key, world version,
+    configs, versions, machine, sha256). Written beside ``out`` and swapped in at the end."""
+    import platform
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    from benchmark.models.architectures import default_cache_dir
+    from benchmark.run.provenance import git_revision
+
+    cached = ensure_pretrained(cfg, default_cache_dir(cfg), progress)
+    state = torch.load(cached / WEIGHTS, map_location="cpu", weights_only=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / SHIPPED_WEIGHTS))
+    _write_config(tmp, cfg.name)
+    stats = json.loads((cached / "pretrain_stats.json").read_text()) if (cached / "pretrain_stats.json").is_file() else {}
+    record = {
+        "model": cfg.name,
+        "cache_key": cache_key(cfg),
+        "world_version": WORLD_VERSION,
+        "pretrain": to_dict(cfg.pretrain),
+        "model_cfg": suite_model_config(cfg.name),
+        "stats": stats,
+        "made_with": {
+            "torch": torch.__version__,
+            "open_clip": open_clip.__version__,
+            "machine": f"{platform.machine()} {platform.processor()}".strip(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "suite_commit": git_revision(),
+        },
+        "sha256": file_sha256(tmp / SHIPPED_WEIGHTS),
+    }
+    (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return record
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import argparse
+    import sys
+
+    from benchmark.config import load_yaml
+
+    p = argparse.ArgumentParser(description="Regenerate (or --check) the shipped pretrained tiny CLIP")
+    p.add_argument("--config", default=str(Path(__file__).parents[1] / "presets" / "embedded.yaml"))
+    p.add_argument("--out", help="folder to write (default benchmark/models/weights/<model name>)")
+    p.add_argument("--check", action="store_true", help="only verify the shipped files against their record")
+    args = p.parse_args(argv)
+    try:
+        run_cfg = load_yaml(Path(args.config))
+        cfg = run_cfg.model
+        if run_cfg.threads:  # the preset's thread count: part of what makes the weights repeatable
+            torch.set_num_threads(run_cfg.threads)
+        if args.check:
+            folder = shipped_model(cfg)
+            if folder is None:
+                raise UserError(f"no shipped model in {SHIPPED} matches {args.config}'s model.{cfg.name} pretraining")
+            print(f"{folder}: sha256 matches its record")
+            return 0
+        record = export(cfg, Path(args.out) if args.out else SHIPPED / cfg.name)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out or SHIPPED / cfg.name} (sha256 {record['sha256']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
