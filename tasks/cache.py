@@ -255,7 +255,8 @@ def prepare_cache(cache: Path) -> Path:
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        why = "it is a file" if e.errno in (errno.EEXIST, errno.ENOTDIR) else e.strerror
+        files = {errno.EEXIST: "it is a file", errno.ENOTDIR: "a folder above it is a file"}
+        why = files.get(e.errno, e.strerror)
         raise UserError(
             f"decoded-image cache {str(cache)!r} cannot be used: {why}; point --data-cache at a folder "
             "or set --data-cache none"

@@ -116,7 +116,7 @@ def _check_folder(decl: Declaration) -> None:
         raise UserError(f"{decl.at('folder')}: {e}") from None
     if "classnames_file" in decl.spec:
         names_file = decl.path("classnames_file")
-        if not names_file.is_file():
+        if not names_file.exists():
             raise UserError(f"{decl.at('classnames_file')}: no file {names_file}")
         try:
             text = read_text_file(names_file, "class-names file")  # small UTF-8 text, or one line
