@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from test_declared_tasks import write_folder, write_webdataset
 
 from benchmark.errors import UserError, run_command
@@ -282,6 +283,8 @@ CASES: list[tuple[str, Callable[[Path], Callable], int, str]] = [
         2,
         "decompression bomb",
     ),
+    ("torchvision-fifo-named-like-an-image", lambda t: _eurosat(t, fifo), 2, "zz.jpg: not a regular file"),
+    ("torchvision-image-too-large", lambda t: _eurosat(t, _bomb), 2, "zz.jpg: Image size"),
     # webdataset roots
     (
         "nshards-huge",
@@ -370,6 +373,25 @@ def _planted(tmp: Path, name: str, body: Callable) -> Callable:
 
 def _toy_entry(tmp: Path) -> Callable:
     return lambda: cached_arrays(tmp / "cache", "toy", {"k": 1}, 2, 4, None, "toy")
+
+
+def _eurosat(tmp: Path, plant: Callable[[Path], None]) -> Callable:
+    """torchvision's EuroSAT layout (an ImageFolder) with ``plant(path)`` making one more image."""
+    from tasks.base import TASKS
+    from tasks.torchvision_tasks import EUROSAT_FOLDER_TO_CLIP
+
+    for c, name in enumerate(EUROSAT_FOLDER_TO_CLIP):
+        folder = tmp / "data" / "eurosat" / "2750" / name
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (20 * c, 40 * i, 0)).save(folder / f"{i}.jpg")
+    plant(tmp / "data" / "eurosat" / "2750" / "Forest" / "zz.jpg")
+    ctx = TaskContext(data_root=tmp / "data", data_cache=tmp / "cache")
+    return lambda: TASKS.get("eurosat")(ctx)
+
+
+def _bomb(path: Path) -> None:
+    path.write_bytes(png_header_only(14000, 14000))  # PIL reads the format, not the name
 
 
 def _cut(path: Path, keep: int) -> None:
