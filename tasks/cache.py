@@ -11,7 +11,10 @@ Safety: the decode writes into ``<entry>.tmp-<pid>`` and renames it into place w
 so an interrupted decode leaves nothing a later run trusts; an ``fcntl`` lock per entry makes a
 second process wait for the first one's decode and then map its result (N processes on a box
 share one copy through the page cache). Every completed decode appends one line to
-``<cache>/builds.log``.
+``<cache>/builds.log``. A shared cache may hold anything: entry names are one safe path
+component, no link is followed (files opened with ``O_NOFOLLOW``, linked entries not
+trusted), and every entry is checked against its meta.json before use (``verify_entry``:
+shapes, dtypes, count and a sampled checksum). docs/data_cache_reliability.md says what.
 
 Readers never load a whole split: ``MappedImages`` is a lazy [N, 3, H, W] view whose batches
 are gathered on demand (``gather``), so resident memory stays bounded by the batch, not the
