@@ -253,6 +253,22 @@ def open_nofollow(path: Path, flags: int, what: str = "file of the decoded-image
         raise
 
 
+def check_cache_dir(cache: Optional[Path]) -> None:
+    """Refuse, without creating anything, a cache setting that names a file or lies under one
+    (for a run's up-front checks: one line before the run starts, not after its model loads)."""
+    if cache is None:
+        return
+    for folder in (cache, *cache.parents):
+        if os.path.lexists(folder):
+            if not folder.is_dir():
+                why = "it is a file" if folder == cache else f"{folder} above it is a file"
+                raise UserError(
+                    f"decoded-image cache {str(cache)!r} cannot be used: {why}; point --data-cache at a "
+                    "folder or set --data-cache none"
+                )
+            return
+
+
 def prepare_cache(cache: Path) -> Path:
     """The cache folder, created when missing; one line naming it when it cannot be one."""
     try:

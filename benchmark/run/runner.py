@@ -41,7 +41,7 @@ from benchmark.rundir import (
 from benchmark.training.loggers import check_logger_packages
 from methods import build_method
 from tasks import Sequence, Task, TaskContext, load_sequence
-from tasks.cache import resolve_cache_dir
+from tasks.cache import check_cache_dir, resolve_cache_dir
 from tasks.declared import declarations, task_factory
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     for task in sequence.all_tasks:
         task_factory(task, declared)
     resolve_device(cfg.device)
+    check_cache_dir(resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir))
     check_logger_packages(cfg.loggers)
     check_model_config(cfg.model)
     if cfg.train.batch_size < 2 and has_batch_norm_tower(cfg.model):
