@@ -288,6 +288,8 @@ def build_task(spec: TaskSpec, ctx: TaskContext, train: Source, test: Optional[S
     split). ``ctx.train_limit`` caps train; ``ctx.test_limit`` caps test and val. A decoded
     source with a fingerprint goes through the decoded-image cache when ``ctx.data_cache``
     is set (tasks/cache.py): its splits stay on disk, mapped, and no memory budget applies.
+    A task of fewer than 2 classes (it would score 100% whatever the model, lifting every
+    mean) or with an empty test split (NaN accuracies) is refused, before any decoding.
     """
     if len(spec.classnames) < 2:  # one class scores 100% whatever the model: it would inflate every mean
         raise UserError(

@@ -472,6 +472,18 @@ def test_hostile_data(case_id, setup, expected, message, tmp_path, capsys):
         assert (tmp_path / "secret.txt").read_text() == "the user's own file\n"
 
 
+def test_the_up_front_cache_check_creates_nothing(tmp_path, monkeypatch):
+    from tasks.cache import check_cache_dir
+
+    monkeypatch.chdir(tmp_path)
+    for fine in (None, Path("rel") / "cache", tmp_path / "new" / "cache", tmp_path):
+        check_cache_dir(fine)
+    (tmp_path / "f").write_text("")
+    with pytest.raises(UserError, match=r"cannot be used: .*/f above it is a file"):
+        check_cache_dir(tmp_path / "f" / "a" / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
 def test_a_damaged_entry_once_deleted_is_rebuilt_with_the_same_images(tmp_path):
     """The one-line fix the damaged-entry message gives works: delete the folder, run again."""
     body = warm(tmp_path, lambda c: None)
