@@ -81,9 +81,10 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     for task in sequence.all_tasks:
         task_factory(task, declared)
     resolve_device(cfg.device)
-    check_cache_dir(resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir))
     check_logger_packages(cfg.loggers)
     check_model_config(cfg.model)
+    if cfg.data_cache:  # set explicitly; the default lies in the model cache, checked when it is used
+        check_cache_dir(resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir))
     if cfg.train.batch_size < 2 and has_batch_norm_tower(cfg.model):
         raise UserError(
             f"train.batch_size={cfg.train.batch_size} cannot train {cfg.model.name!r}: its ResNet image tower "
