@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from benchmark.errors import UserError
+from benchmark.files import read_text_file, safe_component
 from tasks.base import TASKS, TaskFactory
 from tasks.folder_tasks import DEFAULT_TEMPLATES, _layout, class_folders, folder_task
 from tasks.webdataset_tasks import CLASSNAMES_FILE, SPLITS, read_lines, shard_paths, webdataset_task
@@ -59,6 +60,8 @@ def declarations(
         if not isinstance(table, dict):
             raise UserError(f"{where}: 'tasks' must map task names to declarations, got {table!r}")
         for name, spec in table.items():
+            # the name becomes cache entry names (files): one safe component, checked first
+            safe_component(name if isinstance(name, str) else repr(name), f"{where}: task name")
             decl = Declaration(str(name), spec, where, folder)
             if str(name) in TASKS:
                 raise UserError(f"{where}: tasks.{name} is already a registered task; pick another name")
@@ -113,9 +116,13 @@ def _check_folder(decl: Declaration) -> None:
         raise UserError(f"{decl.at('folder')}: {e}") from None
     if "classnames_file" in decl.spec:
         names_file = decl.path("classnames_file")
-        if not names_file.is_file():
+        if not names_file.exists():
             raise UserError(f"{decl.at('classnames_file')}: no file {names_file}")
-        names = [line for line in names_file.read_text().splitlines() if line.strip()]
+        try:
+            text = read_text_file(names_file, "class-names file")  # small UTF-8 text, or one line
+        except UserError as e:
+            raise UserError(f"{decl.at('classnames_file')}: {e}") from None
+        names = [line for line in text.splitlines() if line.strip()]
         folders = class_folders(train)
         if len(names) != len(folders):
             raise UserError(

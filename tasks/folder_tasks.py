@@ -72,11 +72,19 @@ def class_folders(folder: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
-def _images_in(folder: Path) -> list[str]:
+def _images_in(folder: Path, task: str) -> list[str]:
+    """Image files below ``folder``, sorted; one named like an image that is not a regular file
+    (a FIFO would block the decoder forever, a device would read without end) is refused."""
     found = []
     for parent, dirs, files in os.walk(folder):
         dirs.sort()
-        found += [os.path.join(parent, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+        for name in sorted(files):
+            path = os.path.join(parent, name)
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            if not os.path.isfile(path):
+                raise UserError(f"task {task!r}: {path} is not a regular file (a FIFO, socket or device?); remove it")
+            found.append(path)
     return found
 
 
@@ -87,7 +95,7 @@ def scan(folder: Path, classes: list[str], task: str, require_all: bool) -> list
         raise UserError(f"task {task!r}: class folder {unknown[0]!r} in {folder} is not a class of the train folder")
     items: list[tuple[str, int]] = []
     for label, name in enumerate(classes):
-        paths = _images_in(folder / name) if (folder / name).is_dir() else []
+        paths = _images_in(folder / name, task) if (folder / name).is_dir() else []
         if not paths and require_all:
             raise UserError(
                 f"task {task!r}: class folder {folder / name} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
@@ -166,7 +174,12 @@ def folder_task(
         train = _source(scan(train_dir, folders, name, require_all=True), image_size)
         test = None
         if test_dir is not None:
-            test = _source(scan(test_dir, folders, name, require_all=False), image_size)
+            test_items = scan(test_dir, folders, name, require_all=False)
+            if not test_items:  # scored, an empty test split is NaN accuracies
+                raise UserError(
+                    f"task {name!r}: the test folder {test_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+                )
+            test = _source(test_items, image_size)
         info = TaskSpec(
             name,
             names,

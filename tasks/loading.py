@@ -15,6 +15,7 @@ naming the limits to set, rather than after minutes of decoding or an out-of-mem
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,13 +148,28 @@ class _Selected(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
         # A file PIL cannot read comes back as a message, not an exception: an exception
         # raised in a DataLoader worker reaches the user as a multi-line traceback.
+        where = item_path(self.dataset, self.indices[i])
         try:
+            if not_regular(where):  # a FIFO named like an image would block the decoder forever
+                raise ValueError("not a regular file (a FIFO, socket or device?)")
             image, label = self.dataset[self.indices[i]]
             return to_square_uint8(image, self.size), int(label), ""
         except Exception as e:  # noqa: BLE001  PIL/numpy/torchvision on a user's file: corrupt, cut short, not an image
-            where = item_path(self.dataset, self.indices[i])
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return torch.zeros((3, self.size, self.size), dtype=torch.uint8), -1, f"{where}: {reason}"
+            return torch.zeros((3, self.size, self.size), dtype=torch.uint8), -1, f"{where}: {first_line(e)}"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type when it has none): what a one-line error quotes."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def not_regular(path: str) -> bool:
+    """True when ``path`` exists and is not a regular file (following links, as a reader does)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def item_path(dataset: Any, i: int) -> str:
@@ -272,7 +288,14 @@ def build_task(spec: TaskSpec, ctx: TaskContext, train: Source, test: Optional[S
     split). ``ctx.train_limit`` caps train; ``ctx.test_limit`` caps test and val. A decoded
     source with a fingerprint goes through the decoded-image cache when ``ctx.data_cache``
     is set (tasks/cache.py): its splits stay on disk, mapped, and no memory budget applies.
+    A task of fewer than 2 classes (it would score 100% whatever the model, lifting every
+    mean) or with an empty test split (NaN accuracies) is refused, before any decoding.
     """
+    if len(spec.classnames) < 2:  # one class scores 100% whatever the model: it would inflate every mean
+        raise UserError(
+            f"task {spec.name!r} has {len(spec.classnames)} class ({spec.source}); a classification task "
+            "needs at least 2 classes"
+        )
     pool = torch.arange(len(train))
     test_pool = None
     if test is None:
@@ -286,6 +309,8 @@ def build_task(spec: TaskSpec, ctx: TaskContext, train: Source, test: Optional[S
         "val": limit_indices(pool[val_pos], ctx.test_limit, ctx.seed),
         "test": limit_indices(test_pool, ctx.test_limit, ctx.seed),
     }
+    if not len(chosen["test"]):  # scored, it would be NaN accuracies in every table
+        raise UserError(f"task {spec.name!r}: its test split holds no images ({spec.source}); add test images")
     sources = {k: (test if k == "test" else train) for k in chosen}
     if ctx.data_cache is not None and getattr(train, "fingerprint", None) is not None:
         splits = _cached_splits(spec, Path(ctx.data_cache), sources, chosen)
@@ -341,6 +366,10 @@ def _cached_splits(
 
 def _check_labels(spec: TaskSpec, splits: dict[str, Split]) -> None:
     for what, split in splits.items():
+        if len(split) and int(split.labels.min()) < 0:
+            raise UserError(
+                f"task {spec.name!r}: {what} label {int(split.labels.min())} is negative; labels count from 0"
+            )
         if len(split) and int(split.labels.max()) >= len(spec.classnames):
             raise UserError(
                 f"task {spec.name!r}: {what} label {int(split.labels.max())} but only "

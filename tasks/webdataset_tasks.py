@@ -24,6 +24,7 @@ import io
 import itertools
 import multiprocessing
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -31,55 +32,93 @@ import numpy as np
 import torch
 
 from benchmark.errors import UserError
+from benchmark.files import MAX_TEXT_BYTES, atomic_write, read_text_file
 from tasks.base import Split, Task, TaskContext
-from tasks.cache import file_lock, fingerprint_files, hash_of
-from tasks.loading import LARGE_IMAGE_SIZE, MIN_IMAGES_FOR_WORKERS, TaskSpec, build_task, to_square_uint8
+from tasks.cache import file_lock, fingerprint_files, hash_of, read_labels
+from tasks.loading import (
+    LARGE_IMAGE_SIZE,
+    MIN_IMAGES_FOR_WORKERS,
+    TaskSpec,
+    build_task,
+    first_line,
+    to_square_uint8,
+)
 
 IMAGE_KEYS = ("webp", "png", "jpg", "jpeg")  # CLIP_benchmark's reader order
 SPLITS = ("train", "test")
 CLASSNAMES_FILE = "classnames.txt"
 TEMPLATES_FILE = "zeroshot_classification_templates.txt"
 DECODE_CHUNK = 1024  # encoded samples read ahead of the decoders
+MAX_SHARDS = 1_000_000  # CLIP_benchmark writes a few hundred at most; more is not a count
 
 
 def shard_paths(root: Path, split: str, where: str) -> list[str]:
-    """The shards ``<root>/<split>/{0..n-1}.tar`` that ``nshards.txt`` announces, all present."""
+    """The shards ``<root>/<split>/{0..n-1}.tar`` that ``nshards.txt`` announces, all present.
+
+    The count is checked (digits, at most MAX_SHARDS) and the shards are looked up in order,
+    stopping at the first missing one: a count of 10^11 costs one lookup, not 10^11 paths."""
     count_file = root / split / "nshards.txt"
-    try:
-        text = count_file.read_text().strip()
-    except OSError:
-        raise UserError(f"{where}: no {count_file} (CLIP_benchmark's webdataset layout needs it)") from None
-    if not text.isdigit() or int(text) < 1:
-        raise UserError(f"{where}: {count_file} must hold the number of shards (an integer >= 1), found {text!r}")
-    shards = [str(root / split / f"{i}.tar") for i in range(int(text))]
-    missing = [s for s in shards if not os.path.isfile(s)]
-    if missing:
-        raise UserError(f"{where}: no shard {missing[0]} ({count_file} announces {text})")
+    text = _read_text(count_file, where, max_bytes=64).strip()
+    if not re.fullmatch(r"[0-9]{1,12}", text) or not 1 <= int(text) <= MAX_SHARDS:
+        raise UserError(
+            f"{where}: {count_file} must hold the number of shards (an integer from 1 to {MAX_SHARDS:,}), "
+            f"found {text[:40]!r}"
+        )
+    shards = []
+    for i in range(int(text)):
+        shard = root / split / f"{i}.tar"
+        if not shard.is_file():  # regular files only: a FIFO would block the reader
+            raise UserError(f"{where}: no shard {shard} ({count_file} announces {text})")
+        shards.append(str(shard))
     return shards
 
 
-def read_lines(path: Path, where: str) -> list[str]:
+def _read_text(path: Path, where: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A small UTF-8 text file of the layout (one line naming it when missing, binary or huge)."""
+    if not path.exists():
+        raise UserError(f"{where}: no {path} (CLIP_benchmark's webdataset layout needs it)")
     try:
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except OSError:
-        raise UserError(f"{where}: no {path} (CLIP_benchmark's webdataset layout needs it)") from None
+        return read_text_file(path, "file of the webdataset layout", max_bytes)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
 
 
-def _samples(shards: list[str], images: bool):
-    """Raw samples of the shards, in order (``images`` False: only the labels are read)."""
+def read_lines(path: Path, where: str) -> list[str]:
+    return [line.strip() for line in _read_text(path, where).splitlines() if line.strip()]
+
+
+def _samples(shards: list[str], images: bool, where: str = "webdataset"):
+    """Raw samples of the shards, in order (``images`` False: only the labels are read).
+
+    A shard that is not a readable tar (cut short, corrupt, empty) is one line naming it."""
     import webdataset as wds
 
     wanted = (lambda name: True) if images else (lambda name: name.endswith(".cls"))
-    return iter(wds.WebDataset(shards, shardshuffle=False, empty_check=False, select_files=wanted))
+    stream = iter(wds.WebDataset(shards, shardshuffle=False, empty_check=False, select_files=wanted))
+    while True:
+        try:
+            sample = next(stream)
+        except StopIteration:
+            return
+        except Exception as e:  # noqa: BLE001  tarfile/webdataset on a user's file: any failure means a bad shard
+            shard = next((a for a in reversed(e.args) if isinstance(a, str) and a in shards), "a shard")
+            raise UserError(
+                f"{where}: {shard} is not a readable tar archive ({first_line(e)}); rebuild or re-download it"
+            ) from None
+        yield sample
 
 
 def _label(sample: dict, where: str) -> int:
     raw = sample.get("cls")
     try:
-        return int(raw.decode() if isinstance(raw, bytes) else raw)
+        label = int(raw.decode() if isinstance(raw, bytes) else raw)
+        if label < 0:
+            raise ValueError
+        return label
     except (TypeError, ValueError, AttributeError):
         raise UserError(
-            f"{where}: sample {sample.get('__key__')!r} of {sample.get('__url__')} has no integer .cls label"
+            f"{where}: sample {sample.get('__key__')!r} of {sample.get('__url__')} has no .cls label "
+            f"that is an integer >= 0 (found {raw!r:.40})"
         ) from None
 
 
@@ -90,8 +129,20 @@ def _decode_one(job: tuple[int, bytes, str, int]) -> tuple[int, Optional[np.ndar
     try:
         with Image.open(io.BytesIO(data)) as image:
             return slot, to_square_uint8(image, size).numpy(), ""
-    except (OSError, ValueError, SyntaxError) as e:
-        return slot, None, f"{name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+    except Exception as e:  # noqa: BLE001  as a folder task's decode (tasks/loading.py): corrupt, cut short, too large
+        return slot, None, f"{name}: {first_line(e)}"
+
+
+def _load_index(path: Path) -> Optional[np.ndarray]:
+    """A kept label index, or None when it is absent, a link, or not one (re-read from the shards)."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        labels = read_labels(path)
+    except (OSError, ValueError, EOFError):
+        return None
+    ok = labels.dtype == np.int64 and labels.ndim == 1 and len(labels) and labels.min() >= 0
+    return labels if ok else None
 
 
 class WebDatasetSource:
@@ -119,16 +170,16 @@ class WebDatasetSource:
             return self._scan_labels()
         path = self.index_dir / f"wds-index-{hash_of(self.shards)}-{self.fingerprint()}.npy"
         with file_lock(path.with_suffix(".lock")):
-            if path.is_file():
-                return np.load(path)
+            labels = _load_index(path)
+            if labels is not None:
+                return labels
             labels = self._scan_labels()
-            tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.npy")
-            np.save(tmp, labels)
-            os.replace(tmp, path)  # complete or absent, never half-written
+            # complete or absent, never half-written, never through a link planted at the name
+            atomic_write(path, lambda stream: np.save(stream, labels), binary=True)
             return labels
 
     def _scan_labels(self) -> np.ndarray:
-        labels = [_label(s, self.where) for s in _samples(self.shards, images=False)]
+        labels = [_label(s, self.where) for s in _samples(self.shards, False, self.where)]
         if not labels:
             raise UserError(f"{self.where}: the shards {self.shards[0]} ... hold no samples")
         return np.asarray(labels, dtype=np.int64)
@@ -162,7 +213,7 @@ class WebDatasetSource:
 
     def _jobs(self, slot: dict[int, int]):
         """(slot, image bytes, name, size) of the chosen samples, in shard order."""
-        for i, sample in enumerate(_samples(self.shards, images=True)):
+        for i, sample in enumerate(_samples(self.shards, True, self.where)):
             if i not in slot:
                 continue
             ext = next((e for e in IMAGE_KEYS if e in sample), None)

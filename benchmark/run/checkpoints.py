@@ -24,6 +24,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from benchmark.errors import UserError
 from benchmark.files import atomic_write
 from benchmark.run.provenance import git_revision
 from benchmark.rundir import CHECKPOINTS_DIR
@@ -160,6 +161,22 @@ def _key_ok(key: Any, where: str) -> bool:
     return True
 
 
+def _write(path: Path, data: dict) -> None:
+    """Save ``data`` atomically: the previous checkpoint stays whole until the new one is.
+
+    ``torch.save`` reports a failed write (a full disk, a quota) as a RuntimeError from its
+    stream writer, not an OSError; the data is plain (``plain``), so a RuntimeError here is
+    the write failing: one line, and the run resumes from the previous checkpoint."""
+    try:
+        atomic_write(path, lambda stream: torch.save(data, stream), binary=True)
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"cannot write the checkpoint {path} ({reason}; is the disk full?); "
+            "free space and re-run the same command to resume"
+        ) from None
+
+
 class StageCheckpoints:
     """The latest stage of one (method, seed): model, method state, RNG, tracker rows."""
 
@@ -207,12 +224,8 @@ class StageCheckpoints:
             log.warning(f"no checkpoint for {self.path.stem}: its state cannot be saved safely ({e})")
             return False
         if self.keep and not state.done:  # keep every stage's file, not only the latest
-            atomic_write(
-                self.path.with_name(f"{self.path.stem}.stage{state.stage}.pt"),
-                lambda stream: torch.save(data, stream),
-                binary=True,
-            )
-        atomic_write(self.path, lambda stream: torch.save(data, stream), binary=True)
+            _write(self.path.with_name(f"{self.path.stem}.stage{state.stage}.pt"), data)
+        _write(self.path, data)
         return True
 
     def finish(self, state: StageState) -> None:

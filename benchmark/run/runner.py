@@ -41,7 +41,7 @@ from benchmark.rundir import (
 from benchmark.training.loggers import check_logger_packages
 from methods import build_method
 from tasks import Sequence, Task, TaskContext, load_sequence
-from tasks.cache import resolve_cache_dir
+from tasks.cache import check_cache_dir, resolve_cache_dir
 from tasks.declared import declarations, task_factory
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     resolve_device(cfg.device)
     check_logger_packages(cfg.loggers)
     check_model_config(cfg.model)
+    if cfg.data_cache:  # set explicitly; the default lies in the model cache, checked when it is used
+        check_cache_dir(resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir))
     if cfg.train.batch_size < 2 and has_batch_norm_tower(cfg.model):
         raise UserError(
             f"train.batch_size={cfg.train.batch_size} cannot train {cfg.model.name!r}: its ResNet image tower "
