@@ -56,7 +56,10 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     head_init: Literal["zeroshot", "lp"] = "zeroshot"
     train_limit: Optional[int] = None  # fine-tune on at most this many images per task
-    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA
+    # Precision of training and evaluation on CUDA (elsewhere always fp32): bf16 autocast;
+    # tf32 = fp32 tensors with TF32 matmuls and convolutions; fp32 = strict fp32 (off: its
+    # older name); auto = bf16. The LDIFS authors compute in fp32 (docs/protocol.md, "Precision").
+    amp: Literal["auto", "bf16", "tf32", "fp32", "off"] = "auto"
     # Train augmentation: "rrc" = open_clip's train transform, RandomResizedCrop with scale
     # (0.9, 1.0), per-sample boxes resized on the device in one batched call; "none" = the
     # whole image (the suite's default; the paper preset uses rrc as the authors do).

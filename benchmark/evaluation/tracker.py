@@ -13,7 +13,7 @@ from benchmark.config import EvalConfig
 from benchmark.evaluation.authors_probe import fit_authors_probe
 from benchmark.evaluation.heads import accuracy, expected_calibration_error, fit_linear_probe
 from benchmark.logs import progress
-from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
+from benchmark.models.preprocess import BatchPreprocess, run_autocast
 from tasks import Task
 from tasks.cache import batches
 from tasks.loading import train_val_indices
@@ -57,8 +57,10 @@ class Tracker:
         preprocess: BatchPreprocess,
         device: torch.device,
         progress: bool = True,
+        amp: str = "auto",
     ) -> None:
         self.sets = eval_sets
+        self.amp = amp  # the run's train.amp: features are extracted in the run's precision
         self.cfg = cfg
         self.preprocess = preprocess.to(device)
         self.device = device
@@ -71,7 +73,7 @@ class Tracker:
         was_training = visual.training
         visual.eval()
         out = []
-        with bf16_autocast(self.device):
+        with run_autocast(self.amp, self.device):
             # images mapped from the decoded-image cache are read from disk one batch at a time
             for chunk in batches(images, self.cfg.batch_size, pin=self.device.type == "cuda"):
                 x = self.preprocess(chunk.to(self.device, non_blocking=True))
