@@ -86,7 +86,8 @@ class EvalConfig:
     # Which linear probe scores `lp` (and LP-init heads, and the linear_probe method):
     # "fast" = L-BFGS above on the probe split, no selection (the suite's default, seconds);
     # "authors" = the LDIFS authors' AdamW probe, lr chosen on the validation split, refit
-    # on train + validation (docs/protocol.md "Linear probe").
+    # on train + validation for `lp`; heads (LP-init, linear_probe) keep the train-only fit
+    # (docs/protocol.md "Linear probe").
     probe: Literal["fast", "authors"] = "fast"
     probe_lrs: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])  # authors' grid
     probe_steps: int = 1000  # full-batch AdamW steps of the authors' probe
