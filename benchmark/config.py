@@ -56,7 +56,10 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     head_init: Literal["zeroshot", "lp"] = "zeroshot"
     train_limit: Optional[int] = None  # fine-tune on at most this many images per task
-    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA
+    # Precision of training and evaluation on CUDA (elsewhere always fp32): bf16 autocast;
+    # tf32 = fp32 tensors with TF32 matmuls and convolutions; fp32 = strict fp32 (off: its
+    # older name); auto = bf16. The LDIFS authors compute in fp32 (docs/protocol.md, "Precision").
+    amp: Literal["auto", "bf16", "tf32", "fp32", "off"] = "auto"
     # Train augmentation: "rrc" = open_clip's train transform, RandomResizedCrop with scale
     # (0.9, 1.0), per-sample boxes resized on the device in one batched call; "none" = the
     # whole image (the suite's default; the paper preset uses rrc as the authors do).
@@ -83,7 +86,8 @@ class EvalConfig:
     # Which linear probe scores `lp` (and LP-init heads, and the linear_probe method):
     # "fast" = L-BFGS above on the probe split, no selection (the suite's default, seconds);
     # "authors" = the LDIFS authors' AdamW probe, lr chosen on the validation split, refit
-    # on train + validation (docs/protocol.md "Linear probe").
+    # on train + validation for `lp`; heads (LP-init, linear_probe) keep the train-only fit
+    # (docs/protocol.md "Linear probe").
     probe: Literal["fast", "authors"] = "fast"
     probe_lrs: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])  # authors' grid
     probe_steps: int = 1000  # full-batch AdamW steps of the authors' probe

@@ -16,10 +16,14 @@ Two parts, on top of fine-tuning:
   weight 1 each (``--image_loss --text_loss`` in the authors' ZSCL.sh). Since the text
   features are the teacher's, the loss only reaches the image tower: ZSCL needs no student
   text tower, and fits this suite's image tower + heads model as it is.
-- Weight ensembling. After update k = 0, f, 2f, ... (f = ``avg_freq``) the running
-  average of the model's parameters (image tower and heads) absorbs the live ones,
-  ``avg <- (avg * n + live) / (n + 1)`` with n the number of snapshots so far, starting from
-  the stage's initial weights (which count as the first sample). At the end of the stage
+- Weight ensembling. After update k = 0, f, 2f, ... (f = ``avg_freq``) and after the
+  stage's last update, the running average of the model's parameters (image tower and
+  heads) absorbs the live ones, ``avg <- (avg * n + live) / (n + 1)`` with n the number of
+  snapshots so far, starting from the stage's initial weights (which count as the first
+  sample). The authors' loop runs ``range(iterations + 1)``, updates 0..N, so with f
+  dividing N their last merge follows their last update; here a stage has N updates
+  (0..N-1), and the last one is merged whether or not f divides it (without that, 1000
+  steps at f = 100 would end on the snapshot after update 900). At the end of the stage
   the averaged weights replace the live ones: they are what the tracker evaluates and what
   the next stage starts from.
 
@@ -30,7 +34,15 @@ reference set is an input: ``ref_images`` = ``procedural`` (fresh renders of the
 default's procedural world, from a seed no task or pretraining uses) or a folder of images
 (searched recursively, e.g. an ImageNet train folder); ``ref_texts`` = ``procedural``
 (the distinct captions of the same renders, the pretraining vocabulary) or a text file of
-one caption per line, or a CSV file with a ``title`` column (the authors' CC file).
+one caption per line, or a table with a ``title`` column: comma- or tab-separated, the
+delimiter read from the header (the authors' ``gather_cc.py`` writes Conceptual Captions
+as ``*_output.csv`` files that are tab-separated, header ``title\tfilepath``).
+
+``ref_count`` (2000) caps the reference images: a folder is sampled once (seeded) and the
+images are kept decoded on the device; the authors stream the whole ImageNet train split
+(``--ref-dataset ImageNet``), one new batch per step. On a 1000-step stage at batch 64 that
+is 64,000 distinct images against the suite's 2,000 seen about 32 times each; raise
+``ref_count`` for a closer match (memory: 2,000 images at 224 px take 0.3 GB as uint8).
 
 Departures from the authors' code, all deliberate:
 
@@ -40,8 +52,14 @@ Departures from the authors' code, all deliberate:
 - The distillation term is written as KL(teacher || student), i.e. their soft-target
   cross-entropy minus the teacher's entropy: a constant for the student, so the gradient
   is identical, and the term reads 0 when student = teacher.
-- Their L2 pull to the stage's start (``--l2 1`` in ZSCL.sh; not part of the method the
-  paper describes) is ``l2`` here, default 0.
+- Their L2 pull to the stage's start (``--l2 1`` in their MTIL script ZSCL.sh; not part of
+  the method the paper describes) is ``l2`` here, default 0: the method of the paper. Their
+  script's full settings are ``--hparams.zscl.l2 1`` plus what the suite sets elsewhere
+  (ViT-B/16, batch 64, warm-up 100, 1000 iterations, lr 1e-5, weight decay 0).
+- Their cross-entropy uses label smoothing 0.2 (``--ls 0.2`` in the same script); every
+  method of the suite, ZSCL included, trains with plain cross-entropy, so that methods
+  differ by their method only. Smoothing softens the task head's logits, which also
+  changes how far the encoder is pushed; its effect on ZSCL here is not measured.
 - ``avg_freq`` 0 (the default) means a tenth of the stage's steps: their 100 of 1000
   iterations, on whatever protocol runs. Every parameter of the model is averaged, as in
   their code (both towers there): here the image tower and the heads. The current task's
@@ -107,8 +125,9 @@ class ZSCL(Method):
     @dataclass
     class Params:
         ref_images: str = "procedural"  # procedural | a folder of images (the authors: ImageNet train)
-        ref_texts: str = "procedural"  # procedural | a .txt (one caption a line) or .csv (column title)
-        ref_count: Annotated[int, Range(low=1)] = 2000  # reference images used (rendered, or drawn from the folder)
+        ref_texts: str = "procedural"  # procedural | a .txt (one caption a line), .csv/.tsv (column title)
+        # reference images used (rendered, or drawn once from the folder); the authors stream all of ImageNet
+        ref_count: Annotated[int, Range(low=1)] = 2000
         ref_batch_size: Annotated[int, Range(low=0)] = 0  # 0: the training batch size (the authors' choice)
         temperature: float = 2.0
         image_weight: Annotated[float, Range(low=0)] = 1.0  # image -> text term
@@ -138,6 +157,7 @@ class ZSCL(Method):
         self.average: list[torch.Tensor] = []
         self.snapshots = 0  # n: snapshots absorbed into the average (the start weights not counted)
         self.step = 0
+        self.merged_after = -1  # the update whose weights the average absorbed last
         self.period = 1
         self.order: Optional[torch.Tensor] = None
         self.cursor = 0
@@ -156,7 +176,7 @@ class ZSCL(Method):
             self._build_reference(strategy)
         visual = strategy.model.visual
         self.average = [p.detach().clone() for p in strategy.model.parameters()]  # the start: sample 0
-        self.snapshots, self.step, self.cursor = 0, 0, 0
+        self.snapshots, self.step, self.cursor, self.merged_after = 0, 0, 0, -1
         steps = max(1, strategy.train_epochs * len(strategy.dataloader))
         self.period = self.params.avg_freq or max(1, steps // 10)
         gen = torch.Generator().manual_seed(strategy.seed * 1000 + strategy.stage_index)
@@ -197,16 +217,20 @@ class ZSCL(Method):
 
     @torch.no_grad()
     def after_update(self, strategy: EngineView, **kwargs) -> None:
-        if (
-            self.params.weight_ensembling and self.step % self.period == 0
-        ):  # after updates 0, f, 2f, ... as in the authors' loop
-            self.snapshots += 1
-            ensemble(self.average, list(strategy.model.parameters()), self.snapshots)
+        if self.params.weight_ensembling and self.step % self.period == 0:  # after updates 0, f, 2f, ...
+            self._merge(strategy, self.step)
         self.step += 1
+
+    def _merge(self, strategy: EngineView, update: int) -> None:
+        self.snapshots += 1
+        ensemble(self.average, list(strategy.model.parameters()), self.snapshots)
+        self.merged_after = update
 
     @torch.no_grad()
     def after_training_exp(self, strategy: EngineView, **kwargs) -> None:
         averaged = self.params.weight_ensembling
+        if averaged and self.step > 0 and self.merged_after != self.step - 1:
+            self._merge(strategy, self.step - 1)  # the last update, as in the authors' loop (module doc)
         if averaged:
             for live, avg in zip(strategy.model.parameters(), self.average):
                 live.copy_(avg)  # the averaged model is evaluated and carried to the next stage
@@ -295,13 +319,20 @@ def folder_images(folder: Path, count: int, image_size: int) -> torch.Tensor:
 
 
 def caption_file(path: Path) -> list[str]:
-    """Captions from a text file (one a line) or a CSV with a ``title`` column."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        if rows and "title" not in rows[0]:
-            raise UserError(f"hparams.zscl.ref_texts={str(path)!r}: a CSV needs a 'title' column")
-        texts = [r["title"].strip() for r in rows]
+    """Captions from a text file (one a line) or a .csv/.tsv table with a ``title`` column,
+    comma- or tab-separated (a tab in the header line means tabs: the authors' CC file)."""
+    if path.suffix.lower() in (".csv", ".tsv"):
+        with path.open(newline="", encoding="utf-8") as f:
+            header = f.readline()
+            f.seek(0)
+            rows = list(csv.DictReader(f, delimiter="\t" if "\t" in header else ","))
+        if "title" not in (rows[0] if rows else {"title": ""}):
+            columns = ", ".join(repr(c) for c in rows[0])
+            raise UserError(
+                f"hparams.zscl.ref_texts={str(path)!r}: a table needs a 'title' column (found {columns}; "
+                "comma- or tab-separated)"
+            )
+        texts = [(r["title"] or "").strip() for r in rows]
     else:
         texts = [line.strip() for line in path.read_text().splitlines()]
     texts = [t for t in texts if t]

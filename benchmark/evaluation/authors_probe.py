@@ -78,20 +78,24 @@ def fit_authors_probe(
     num_classes: int,
     lrs: Sequence[float] = AUTHORS_LRS,
     steps: int = AUTHORS_STEPS,
+    refit: bool = True,
 ) -> tuple[nn.Linear, float]:
     """(head, chosen lr): select the lr on ``val`` (features, labels), refit on train + val.
 
     Ties go to the smaller lr (the first in ``lrs``). Only ``train`` and ``val`` are seen:
-    the test split cannot influence the choice."""
+    the test split cannot influence the choice. ``refit=False`` keeps the head fitted on
+    ``train`` at the chosen lr: the authors' LP-init head (their ``heads.py``, called on the
+    90% split, so its "full train split" is that split), which never fits a validation row."""
     w, b = adamw_fit(*train, num_classes, lrs, steps)
     val_x, val_y = val[0].float(), val[1]
     hits = ((torch.einsum("nd,lkd->lnk", val_x, w) + b[:, None, :]).argmax(-1) == val_y).sum(1)
     best = int(torch.argmax((hits == hits.max()).int()))  # first of the best
-    x = torch.cat([train[0].float(), val_x])
-    y = torch.cat([train[1], val_y])
-    w, b = adamw_fit(x, y, num_classes, [lrs[best]], steps)
-    head = nn.Linear(x.shape[1], num_classes).to(x.device)
+    w, b = w[best], b[best]
+    if refit:
+        x, y = torch.cat([train[0].float(), val_x]), torch.cat([train[1], val_y])
+        w, b = (t[0] for t in adamw_fit(x, y, num_classes, [lrs[best]], steps))
+    head = nn.Linear(w.shape[1], num_classes).to(w.device)
     with torch.no_grad():
-        head.weight.copy_(w[0])
-        head.bias.copy_(b[0])
+        head.weight.copy_(w)
+        head.bias.copy_(b)
     return head.requires_grad_(False), float(lrs[best])

@@ -13,7 +13,7 @@ from benchmark.config import EvalConfig
 from benchmark.evaluation.authors_probe import fit_authors_probe
 from benchmark.evaluation.heads import accuracy, expected_calibration_error, fit_linear_probe
 from benchmark.logs import progress
-from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
+from benchmark.models.preprocess import BatchPreprocess, run_autocast
 from tasks import Task
 from tasks.cache import batches
 from tasks.loading import train_val_indices
@@ -57,8 +57,10 @@ class Tracker:
         preprocess: BatchPreprocess,
         device: torch.device,
         progress: bool = True,
+        amp: str = "auto",
     ) -> None:
         self.sets = eval_sets
+        self.amp = amp  # the run's train.amp: features are extracted in the run's precision
         self.cfg = cfg
         self.preprocess = preprocess.to(device)
         self.device = device
@@ -71,7 +73,7 @@ class Tracker:
         was_training = visual.training
         visual.eval()
         out = []
-        with bf16_autocast(self.device):
+        with run_autocast(self.amp, self.device):
             # images mapped from the decoded-image cache are read from disk one batch at a time
             for chunk in batches(images, self.cfg.batch_size, pin=self.device.type == "cuda"):
                 x = self.preprocess(chunk.to(self.device, non_blocking=True))
@@ -115,16 +117,23 @@ class Tracker:
                 )
         return rows
 
-    def fit_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:
+    def fit_probe(self, visual: nn.Module, es: EvalSet, head_init: bool = False) -> nn.Linear:
+        """The probe ``eval.probe`` names, on the task's train split.
+
+        ``head_init``: a head that training starts from or keeps (LP-init, the linear_probe
+        method's head). The authors' probe then only picks its lr on the validation split and
+        is not refitted on it (their LP-init head, ``heads.py`` on the 90% split): a sweep
+        that selects on val must not select a head fitted on val. The ``lp`` evaluation kind
+        keeps their refit on train + val."""
         if self.cfg.probe == "authors":
-            return self._fit_authors_probe(visual, es)
+            return self._fit_authors_probe(visual, es, refit=not head_init)
         feats = self.features(visual, es.probe_images)
         return fit_linear_probe(
             feats, es.probe_labels.to(self.device), es.task.num_classes, self.cfg.lp_weight_decay, self.cfg.lp_max_iter
         )
 
-    def _fit_authors_probe(self, visual: nn.Module, es: EvalSet) -> nn.Linear:
-        """The authors' probe: lr chosen on the validation split, refit on train + val."""
+    def _fit_authors_probe(self, visual: nn.Module, es: EvalSet, refit: bool = True) -> nn.Linear:
+        """The authors' probe: lr chosen on the validation split, refit on train + val (``refit``)."""
         feats, labels = self.features(visual, es.probe_images), es.probe_labels.to(self.device)
         if es.val_images is not None:
             train = (feats, labels)
@@ -132,6 +141,8 @@ class Tracker:
         else:  # the authors' 90/10 draw (random_split seeded 0) inside the probe images
             tr, va = (i.to(self.device) for i in train_val_indices(len(labels)))
             train, val = (feats[tr], labels[tr]), (feats[va], labels[va])
-        head, lr = fit_authors_probe(train, val, es.task.num_classes, self.cfg.probe_lrs, self.cfg.probe_steps)
+        head, lr = fit_authors_probe(
+            train, val, es.task.num_classes, self.cfg.probe_lrs, self.cfg.probe_steps, refit=refit
+        )
         self.probe_lrs[es.task.name] = lr
         return head

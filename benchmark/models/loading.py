@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -33,6 +34,7 @@ class ClipBundle:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     source: str  # how it was loaded, for the manifest
+    weights_sha256: str = ""  # of the weights the run starts from (``weights_digest``), for the manifest
 
 
 def check_model_config(cfg: ModelConfig) -> None:
@@ -60,6 +62,7 @@ def check_model_config(cfg: ModelConfig) -> None:
                 f"{', '.join(known[:6])}, ... ({len(known)} in all, see open_clip.list_models()), "
                 f"suite models {', '.join(suite_model_names())}, or local-dir:PATH / hf-hub:ID"
             )
+        tag_activation(cfg.name, cfg.pretrained)  # an activation the tag's weights were not trained with
         looks_like_file = os.sep in cfg.pretrained or cfg.pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
         if looks_like_file and not os.path.isfile(cfg.pretrained):
             raise UserError(f"checkpoint file {cfg.pretrained!r} (model.pretrained) does not exist")
@@ -80,16 +83,76 @@ def load_clip(cfg: ModelConfig, device: torch.device, progress: bool = True) -> 
             source = f"suite-pretrained {cfg.name} at {folder}"
         return _from_open_clip(f"local-dir:{folder}", None, device, source)
     pretrained = None if cfg.pretrained in ("", "none") else cfg.pretrained
-    return _from_open_clip(cfg.name, pretrained, device, f"{cfg.name} pretrained={cfg.pretrained}")
+    quick_gelu = tag_activation(cfg.name, pretrained)
+    source = f"{cfg.name} pretrained={cfg.pretrained}"
+    if quick_gelu is not None:
+        source += f" ({'QuickGELU' if quick_gelu else 'GELU'}, the activation the weights were trained with)"
+    return _from_open_clip(cfg.name, pretrained, device, source, quick_gelu)
 
 
-def _from_open_clip(name: str, pretrained: Optional[str], device: torch.device, source: str) -> ClipBundle:
+def tag_activation(name: str, pretrained: Optional[str]) -> Optional[bool]:
+    """Whether an open_clip architecture + pretrained tag must be built with QuickGELU
+    (None: not a registered tag, e.g. a checkpoint file, random weights, a schema name).
+
+    OpenAI's CLIP (Radford et al., 2021) and several later releases were trained with
+    QuickGELU, x * sigmoid(1.702 x). open_clip 2.x forced it for the ``openai`` tag; open_clip
+    3.x builds the architecture's own activation (GELU for ``ViT-B-32``) and only warns, so
+    every feature would be computed with an activation the weights never saw. The tag's
+    pretrained config says which one the weights need (``quick_gelu``); asking for the other
+    one explicitly (a ``...-quickgelu`` name with a tag its plain architecture trained with
+    GELU) is refused.
+    """
+    import open_clip
+    from open_clip.pretrained import get_pretrained_cfg
+
+    if not pretrained or name.startswith(("local-dir:", "hf-hub:")):
+        return None
+    tag = get_pretrained_cfg(name, pretrained)
+    plain = name[: -len("-quickgelu")] if name.endswith("-quickgelu") else ""
+    base = get_pretrained_cfg(plain, pretrained) if plain and not tag else {}
+    if base and not base.get("quick_gelu", False):
+        valid = ", ".join(t for m, t in open_clip.list_pretrained() if m == name)
+        raise UserError(
+            f"model {name!r} builds QuickGELU but pretrained tag {pretrained!r} was trained with GELU; "
+            f"valid: {plain!r} for this tag, or {name!r} with a QuickGELU tag ({valid or 'none'})"
+        )
+    if not tag:  # a file, or an unknown tag (``_weights_error`` names the valid ones)
+        return None
+    # the registry's word on the weights; the architecture's config may say otherwise (roberta-ViT-B-32)
+    return bool(tag.get("quick_gelu", False))
+
+
+def activation_kwargs(quick_gelu: Optional[bool]) -> dict:
+    """``open_clip.create_model`` keywords that build the activation ``tag_activation`` chose."""
+    if quick_gelu is None:
+        return {}
+    # force_quick_gelu edits the config before open_clip's own tag check (no mismatch warning);
+    # a model keyword overrides the config's QuickGELU for a GELU-trained tag
+    return {"force_quick_gelu": True} if quick_gelu else {"quick_gelu": False}
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of a model's state_dict: every tensor in name order, its name, dtype, shape and
+    bytes (contiguous, on the CPU), so the digest names the weights whatever the device or
+    memory layout. Recorded in manifest.json: the weights a run started from."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _from_open_clip(
+    name: str, pretrained: Optional[str], device: torch.device, source: str, quick_gelu: Optional[bool] = None
+) -> ClipBundle:
     import open_clip
 
     from_hub = name.startswith("hf-hub:") or bool(pretrained and not os.path.isfile(pretrained))
+    extra = activation_kwargs(quick_gelu)
     try:
         with quiet_root_logger(), _hub_access(from_hub) as offline:
-            model = open_clip.create_model(name, pretrained=pretrained, device=device)
+            model = open_clip.create_model(name, pretrained=pretrained, device=device, **extra)
             tokenizer = open_clip.get_tokenizer(name)
     except Exception as e:  # noqa: BLE001  a corrupt file fails in pickle, torch, safetensors...: all user input
         raise UserError(_weights_error(name, pretrained, e) + (HUB_OFFLINE if offline else "")) from None
@@ -98,8 +161,9 @@ def _from_open_clip(name: str, pretrained: Optional[str], device: torch.device, 
     size = size[0] if isinstance(size, (tuple, list)) else size
     mean = tuple(pp.get("mean", OPENAI_MEAN))
     std = tuple(pp.get("std", OPENAI_STD))
+    digest = weights_digest(model)
     model = model.to(memory_format=torch.channels_last)  # matches BatchPreprocess's output
-    return ClipBundle(model.eval(), tokenizer, int(size), mean, std, source)
+    return ClipBundle(model.eval(), tokenizer, int(size), mean, std, source, digest)
 
 
 HUB_OFFLINE = " (the Hugging Face Hub is unreachable from here, so only its local cache was searched)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -19,6 +20,38 @@ def bf16_autocast(device: torch.device, enabled: bool = True):
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def resolve_precision(amp: str, device: torch.device) -> str:
+    """``train.amp`` -> the precision a run computes in: ``bf16``, ``tf32`` or ``fp32``.
+
+    auto is bf16 on CUDA and fp32 elsewhere; off is fp32's older name. bf16 and tf32 are
+    CUDA's: on other devices they compute in fp32."""
+    if device.type != "cuda" or amp in ("off", "fp32"):
+        return "fp32"
+    return "bf16" if amp in ("auto", "bf16") else amp
+
+
+def run_autocast(amp: str, device: torch.device):
+    """The autocast context of a run's forward passes, training and evaluation alike: bf16
+    autocast when the run's precision is bf16, none for fp32 and TF32 (fp32 tensors)."""
+    return bf16_autocast(device, resolve_precision(amp, device) == "bf16")
+
+
+@contextlib.contextmanager
+def matmul_precision(amp: str, device: torch.device) -> Iterator[None]:
+    """For the run: TF32 matmuls and convolutions on (tf32) or off (fp32: strict IEEE fp32),
+    restored after. bf16 leaves torch's settings as they are (autocast decides there)."""
+    precision = resolve_precision(amp, device)
+    if precision == "bf16" or device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 class BatchPreprocess(nn.Module):

@@ -24,6 +24,8 @@ def write_manifest(
         "git_revision": git_revision(),
         "versions": versions(),
         "model": setup.bundle.source,
+        # sha256 of the state_dict the run started from (benchmark.models.loading.weights_digest)
+        "model_weights_sha256": setup.bundle.weights_sha256,
         "tasks": {
             n: {"source": t.source, "train": len(t.train), "test": len(t.test), "classes": t.num_classes}
             for n, t in setup.tasks.items()

@@ -21,7 +21,7 @@ from benchmark.files import atomic_text, atomic_write
 from benchmark.logs import run_log, setup_console
 from benchmark.models.architectures import has_batch_norm_tower
 from benchmark.models.loading import ClipBundle, check_model_config, load_clip
-from benchmark.models.preprocess import BatchPreprocess
+from benchmark.models.preprocess import BatchPreprocess, matmul_precision
 from benchmark.run.checkpoints import StageCheckpoints
 from benchmark.run.manifest import write_manifest
 from benchmark.run.plugins import load_plugins, normalise
@@ -125,7 +125,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     tasks = {name: task_factory(name, declared)(ctx) for name in sequence.all_tasks}
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
-    tracker = Tracker(sets, cfg.eval, preprocess, device, progress)
+    tracker = Tracker(sets, cfg.eval, preprocess, device, progress, amp=cfg.train.amp)
     return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress)
 
 
@@ -185,6 +185,11 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
 
 
 def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool) -> None:
+    with matmul_precision(cfg.train.amp, resolve_device(cfg.device)):  # TF32 on or off for the run (train.amp)
+        _run_stages(folder, cfg, sequence, progress, keep)
+
+
+def _run_stages(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool) -> None:
     started = time.time()
     setup = prepare(cfg, sequence, progress)
     setup.log_dir = str(folder / AVALANCHE_LOGS)

@@ -211,8 +211,8 @@ def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exce
 
 def _add_head(model: ClipClassifier, setup: RunSetup, task: str, label: int, init: str) -> None:
     es = setup.tracker.sets[task]
-    if init == "lp":  # LP-init (Kumar et al. 2022): a probe on the current encoder's features
-        probe = setup.tracker.fit_probe(model.visual, es)
+    if init == "lp":  # LP-init (Kumar et al. 2022): a probe on the current encoder's features, train split only
+        probe = setup.tracker.fit_probe(model.visual, es, head_init=True)
         model.add_head(label, probe.weight.detach().clone(), probe.bias.detach().clone())
     else:
         model.add_head(label, es.zeroshot.clone())

@@ -28,7 +28,7 @@ from benchmark.errors import UserError
 from benchmark.logs import progress
 from benchmark.models.augment import rrc_boxes
 from benchmark.models.loading import ClipBundle
-from benchmark.models.preprocess import BatchPreprocess, bf16_autocast
+from benchmark.models.preprocess import BatchPreprocess, bf16_autocast, resolve_precision
 from tasks import Task
 from tasks.cache import MappedImages
 
@@ -241,7 +241,7 @@ class Engine(SupervisedTemplate):
         self.seed = seed
         self.stage_index = 0
         self.preprocess = preprocess.to(device)
-        self.amp = device.type == "cuda" and train_cfg.amp != "off"
+        self.amp = resolve_precision(train_cfg.amp, device) == "bf16"  # tf32/fp32: fp32 tensors
         self.progress = progress
         self.lr_schedule: Optional[torch.optim.lr_scheduler.LambdaLR] = None
         self.last_loss = float("nan")
@@ -281,7 +281,7 @@ class Engine(SupervisedTemplate):
                 self._bar.close()  # also when the stage stops on a NaN loss or out of memory
 
     def autocast(self):
-        """bf16 autocast on CUDA unless train.amp=off (plugins running forward passes use this too)."""
+        """bf16 autocast when the run's precision is bf16 (plugins running forward passes use this too)."""
         return bf16_autocast(self.device, self.amp)
 
     # ---- data path

@@ -94,3 +94,57 @@ def test_cli_runs_authors_probe_on_micro(micro_cfg, tmp_path):
     table = pd.read_csv(Path(micro_cfg.results_dir) / "authors" / "accuracy_long.csv")
     lp = table[table["kind"] == "lp"]["accuracy"]
     assert len(lp) > 0 and lp.between(0, 100).all()
+
+
+def fitted_rows(monkeypatch) -> list[torch.Tensor]:
+    """Spy on the probe's optimiser: the features of every fit it runs."""
+    import benchmark.evaluation.authors_probe as probe_module
+
+    seen: list[torch.Tensor] = []
+    real = probe_module.adamw_fit
+
+    def spy(feats, *args, **kwargs):
+        seen.append(feats.clone())
+        return real(feats, *args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "adamw_fit", spy)
+    return seen
+
+
+def test_an_lp_init_head_never_fits_a_validation_row(monkeypatch):
+    tracker = tracker_with_test_labels(torch.arange(30) % 3)
+    es = tracker.sets["rgb"]
+    train = tracker.features(Identity(), es.probe_images)
+    val = tracker.features(Identity(), es.val_images)
+    seen = fitted_rows(monkeypatch)
+    head = tracker.fit_probe(Identity(), es, head_init=True)
+    assert seen and all(torch.equal(rows, train) for rows in seen)  # the lr sweep only; no refit
+    assert not any((rows[:, None] == val[None]).all(-1).any() for rows in seen)
+    # the head is the train-only fit at the chosen lr
+    w, b = adamw_fit(train, es.probe_labels, 3, [tracker.probe_lrs["rgb"]], 40)  # the module's name, unspied
+    torch.testing.assert_close((head.weight, head.bias), (w[0], b[0]))
+
+
+def test_the_lp_evaluation_keeps_the_authors_refit_on_train_and_val(monkeypatch):
+    tracker = tracker_with_test_labels(torch.arange(30) % 3)
+    seen = fitted_rows(monkeypatch)
+    tracker.fit_probe(Identity(), tracker.sets["rgb"])
+    assert [len(rows) for rows in seen] == [60, 90]
+
+
+def test_the_scheduler_asks_for_a_train_only_head(monkeypatch):
+    from benchmark.run import scheduler
+
+    asked = []
+
+    class Tracker:
+        sets = {"t": type("ES", (), {"zeroshot": torch.eye(2)})()}
+
+        def fit_probe(self, visual, es, head_init=False):
+            asked.append(head_init)
+            return torch.nn.Linear(2, 2)
+
+    setup = type("Setup", (), {"tracker": Tracker()})()
+    model = type("Model", (), {"visual": None, "add_head": lambda self, *a: None})()
+    scheduler._add_head(model, setup, "t", 0, "lp")
+    assert asked == [True]

@@ -1,12 +1,15 @@
 """The command line: registries, bad inputs (exit 2, one line, nothing left behind), one end-to-end run."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from benchmark.config import dump_yaml
+from benchmark.models.loading import load_clip, weights_digest
 from run_benchmark import main
 
 
@@ -108,6 +111,9 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
     } <= set(summary.columns)
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["train"]["lr"] == micro_cfg.train.lr
+    manifest = json.loads((run / "manifest.json").read_text())
+    started_from = load_clip(micro_cfg.model, torch.device("cpu")).model  # the cached suite model
+    assert manifest["model_weights_sha256"] == weights_digest(started_from)
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 

@@ -124,7 +124,7 @@ def test_a_resolved_config_reloads_to_itself(tmp_path):
 
 def test_literal_and_range_fields_refuse_bad_values():
     cfg = RunConfig()
-    with pytest.raises(UserError, match="train.amp='fp8' is not valid; valid choices: auto, bf16, off"):
+    with pytest.raises(UserError, match="train.amp='fp8' is not valid; valid choices: auto, bf16, tf32, fp32, off"):
         apply_override(cfg, "train.amp", "fp8")
     from benchmark.config import Range
 

@@ -38,3 +38,21 @@ def test_lwf_plus_ldifs_trains_on_cuda():
     result, plugins = run(micro_setup("vit", device="cuda"), "lwf+ldifs", {})
     ldifs = next(p for p in plugins if type(p).__name__ == "LDIFS")
     assert result.status == "ok" and ldifs.last_distance.requires_grad and ldifs.last_distance > 0
+
+
+def test_a_tf32_run_sets_tf32_for_the_run_and_restores_it(micro_cfg, monkeypatch):
+    import benchmark.run.runner as runner
+
+    seen = []
+    real = runner._run_stages
+
+    def spy(*args, **kwargs):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_run_stages", spy)
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    micro_cfg.device, micro_cfg.methods, micro_cfg.train.amp = "cuda", ["ldifs"], "tf32"
+    runner.run(micro_cfg, progress=False)
+    assert seen == [(True, True)]
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == saved

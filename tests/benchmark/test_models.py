@@ -64,3 +64,76 @@ def test_batch_preprocess_resizes_and_normalises():
     prep = BatchPreprocess(64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     out = prep(torch.full((2, 3, 32, 32), 255, dtype=torch.uint8))
     assert out.shape == (2, 3, 64, 64) and torch.allclose(out, torch.ones_like(out), atol=1e-4)
+
+
+# Architecture/tag pairs of open_clip's registry (no download: the architecture is built on
+# the meta device, from the config ``load_clip`` resolves, and its activation inspected).
+ACTIVATION_PAIRS = [
+    ("ViT-B-32", "openai"),  # the paper's model: QuickGELU weights, a GELU config in open_clip 3.x
+    ("ViT-B-16", "openai"),
+    ("RN50", "openai"),
+    ("ViT-B-32", "laion400m_e32"),  # QuickGELU-trained LAION weights
+    ("ViT-B-32", "laion2b_s34b_b79k"),  # GELU-trained
+    ("ViT-B-32-quickgelu", "metaclip_400m"),
+]
+
+
+@pytest.mark.parametrize("name,tag", ACTIVATION_PAIRS)
+def test_the_activation_a_tag_was_trained_with_is_the_one_built(name, tag):
+    from open_clip.pretrained import get_pretrained_cfg
+
+    from benchmark.models.loading import activation_kwargs, tag_activation
+
+    wanted = bool(get_pretrained_cfg(name, tag).get("quick_gelu", False))
+    assert tag_activation(name, tag) is wanted
+    with torch.device("meta"):
+        model = open_clip.create_model(name, pretrained=None, device="meta", **activation_kwargs(wanted))
+    built = {type(m).__name__ for m in model.modules() if type(m).__name__ in ("GELU", "QuickGELU")}
+    assert built == {"QuickGELU" if wanted else "GELU"}
+
+
+def test_every_registered_tag_resolves_to_its_own_activation():
+    from open_clip.pretrained import get_pretrained_cfg
+
+    from benchmark.models.loading import tag_activation
+
+    for name, tag in open_clip.list_pretrained():
+        if name.endswith("-quickgelu") and not get_pretrained_cfg(name, tag).get("quick_gelu", False):
+            continue  # refused (next test); none in open_clip 3.3's registry
+        assert tag_activation(name, tag) is bool(get_pretrained_cfg(name, tag).get("quick_gelu", False))
+
+
+def test_an_explicit_activation_the_weights_were_not_trained_with_is_refused():
+    with pytest.raises(
+        UserError, match="builds QuickGELU but pretrained tag 'laion2b_s34b_b79k' was trained with GELU"
+    ):
+        load_clip(ModelConfig(name="ViT-B-32-quickgelu", pretrained="laion2b_s34b_b79k"), CPU)
+
+
+def test_files_and_random_weights_keep_the_architecture_activation(tmp_path):
+    from benchmark.models.loading import tag_activation
+
+    assert tag_activation("ViT-B-32", None) is None
+    assert tag_activation("ViT-B-32", str(tmp_path / "ckpt.pt")) is None
+    assert tag_activation(f"local-dir:{tmp_path}", "openai") is None
+
+
+def test_weights_digest_names_the_weights_not_their_layout():
+    from benchmark.models.loading import weights_digest
+
+    model = open_clip.CLIP(**TINY)
+    digest = weights_digest(model)
+    assert len(digest) == 64 and digest == weights_digest(model.to(memory_format=torch.channels_last))
+    with torch.no_grad():
+        model.logit_scale.add_(1e-3)
+    assert weights_digest(model) != digest
+
+
+def test_the_bundle_records_the_digest_of_what_it_loaded(tmp_path):
+    from benchmark.models.loading import weights_digest
+
+    model = open_clip.CLIP(**TINY)
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY}))
+    torch.save(model.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    bundle = load_clip(ModelConfig(name=f"local-dir:{tmp_path}"), CPU)
+    assert bundle.weights_sha256 == weights_digest(model)

@@ -94,3 +94,67 @@ def test_val_split_rows_are_scored_apart_and_leave_test_rows_unchanged():
     test_rows = [r for r in rows if r["split"] == "test"]
     assert test_rows == plain.evaluate(MeanColour(), {}, stage=0)
     assert {r["kind"]: r["accuracy"] for r in rows if r["split"] == "val"} == {"head": 0.0, "lp": 0.0, "zs": 0.0}
+
+
+CUDA = torch.device("cuda")  # only named: nothing below runs on it
+
+
+@pytest.mark.parametrize(
+    "amp,on_cuda", [("auto", "bf16"), ("bf16", "bf16"), ("tf32", "tf32"), ("fp32", "fp32"), ("off", "fp32")]
+)
+def test_train_amp_names_the_precision_of_the_run(amp, on_cuda):
+    from benchmark.models.preprocess import resolve_precision
+
+    assert resolve_precision(amp, CUDA) == on_cuda
+    assert resolve_precision(amp, torch.device("cpu")) == "fp32"
+
+
+def test_evaluation_autocasts_only_when_the_run_is_bf16():
+    import warnings
+
+    from benchmark.models.preprocess import run_autocast
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU-only torch warns that CUDA autocast is unavailable
+        assert isinstance(run_autocast("auto", CUDA), torch.autocast)
+        assert run_autocast("auto", CUDA).fast_dtype == torch.bfloat16
+    for amp in ("tf32", "fp32", "off"):
+        assert not isinstance(run_autocast(amp, CUDA), torch.autocast)
+
+
+@pytest.mark.parametrize("amp", ["tf32", "fp32", "bf16"])
+def test_tracker_features_follow_the_run_precision(amp, monkeypatch):
+    import contextlib
+
+    import benchmark.evaluation.tracker as tracker_module
+
+    asked = []
+
+    def spy(run_amp, device):
+        asked.append(run_amp)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(tracker_module, "run_autocast", spy)
+    tracker = make_tracker(["zs"])
+    tracker.amp = amp
+    tracker.evaluate(MeanColour(), {}, 0)
+    assert asked and set(asked) == {amp}
+
+
+def test_the_runner_gives_the_tracker_the_run_precision(micro_cfg):
+    from benchmark.run.runner import check_inputs, prepare
+
+    micro_cfg.train.amp = "tf32"
+    sequence, _ = check_inputs(micro_cfg)
+    assert prepare(micro_cfg, sequence, progress=False).tracker.amp == "tf32"
+
+
+def test_tf32_is_set_for_the_run_and_restored():
+    from benchmark.models.preprocess import matmul_precision
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    with matmul_precision("tf32", CUDA):
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    with matmul_precision("fp32", CUDA):
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == saved

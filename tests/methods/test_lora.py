@@ -99,3 +99,108 @@ def test_bad_hyperparameters_are_one_line():
     setup = micro_setup("vit")
     with pytest.raises(UserError, match="target_modules='no_such_layer'"):
         run(setup, "lora", {"lora": {"target_modules": "no_such_layer"}})
+
+
+def adapted_vit(rank: int = 2, alpha: float = 3.0):
+    """A tiny open_clip ViT tower in float64 with fresh adapters, every B made non-zero
+    (B = 0 at injection would make A's gradient vanish and the merge trivial)."""
+    from methods_testkit import tiny_clip
+
+    from methods.lora import LoRA, inject
+
+    visual = tiny_clip(0, "vit").visual.double()
+    tuner = inject(visual, LoRA.Params(rank=rank, alpha=alpha))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in visual.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    x = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.float64)
+    return visual, tuner, x
+
+
+def low_rank_updates(visual) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Merged-weight name -> (base weight, expected W + (alpha / r) B A), for every adapter."""
+    from methods.lora import AttentionLoRA
+
+    out = {}
+    for name, m in visual.named_modules():
+        if isinstance(m, AttentionLoRA):
+            for part, key in (("in", "in_proj_weight"), ("out", "out_proj.weight")):
+                a, b = getattr(m, f"lora_A_{part}"), getattr(m, f"lora_B_{part}")
+                w = m.base.get_parameter(key)
+                out[f"{name}.{key}"] = (w.detach().clone(), (w + m.scaling * b @ a).detach().clone())
+        elif hasattr(m, "lora_A") and "default" in getattr(m, "lora_A", {}):
+            a, b, w = m.lora_A["default"].weight, m.lora_B["default"].weight, m.base_layer.weight
+            out[f"{name}.weight"] = (w.detach().clone(), (w + m.scaling["default"] * b @ a).detach().clone())
+    return out
+
+
+def test_every_adapted_vit_weight_merges_to_base_plus_scaled_product():
+    """Attention (packed q/k/v and the output projection) and the MLP's Linears of every block:
+    merged W = W + (alpha / r) B A, once (peft 0.21.2 adds the output projection's twice), and
+    the merged tower computes what the adapted one did."""
+    from methods.lora import merge_attention
+
+    visual, tuner, x = adapted_vit()
+    expected = low_rank_updates(visual)
+    blocks = len(visual.transformer.resblocks)
+    assert len(expected) == 4 * blocks  # in_proj, out_proj, c_fc, c_proj per block
+    assert any(k.endswith("attn.out_proj.weight") for k in expected)
+    with torch.no_grad():
+        before = visual(x)
+    merge_attention(visual)
+    merged = tuner.merge_and_unload()
+    state = merged.state_dict()
+    for name, (base, want) in expected.items():
+        assert not torch.equal(base, want), name
+        torch.testing.assert_close(state[name], want, rtol=0, atol=1e-12, msg=name)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), before, rtol=0, atol=1e-10)
+
+
+def test_adapter_gradients_equal_finite_differences():
+    """The gradient autograd gives every adapter parameter is the derivative of the function
+    the forward computes (central differences in float64, a few entries per parameter)."""
+    visual, _, x = adapted_vit()
+    r = torch.randn(visual(x).shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+
+    def loss() -> torch.Tensor:
+        return (visual(x) * r).sum()
+
+    params = {n: p for n, p in visual.named_parameters() if p.requires_grad}
+    assert params and all("lora_" in n for n in params)
+    grads = dict(zip(params, torch.autograd.grad(loss(), list(params.values()))))
+    eps = 1e-6
+    for name, p in params.items():
+        flat = p.detach().view(-1)
+        for i in torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(1))[:3].tolist():
+            with torch.no_grad():
+                keep = float(flat[i])
+                flat[i] = keep + eps
+                up = float(loss())
+                flat[i] = keep - eps
+                down = float(loss())
+                flat[i] = keep
+            numeric = (up - down) / (2 * eps)
+            assert float(grads[name].view(-1)[i]) == pytest.approx(numeric, rel=1e-5, abs=1e-8), name
+
+
+def test_targeting_an_attention_output_projection_alone_is_refused():
+    from methods_testkit import tiny_clip
+
+    from methods.lora import LoRA, inject
+
+    with pytest.raises(UserError, match="inside a MultiheadAttention that never calls it"):
+        inject(tiny_clip(0, "vit").visual, LoRA.Params(target_modules="out_proj"))
+
+
+def test_attention_only_targets_need_no_peft_layer():
+    from methods_testkit import tiny_clip
+
+    from methods.lora import AttentionLoRA, LoRA, inject
+
+    visual = tiny_clip(0, "vit").visual
+    assert inject(visual, LoRA.Params(target_modules="attn")) is None
+    assert sum(isinstance(m, AttentionLoRA) for m in visual.modules()) == len(visual.transformer.resblocks)
+    assert all("lora_" in n for n, p in visual.named_parameters() if p.requires_grad)

@@ -39,12 +39,13 @@ def test_distillation_is_kl_and_symmetric_in_direction():
     assert torch.allclose(s1.grad, s2.grad, atol=1e-6)
 
 
-@pytest.mark.parametrize("avg_freq", [1, 2])
+@pytest.mark.parametrize("avg_freq", [1, 2, 100])
 def test_the_ensembled_weights_are_the_papers_average(avg_freq):
-    """avg <- (avg n + live)/(n + 1) after updates 0, f, 2f, ...; the start counts once.
-    Stage 1 of the micro sequence has 2 updates: f = 1 gives (start + live_0 + live_1) / 3,
-    f = 2 gives (start + live_0) / 2; the tracker then sees that average, for the image
-    tower and for the stage's head (whose start is its zero-shot init)."""
+    """avg <- (avg n + live)/(n + 1) after updates 0, f, 2f, ... and after the last update;
+    the start counts once. Stage 1 of the micro sequence has 2 updates, so every f gives
+    (start + live_0 + live_1) / 3: the last merge follows the last update, as in the
+    authors' loop over ``range(iterations + 1)``. The tracker then sees that average, for
+    the image tower and for the stage's head (whose start is its zero-shot init)."""
     lives: list[dict[str, torch.Tensor]] = []
     spy = Spy(after_update=lambda s: lives.append({k: v.detach().clone() for k, v in s.model.named_parameters()}))
     setup = micro_setup("vit", lr=1e-2)
@@ -55,7 +56,7 @@ def test_the_ensembled_weights_are_the_papers_average(avg_freq):
     head = setup.tracker.heads[1]["alpha"]
     stage1 = {**{f"visual.{k}": v for k, v in setup.tracker.encoders[1].items()}}
     stage1.update({"heads.0.weight": head.weight.detach(), "heads.0.bias": head.bias.detach()})
-    samples = [start] + (lives[:2] if avg_freq == 1 else lives[:1])
+    samples = [start] + lives[:2]
     for name in lives[0]:
         expected = sum(s[name] for s in samples) / len(samples)
         torch.testing.assert_close(stage1[name], expected, rtol=1e-5, atol=1e-5)
@@ -70,6 +71,35 @@ def test_ensemble_running_mean_by_hand():
     torch.testing.assert_close(avg[0], torch.tensor([2.0, 2.0]))
 
 
+class FakeEngine:
+    """What the weight ensemble touches: a model with one parameter, moved by hand."""
+
+    def __init__(self) -> None:
+        self.model = torch.nn.Module()
+        self.model.visual = torch.nn.Linear(1, 1, bias=False)  # no BatchNorm: nothing to recalibrate
+        torch.nn.init.zeros_(self.model.visual.weight)
+
+
+@pytest.mark.parametrize("steps,period", [(10, 4), (1000, 100), (7, 7), (1, 3)])
+def test_the_last_merge_follows_the_last_update(steps, period):
+    """Update k sets the weight to k + 1; the average must hold the start (0), the updates
+    0, f, 2f, ... and the last one, like the authors' loop of N + 1 updates whose last is a
+    merge step."""
+    zscl, engine = ZSCL(ZSCL.Params(avg_freq=period)), FakeEngine()
+    weight = engine.model.visual.weight
+    zscl.average = [weight.detach().clone()]
+    zscl.period = period
+    for k in range(steps):
+        with torch.no_grad():
+            weight.fill_(k + 1.0)
+        zscl.after_update(engine)
+    merged = sorted({*range(0, steps, period), steps - 1})
+    zscl.after_training_exp(engine)
+    expected = sum(k + 1.0 for k in merged) / (len(merged) + 1)
+    assert float(weight) == pytest.approx(expected)
+    assert zscl.snapshots == len(merged) and zscl.merged_after == steps - 1
+
+
 def test_reference_data_from_the_world_a_folder_and_caption_files(tmp_path):
     from PIL import Image
 
@@ -82,12 +112,22 @@ def test_reference_data_from_the_world_a_folder_and_caption_files(tmp_path):
         Image.new("RGB", (40, 30), (i * 80, 10, 10)).save(folder / f"{i}.png")
     (tmp_path / "caps.txt").write_text("a dog on a sofa\n\na red bus\n")
     (tmp_path / "cc.csv").write_text("title,filepath\na cat,x.jpg\na tree,y.jpg\n")
+    # the authors' gather_cc.py output: tab-separated under a .csv name, commas inside captions
+    (tmp_path / "Validation_GCC-1.1.0-Validation_output.csv").write_text(
+        "title\tfilepath\na dog, running\t/cc/val/0/0.jpg\nsunset over the sea\t/cc/val/0/1.jpg\n"
+    )
     images, texts = reference_set(
         ZSCL.Params(ref_images=str(tmp_path / "imgs"), ref_texts=str(tmp_path / "caps.txt")), 24
     )
     assert images.shape == (3, 3, 24, 24) and texts == ["a dog on a sofa", "a red bus"]
     _, texts = reference_set(ZSCL.Params(ref_texts=str(tmp_path / "cc.csv"), ref_count=5), 24)
     assert texts == ["a cat", "a tree"]
+    authors = tmp_path / "Validation_GCC-1.1.0-Validation_output.csv"
+    _, texts = reference_set(ZSCL.Params(ref_texts=str(authors), ref_count=5), 24)
+    assert texts == ["a dog, running", "sunset over the sea"]
+    (tmp_path / "no_title.tsv").write_text("caption\tfilepath\na cat\tx.jpg\n")
+    with pytest.raises(UserError, match="needs a 'title' column \\(found 'caption', 'filepath'"):
+        reference_set(ZSCL.Params(ref_texts=str(tmp_path / "no_title.tsv"), ref_count=5), 24)
 
 
 @pytest.mark.parametrize(

@@ -129,3 +129,4 @@ def test_paper_run_config_preset():
         "zeroshot",
     )
     assert cfg.hparams["ldifs"]["alpha"] == 10.0
+    assert t.amp == "tf32"  # fp32 tensors as the authors', TF32 matmuls (docs/protocol.md, "Precision")
