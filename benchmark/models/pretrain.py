@@ -226,7 +226,9 @@ def export(cfg: ModelConfig, out: Path, progress: bool = True) -> dict:
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / SHIPPED_WEIGHTS))
     _write_config(tmp, cfg.name)
-    stats = json.loads((cached / "pretrain_stats.json").read_text()) if (cached / "pretrain_stats.json").is_file() else {}
+    stats = (
+        json.loads((cached / "pretrain_stats.json").read_text()) if (cached / "pretrain_stats.json").is_file() else {}
+    )
     record = {
         "model": cfg.name,
         "cache_key": cache_key(cfg),

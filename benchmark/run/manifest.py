@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from benchmark.determinism import cpu_kernels_in_force
 from benchmark.files import atomic_text, folder_bytes
 from benchmark.run.plugins import plugin_records
 from benchmark.run.provenance import device_name, git_revision, versions
@@ -23,6 +24,7 @@ def write_manifest(
         "device_name": device_name(setup.device),
         "git_revision": git_revision(),
         "versions": versions(),
+        "cpu_kernels": cpu_kernels_in_force(),  # the instruction set torch's CPU kernels ran (docs/reproducibility.md)
         "model": setup.bundle.source,
         # sha256 of the state_dict the run started from (benchmark.models.loading.weights_digest)
         "model_weights_sha256": setup.bundle.weights_sha256,

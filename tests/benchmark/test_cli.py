@@ -114,6 +114,7 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
     manifest = json.loads((run / "manifest.json").read_text())
     started_from = load_clip(micro_cfg.model, torch.device("cpu")).model  # the cached suite model
     assert manifest["model_weights_sha256"] == weights_digest(started_from)
+    assert manifest["cpu_kernels"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
