@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,20 @@ from typing import IO, Any, Union
 import yaml
 
 from benchmark.errors import UserError
+
+# One path component: no separators, no "." or "..", nothing a shell or a file system
+# reads specially (a leading "-" or ".", spaces, control characters). Every name that
+# becomes a path (a run, a sweep, a task, a cache entry) is checked by safe_component.
+COMPONENT_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+COMPONENT_RULE_TEXT = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def safe_component(name: str, what: str) -> str:
+    """``name`` if it is one safe folder or file name, else a one-line UserError naming
+    ``what`` (``"--name"``, ``"sweep name"``, ``"task name"``), the value and the rule."""
+    if not isinstance(name, str) or not re.fullmatch(COMPONENT_RULE, name):
+        raise UserError(f"{what} {name!r} is not a valid name: {COMPONENT_RULE_TEXT} (one folder name, no paths)")
+    return name
 
 
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:

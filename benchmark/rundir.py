@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from benchmark.errors import UserError
+from benchmark.files import COMPONENT_RULE, COMPONENT_RULE_TEXT, safe_component
 
 LONG_CSV = "accuracy_long.csv"
 SUMMARY_CSV = "summary.csv"
@@ -33,19 +34,16 @@ MERGE_JSON = "merge.json"  # marks a folder written by the leaderboard's merge
 STAGE0_JSON = "stage0.json"
 AVALANCHE_LOGS = "avalanche_logs"
 
-# One path component: no separators, no "." or "..", nothing a shell or a file system
-# reads specially (a leading "-" or ".", spaces, control characters).
-NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
-NAME_RULE_TEXT = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# One path component (benchmark.files.safe_component, shared by every name that becomes a path).
+NAME_RULE = COMPONENT_RULE
+NAME_RULE_TEXT = COMPONENT_RULE_TEXT
 # A folder the suite names itself: a user's name plus "-<config hash>" (11 characters more).
 FOLDER_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
 
 def check_run_name(name: str, what: str = "--name") -> str:
     """``name`` if it is a safe run name, else a one-line UserError naming it and the rule."""
-    if not isinstance(name, str) or not re.fullmatch(NAME_RULE, name):
-        raise UserError(f"{what} {name!r} is not a valid run name: {NAME_RULE_TEXT} (one folder name, no paths)")
-    return name
+    return safe_component(name, what)
 
 
 def safe_name(name: str) -> str:
