@@ -103,7 +103,12 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def load_yaml_file(path: Union[str, Path], what: str) -> Any:
     """Parse a small YAML file safely (no aliases, bounded size and depth); UserError otherwise."""
-    text = read_text_file(path, what)
+    return parse_yaml_text(read_text_file(path, what), what, str(path))
+
+
+def parse_yaml_text(text: str, what: str, where: str = "") -> Any:
+    """Parse YAML text as load_yaml_file does (no aliases, bounded depth); UserError otherwise."""
+    path = where or text[:40]
     try:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506  a SafeLoader subclass
     except yaml.YAMLError as e:
