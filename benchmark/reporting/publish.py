@@ -24,7 +24,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from benchmark.errors import OneLineParser, UserError, run_command
-from benchmark.files import atomic_text, read_text_file
+from benchmark.files import COMPONENT_RULE, atomic_text, read_text_file
 from benchmark.reporting import table
 
 RUN_FILES = ["config.yaml", "manifest.json", "accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
@@ -36,7 +36,7 @@ SWEEP_SOURCE = "sweep.yaml"  # the sweep file as run, kept in the sweep folder (
 PLOTS = "plots"
 MARKER = "publish.json"  # marks a folder written by publish: what it holds
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
-CELL_KEY = re.compile(r"[0-9a-f]{10}")
+COMPONENT = re.compile(COMPONENT_RULE)  # a cell key is one folder name under cells/
 
 
 def publish(run_dir: Path, dest: Path, readme: Optional[Path] = None) -> None:
@@ -88,7 +88,8 @@ def _check_source(run_dir: Path) -> None:
 def _inside(path: Path, folder: Path) -> Path:
     """``path`` when it is a regular file resolving inside ``folder``; else one line naming it."""
     if not path.is_file():
-        raise UserError(f"{folder} lacks {path.name}: publish a finished run or a merged sweep")
+        hint = "; re-run the sweep with --merge-only to keep it" if path.name == SWEEP_SOURCE else ""
+        raise UserError(f"{folder} lacks {path.name}: publish a finished run or a merged sweep{hint}")
     if folder.resolve() not in path.resolve().parents:
         raise UserError(f"{path} resolves outside {folder}; refusing to publish it")
     return path
@@ -118,7 +119,7 @@ def _checked_status(status: Any, path: Path) -> dict[str, Any]:
     if not isinstance(cells, list) or not cells:
         raise UserError(f"{path} lists no cells; re-run the sweep with --merge-only")
     for cell in cells:
-        if not isinstance(cell, dict) or not CELL_KEY.fullmatch(str(cell.get("key", ""))):
+        if not isinstance(cell, dict) or not COMPONENT.fullmatch(str(cell.get("key", ""))):
             raise UserError(f"{path}: a cell entry {str(cell)[:80]!r} has no valid key; re-run with --merge-only")
     return status
 
