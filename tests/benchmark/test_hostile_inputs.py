@@ -998,3 +998,30 @@ def test_publish_touches_no_readme_unless_asked(tmp_path, capsys):
     assert readme.read_text() == README and suite_readme.read_bytes() == before
     assert publish_main([str(_finished_run(tmp_path / "b")), str(tmp_path / "dest"), "--readme", str(readme)]) == 0
     assert "| finetune |" in readme.read_text() and suite_readme.read_bytes() == before
+
+
+def test_sweep_name_flag_names_the_sweep_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write_doc(tmp_path)
+    assert main(["--sweep", str(path), "--dry-run", "--name", "other"]) == 0
+    assert str(tmp_path / "results" / "other" / "cells") in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_missing_dataset_is_found_before_the_run_is_announced(finished_run, tmp_path, capsys):
+    """A missing dataset is one line, and no 'starting run <folder>' names a folder that is then removed."""
+    shared = finished_run.parents[1] / "shared.yaml"
+    (tmp_path / "mnist.yaml").write_text("stages: [mnist]\n")
+    args = [
+        "--config",
+        str(shared),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--sequence",
+        str(tmp_path / "mnist.yaml"),
+    ]
+    code = main([*args, "--data-root", str(tmp_path / "no-data")])
+    err = capsys.readouterr().err
+    assert code == 2 and "starting run" not in err and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith("error: ") and "mnist" in err.splitlines()[-1], err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
