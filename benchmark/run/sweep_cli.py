@@ -42,8 +42,9 @@ def sweep_command(args: Any) -> int:
     sweep = load_sweep(Path(args.sweep), overrides, args.select, args.name)
     claim_sweep_folder(sweep)
     mine = shard_cells(sweep.cells, args.shard)
-    if launcher == "slurm" and not (args.dry_run or args.merge_only) and shutil.which("sbatch") is None:
-        raise UserError("--launcher slurm: SLURM is not available here (no sbatch on PATH); use --launcher local")
+    absent = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]  # what submitit needs
+    if launcher == "slurm" and not (args.dry_run or args.merge_only) and absent:
+        raise UserError(f"--launcher slurm: SLURM is not available here (no {absent[0]} on PATH); use --launcher local")
     options = slurm_options({**sweep.slurm, **args.slurm}) if launcher == "slurm" else {}
     if args.dry_run:
         print(f"sweep {sweep.name}: {len(sweep.cells)} cells in {sweep.folder / 'cells'}; this command's {len(mine)}:")

@@ -681,6 +681,13 @@ def _writing_plugin(tmp: Path) -> Path:
     return _write_doc(tmp, base=base)
 
 
+def _fake_sbatch(tmp: Path) -> Path:
+    (tmp / "no-bin").mkdir()
+    (tmp / "no-bin" / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (tmp / "no-bin" / "sbatch").chmod(0o755)
+    return _write_doc(tmp)
+
+
 # (id, setup(tmp) -> sweep file, extra flags, expected part of the line)
 SWEEP_CASES: list[tuple[str, Callable[[Path], Path], list[str], str]] = [
     # names that would become paths outside --results-dir
@@ -714,7 +721,8 @@ SWEEP_CASES: list[tuple[str, Callable[[Path], Path], list[str], str]] = [
     ("grid-seq-named-cells", lambda t: _two_sequences(t, "a/cells.yaml", "b/other.yaml"), [], "own cells/ folder"),
     # flags a sweep would silently ignore
     ("sweep-fresh", _write_doc, ["--fresh"], "--fresh does not apply to --sweep"),
-    ("sweep-slurm-absent", _write_doc, ["--launcher", "slurm"], "SLURM is not available here"),
+    ("sweep-slurm-absent", _write_doc, ["--launcher", "slurm"], "SLURM is not available here (no sbatch"),
+    ("sweep-slurm-no-srun", _fake_sbatch, ["--launcher", "slurm"], "SLURM is not available here (no srun"),
     # a sweep folder is claimed by the rule of a run folder
     ("sweep-over-a-plain-run", _plain_run_named_grid, [], "is a run's folder"),
     ("sweep-over-a-user-folder", _user_folder_named_grid, [], "is not a sweep folder"),
