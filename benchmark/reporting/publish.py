@@ -153,7 +153,7 @@ def _check_dest(dest: Path, run_dir: Path, status: Optional[dict[str, Any]]) -> 
         return
     if not dest.is_dir():
         raise UserError(f"destination {dest} is not a folder")
-    present = {str(p.relative_to(dest)) for p in dest.rglob("*") if not p.is_dir()}
+    present = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_symlink() or not p.is_dir()}
     if not present:
         return
     listed = _earlier_publication(dest)

@@ -129,7 +129,7 @@ def _sweep_name(name: Optional[str], data: dict[str, Any], path: Path) -> str:
 def sequence_folders(sweep: Sweep) -> dict[str, Path]:
     """Where each sequence's merged outputs go: the sweep folder itself for one sequence, else
     one sub-folder per sequence named by its file stem. Two sequences with one stem
-    (a/seq.yaml, b/seq.yaml), or a stem that is the sweep's own cells/ folder, are refused."""
+    (a/seq.yaml, b/seq.yaml), or a stem that is one of the sweep's own folders, are refused."""
     sequences = sorted({cell.cfg.sequence for cell in sweep.cells})
     if len(sequences) == 1:
         return {sequences[0]: sweep.folder}
@@ -137,7 +137,7 @@ def sequence_folders(sweep: Sweep) -> dict[str, Path]:
     by_name: dict[str, str] = {}
     for sequence in sequences:
         name = safe_name(Path(sequence).stem)
-        if name in by_name or name in ("cells", "plots"):
+        if name in by_name or name in ("cells", "plots", "slurm"):
             other = by_name.get(name, f"the sweep's own {name}/ folder")
             raise UserError(
                 f"grid: sequences {other!r} and {sequence!r} would both merge into {sweep.folder / name}; "
