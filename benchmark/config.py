@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from benchmark.errors import UserError
-from benchmark.files import load_yaml_file
+from benchmark.files import load_yaml_file, parse_yaml_text
 
 
 @dataclass
@@ -224,8 +224,8 @@ def _coerce_number(value: Any, tp: type, key: str) -> Any:
 def _parse_scalar(text: str) -> Any:
     """Parse a CLI value the way YAML would ('1e-4' -> 1e-4, 'true' -> True)."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = parse_yaml_text(text, "value")  # no aliases: a CLI value cannot expand either
+    except UserError:
         return text
     if isinstance(value, str):
         try:  # YAML 1.1 reads '1e-4' (and 'inf', 'nan') as strings; Python reads them as floats
@@ -366,9 +366,49 @@ def config_hash(cfg: RunConfig) -> str:
     data["model"].pop("cache_dir")
     if not data["tasks"]:  # no declared tasks: the hash of every earlier config is unchanged
         data.pop("tasks")
+    else:  # relative folders resolve from where the run starts: hash where they lead
+        data["tasks"] = _resolved_tasks(data["tasks"], Path("."))
+    data["sequence"] = _resolved_sequence(data["sequence"])
     if data["eval"]["splits"] == ["test"]:  # the default: hashes (run folder names) stay as they were
         data["eval"].pop("splits")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# Declared-task keys that name files or folders (tasks/declared.py).
+TASK_PATH_KEYS = ("folder", "webdataset", "classnames_file")
+
+
+def _resolved_sequence(sequence: str) -> Any:
+    """What a sequence file determines, for the hash: its content (never its name or path)
+    and where its declared tasks' relative folders lead. A registered name stays a name."""
+    path = Path(sequence)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return sequence
+    try:
+        content = path.read_bytes()
+        declared = (load_yaml_file(path, "sequence file") or {}).get("tasks")
+    except (OSError, UserError, AttributeError):
+        return sequence  # unreadable or not a mapping: load_sequence says so in one line
+    resolved: dict[str, Any] = {"sequence_sha256": hashlib.sha256(content).hexdigest()}
+    if isinstance(declared, dict) and declared:
+        resolved["tasks"] = _resolved_tasks(declared, path.parent)
+    return resolved
+
+
+def _resolved_tasks(table: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Declared tasks with every path made absolute (relative ones from ``base``)."""
+    out: dict[str, Any] = {}
+    for name, spec in table.items():
+        if not isinstance(spec, dict):
+            out[str(name)] = spec
+            continue
+        out[str(name)] = {
+            key: str((base / Path(value).expanduser()).resolve())
+            if key in TASK_PATH_KEYS and isinstance(value, str) and value
+            else value
+            for key, value in spec.items()
+        }
+    return out
 
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,3})?")

@@ -13,6 +13,20 @@ import yaml
 
 from benchmark.errors import UserError
 
+# One path component: no separators, no "." or "..", nothing a shell or a file system
+# reads specially (a leading "-" or ".", spaces, control characters). Every name that
+# becomes a path (a run, a sweep, a task, a cache entry) is checked by safe_component.
+COMPONENT_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+COMPONENT_RULE_TEXT = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def safe_component(name: str, what: str) -> str:
+    """``name`` if it is one safe folder or file name, else a one-line UserError naming
+    ``what`` (``"--name"``, ``"sweep name"``, ``"task name"``), the value and the rule."""
+    if not isinstance(name, str) or not re.fullmatch(COMPONENT_RULE, name):
+        raise UserError(f"{what} {name!r} is not a valid name: {COMPONENT_RULE_TEXT} (one folder name, no paths)")
+    return name
+
 
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
     """Write through a temporary file in the same folder, then rename it over ``path``.
@@ -89,7 +103,12 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def load_yaml_file(path: Union[str, Path], what: str) -> Any:
     """Parse a small YAML file safely (no aliases, bounded size and depth); UserError otherwise."""
-    text = read_text_file(path, what)
+    return parse_yaml_text(read_text_file(path, what), what, str(path))
+
+
+def parse_yaml_text(text: str, what: str, where: str = "") -> Any:
+    """Parse YAML text as load_yaml_file does (no aliases, bounded depth); UserError otherwise."""
+    path = where or text[:40]
     try:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506  a SafeLoader subclass
     except yaml.YAMLError as e:

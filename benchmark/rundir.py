@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from benchmark.errors import UserError
+from benchmark.files import COMPONENT_RULE, COMPONENT_RULE_TEXT, safe_component
 
 LONG_CSV = "accuracy_long.csv"
 SUMMARY_CSV = "summary.csv"
@@ -32,20 +33,18 @@ CHECKPOINTS_DIR = "checkpoints"
 MERGE_JSON = "merge.json"  # marks a folder written by the leaderboard's merge
 STAGE0_JSON = "stage0.json"
 AVALANCHE_LOGS = "avalanche_logs"
+IN_USE = "is in use by process"  # the lock's message: a sweep recognises a cell another process runs
 
-# One path component: no separators, no "." or "..", nothing a shell or a file system
-# reads specially (a leading "-" or ".", spaces, control characters).
-NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
-NAME_RULE_TEXT = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# One path component (benchmark.files.safe_component, shared by every name that becomes a path).
+NAME_RULE = COMPONENT_RULE
+NAME_RULE_TEXT = COMPONENT_RULE_TEXT
 # A folder the suite names itself: a user's name plus "-<config hash>" (11 characters more).
 FOLDER_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
 
 def check_run_name(name: str, what: str = "--name") -> str:
     """``name`` if it is a safe run name, else a one-line UserError naming it and the rule."""
-    if not isinstance(name, str) or not re.fullmatch(NAME_RULE, name):
-        raise UserError(f"{what} {name!r} is not a valid run name: {NAME_RULE_TEXT} (one folder name, no paths)")
-    return name
+    return safe_component(name, what)
 
 
 def safe_name(name: str) -> str:
@@ -79,7 +78,7 @@ class RunLock:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise UserError(
-                f"run {self.path.stem.lstrip('.')!r} is in use by process {holder} "
+                f"run {self.path.stem.lstrip('.')!r} {IN_USE} {holder} "
                 f"(lock {self.path}); wait for it or use another --name"
             ) from None
         os.ftruncate(fd, 0)
@@ -93,6 +92,11 @@ class RunLock:
             self.path.unlink(missing_ok=True)
 
 
+# The first line of a run's config.yaml: the hash of the config as it ran (of the sequence
+# file's content then, not now: an edited sequence file is another config).
+HASH_HEADER = "# config hash "
+
+
 def config_hash_of(folder: Path) -> Optional[str]:
     """The config hash of the run a folder holds (its config.yaml), None when it holds none."""
     from benchmark.config import config_hash, load_yaml
@@ -101,7 +105,11 @@ def config_hash_of(folder: Path) -> Optional[str]:
     if not saved.is_file() or saved.is_symlink():
         return None
     try:
-        return config_hash(load_yaml(saved))
+        config = load_yaml(saved)  # a config of this suite, or None below
+        with open(saved, encoding="utf-8") as stream:
+            first = stream.readline()
+        recorded = re.fullmatch(re.escape(HASH_HEADER) + r"([0-9a-f]{10})\s*", first)
+        return recorded.group(1) if recorded else config_hash(config)
     except Exception:  # unreadable or not a config: not a run this suite can vouch for
         return None
 

@@ -430,9 +430,11 @@ def write_leaderboard(run_dir: Path) -> list[Path]:
 
 def _config_hparams(path: Path) -> Optional[dict[str, Any]]:
     """The ``hparams`` section of a run's config.yaml; None when there is no readable config."""
+    if not path.is_file():
+        return None
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        config = load_yaml_file(path, "run config")  # the suite's one safe reader
+    except UserError:
         return None
     return dict(config.get("hparams") or {}) if isinstance(config, dict) else None
 

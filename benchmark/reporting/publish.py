@@ -1,70 +1,208 @@
-"""Publish a finished run or a merged sweep as the committed reference results, and splice
-its leaderboard into README.md, so the numbers the README shows are written by the suite,
-never typed.
+"""Publish a finished run or a merged sweep as the committed reference results, and (with
+``--readme PATH``) splice its leaderboard into that README, so the numbers a README shows
+are written by the suite, never typed.
 
-    python -m benchmark.reporting.publish results/embedded_tuned docs/reference/embedded-tuned
+    python -m benchmark.reporting.publish results/embedded_tuned docs/reference/embedded-tuned --readme README.md
+
+Nothing is written until everything is checked (the source is complete, its sweep.json is
+valid, every file copied lies inside the source folder, DEST is new, empty or an earlier
+publication). The publication is built in a staging folder beside DEST and swapped in at
+the end, so a failure at any point leaves DEST as it was. DEST is only ever replaced when
+it is an earlier publication: its ``publish.json`` lists its files and nothing else is in it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pandas as pd
 
-from benchmark.errors import UserError
-from benchmark.files import atomic_text
+from benchmark.errors import OneLineParser, UserError, run_command
+from benchmark.files import COMPONENT_RULE, atomic_text, read_text_file
 from benchmark.reporting import table
 
 RUN_FILES = ["config.yaml", "manifest.json", "accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
-# A sweep's merged folder: its config is the sweep file (copied as sweep.yaml) and its
-# manifest is pooled from the cells' own (_publish_sweep_provenance).
+# A sweep's merged folder: its config is the sweep file (the copy the sweep keeps as
+# sweep.yaml beside sweep.json) and its manifest is pooled from the cells' own.
 SWEEP_FILES = ["accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
 SWEEP_OPTIONAL = ["selection.csv", "selection.md", "selected_config.yaml"]  # sweeps with select:
-ALL_FILES = {*RUN_FILES, *SWEEP_FILES, *SWEEP_OPTIONAL, "sweep.yaml"}  # what publishing may replace in dest
+SWEEP_SOURCE = "sweep.yaml"  # the sweep file as run, kept in the sweep folder (benchmark/run/sweep.py)
+PLOTS = "plots"
+MARKER = "publish.json"  # marks a folder written by publish: what it holds
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
+COMPONENT = re.compile(COMPONENT_RULE)  # a cell key is one folder name under cells/
 
 
-def publish(run_dir: Path, dest: Path, readme: Path) -> None:
-    """Copy a finished run's (or merged sweep's) results to ``dest`` and splice its leaderboard into ``readme``."""
+def publish(run_dir: Path, dest: Path, readme: Optional[Path] = None) -> None:
+    """Copy a finished run's (or merged sweep's) results to ``dest``; with ``readme``, splice
+    its leaderboard into that file. Checks everything before writing anything."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    _check_source(run_dir)
+    status = _sweep_status(run_dir)
+    names = RUN_FILES if status is None else SWEEP_FILES + [n for n in SWEEP_OPTIONAL if (run_dir / n).is_file()]
+    sources = {name: _inside(run_dir / name, run_dir) for name in names}
+    if status is not None:
+        sources["sweep.yaml"] = _inside(status["folder"] / SWEEP_SOURCE, status["folder"])
+    _check_dest(dest, run_dir, status)
+    board = read_text_file(run_dir / "leaderboard.md", "leaderboard")
+    if readme is not None:
+        _check_readme(Path(readme))
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.publishing-", dir=_parent_of(dest)))
+    try:
+        for name, source in sources.items():
+            shutil.copyfile(source, staging / name)
+        if status is not None:
+            atomic_text(staging / "manifest.json", json.dumps(_pooled_manifest(status), indent=2) + "\n")
+        _draw_figures(run_dir, staging / PLOTS)
+        listing = sorted(sources) + ["manifest.json"] * (status is not None)
+        listing += [f"{PLOTS}/{p.name}" for p in sorted((staging / PLOTS).iterdir())]
+        atomic_text(
+            staging / MARKER,
+            json.dumps({"published_from": run_dir.name, "files": sorted(set(listing))}, indent=2) + "\n",
+        )
+        os.chmod(staging, 0o755)  # mkdtemp makes an owner-only folder; a publication is meant to be shared
+        _swap(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if readme is not None:
+        _splice(Path(readme), board, dest)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_source(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a folder: publish a finished run or a merged sweep")
     if not (run_dir / "leaderboard.md").is_file():
         raise UserError(f"{run_dir} is not a finished run or merged sweep (no leaderboard.md)")
-    sweep_json = _sweep_json(run_dir)
-    if dest.exists() and not dest.is_dir():
-        raise UserError(f"destination {dest} is not a folder")
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ALL_FILES:  # the previous publication's files: a run's config must not sit beside a sweep's
-        (dest / name).unlink(missing_ok=True)
-    if sweep_json is None:
-        _copy(run_dir, dest, RUN_FILES)
-    else:
-        _copy(run_dir, dest, SWEEP_FILES + [n for n in SWEEP_OPTIONAL if (run_dir / n).is_file()])
-        _publish_sweep_provenance(sweep_json, dest)
-    _draw_figures(run_dir, dest / "plots")
-    _splice(readme, (run_dir / "leaderboard.md").read_text(), dest)
 
 
-def _sweep_json(run_dir: Path) -> Optional[Path]:
-    """The sweep.json of a merged sweep folder (or of its parent, when the grid varied the sequence)."""
-    if (run_dir / "config.yaml").is_file():  # a run (a sweep's cell included) has its own config
+def _inside(path: Path, folder: Path) -> Path:
+    """``path`` when it is a regular file resolving inside ``folder``; else one line naming it."""
+    if not path.is_file():
+        hint = "; re-run the sweep with --merge-only to keep it" if path.name == SWEEP_SOURCE else ""
+        raise UserError(f"{folder} lacks {path.name}: publish a finished run or a merged sweep{hint}")
+    if folder.resolve() not in path.resolve().parents:
+        raise UserError(f"{path} resolves outside {folder}; refusing to publish it")
+    return path
+
+
+def _sweep_status(run_dir: Path) -> Optional[dict[str, Any]]:
+    """A merged sweep's sweep.json (of the folder itself, or of its parent when the grid
+    varied the sequence), checked; None for a run (a sweep's cell included: it has a config)."""
+    if (run_dir / "config.yaml").is_file():
         return None
     for folder in (run_dir, run_dir.parent):
-        if (folder / "sweep.json").is_file():
-            return folder / "sweep.json"
+        path = folder / "sweep.json"
+        if path.is_file():
+            try:
+                status = json.loads(read_text_file(path, "sweep.json"))
+            except ValueError as e:
+                raise UserError(f"{path} is not valid JSON ({e}); re-run the sweep with --merge-only") from None
+            return {**_checked_status(status, path), "folder": folder}
     return None
 
 
-def _copy(run_dir: Path, dest: Path, names: list[str]) -> None:
-    missing = [name for name in names if not (run_dir / name).is_file()]
-    if missing:
-        raise UserError(f"{run_dir} lacks {missing[0]}: publish a finished run or a merged sweep")
-    for name in names:
-        shutil.copy2(run_dir / name, dest / name)
+def _checked_status(status: Any, path: Path) -> dict[str, Any]:
+    """sweep.json's shape: a name and a non-empty list of cells, each with a hash key and a status."""
+    if not isinstance(status, dict) or not isinstance(status.get("name"), str):
+        raise UserError(f"{path} is not a sweep's sweep.json (no name); re-run the sweep with --merge-only")
+    cells = status.get("cells")
+    if not isinstance(cells, list) or not cells:
+        raise UserError(f"{path} lists no cells; re-run the sweep with --merge-only")
+    for cell in cells:
+        if not isinstance(cell, dict) or not COMPONENT.fullmatch(str(cell.get("key", ""))):
+            raise UserError(f"{path}: a cell entry {str(cell)[:80]!r} has no valid key; re-run with --merge-only")
+    return status
+
+
+def _parent_of(dest: Path) -> Path:
+    parent = dest.absolute().parent
+    if not parent.is_dir():
+        what = "does not exist" if not parent.exists() else "is not a folder"
+        if not parent.exists():
+            for above in parent.parents:  # a parent that is a file: say which
+                if above.exists():
+                    what = "is under a file" if not above.is_dir() else what
+                    break
+        if what == "does not exist":
+            parent.mkdir(parents=True)
+            return parent
+        raise UserError(f"cannot publish into {dest}: its parent {parent} {what}")
+    return parent
+
+
+def _check_dest(dest: Path, run_dir: Path, status: Optional[dict[str, Any]]) -> None:
+    """DEST is new, an empty folder, or an earlier publication (its publish.json lists every
+    file in it), and neither inside nor around the source."""
+    source = (status["folder"] if status else run_dir).resolve()
+    target = dest.resolve()
+    if target == source or source in target.parents or target in source.parents or target == run_dir.resolve():
+        raise UserError(f"cannot publish {run_dir} into {dest}: one holds the other; choose a folder outside the run")
+    if dest.is_symlink():
+        raise UserError(f"destination {dest} is a symbolic link; give the folder itself")
+    if not os.path.lexists(dest):
+        return
+    if not dest.is_dir():
+        raise UserError(f"destination {dest} is not a folder")
+    present = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_symlink() or not p.is_dir()}
+    if not present:
+        return
+    listed = _earlier_publication(dest)
+    if listed is None:
+        raise UserError(
+            f"destination {dest} holds files that are not an earlier publication (no {MARKER}); "
+            "choose a new or empty folder (nothing was changed)"
+        )
+    extra = sorted(present - listed - {MARKER})
+    if extra:
+        raise UserError(
+            f"destination {dest} holds {extra[0]!r}, which the earlier publication did not write; "
+            "move it away or choose another folder (nothing was changed)"
+        )
+
+
+def _earlier_publication(dest: Path) -> Optional[set[str]]:
+    try:
+        marker = json.loads(read_text_file(dest / MARKER, MARKER))
+        files = marker["files"]
+        return {str(f) for f in files} if isinstance(files, list) else None
+    except (UserError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_readme(readme: Path) -> None:
+    text = read_text_file(readme, "README")
+    if START not in text or END not in text:
+        raise UserError(f"{readme} has no {START} ... {END} markers")
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _swap(staging: Path, dest: Path) -> None:
+    """Put the finished publication in place: the earlier one (checked above) moves aside
+    first, so a failure in between leaves one of the two complete."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        dest.rename(old / "publication")
+    try:
+        staging.rename(dest)
+    except BaseException:
+        if old is not None:
+            (old / "publication").rename(dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def _draw_figures(run_dir: Path, plot_dir: Path) -> None:
@@ -73,10 +211,12 @@ def _draw_figures(run_dir: Path, plot_dir: Path) -> None:
     ``python -m benchmark.reporting.reports`` and would bloat the repository."""
     from benchmark.reporting import plots
 
-    board = pd.read_csv(run_dir / "leaderboard.csv")
-    df = table.load_long_csv(run_dir / "accuracy_long.csv")
-    df = df[df["method"].isin(set(board["method"]))]
-    shutil.rmtree(plot_dir, ignore_errors=True)
+    try:
+        board = pd.read_csv(run_dir / "leaderboard.csv")
+        df = table.load_long_csv(run_dir / "accuracy_long.csv")
+        df = df[df["method"].isin(set(board["method"]))]
+    except (ValueError, KeyError) as e:
+        raise UserError(f"{run_dir}: cannot read its leaderboard.csv or accuracy_long.csv ({e})") from None
     plot_dir.mkdir()
     with tempfile.TemporaryDirectory() as scratch:  # PNGs only: the SVGs are for papers, not the README
         drawn = plots.plot_concept_forgetting_heatmaps(df, Path(scratch)) + plots.plot_forgetting_curve(
@@ -84,67 +224,65 @@ def _draw_figures(run_dir: Path, plot_dir: Path) -> None:
         )
         for path in drawn:
             if path.suffix == ".png":
-                shutil.copy2(path, plot_dir / path.name)
+                shutil.copyfile(path, plot_dir / path.name)
 
 
-def _publish_sweep_provenance(sweep_json: Path, dest: Path) -> None:
-    """sweep.yaml (the sweep file as run) and manifest.json: what the cells' manifests say,
-    pooled (revisions, versions, devices, summed cell time)."""
-    status = json.loads(sweep_json.read_text())
-    source = Path(status.get("source", ""))
-    if source.is_file():
-        shutil.copy2(source, dest / "sweep.yaml")
+def _pooled_manifest(status: dict[str, Any]) -> dict[str, Any]:
+    """What the cells' manifests say, pooled (revisions, versions, devices, summed cell time).
+    Each cell's manifest is read from the sweep folder's own ``cells/<key>/`` only: a path
+    recorded in sweep.json is never followed."""
     manifests = []
     for cell in status["cells"]:
-        path = Path(cell["folder"]) / "manifest.json"
-        if not path.is_file():  # the sweep folder was moved since it ran
-            path = sweep_json.parent / "cells" / cell["key"] / "manifest.json"
-        if cell["status"] == "complete" and path.is_file():
-            manifests.append(json.loads(path.read_text()))
-    pooled = {
+        path = status["folder"] / "cells" / cell["key"] / "manifest.json"
+        if cell.get("status") == "complete" and path.is_file() and not path.is_symlink():
+            try:
+                manifest = json.loads(read_text_file(path, "cell manifest"))
+            except ValueError:
+                raise UserError(f"{path} is not valid JSON; re-run that cell") from None
+            manifests.append(manifest if isinstance(manifest, dict) else {})
+    return {
         "sweep": status["name"],
-        "sweep_file": str(source),
+        "sweep_file": str(status.get("source", "")),
         "select": status.get("select"),
         "cells": len(status["cells"]),
         "cells_complete": len(manifests),
-        "cell_wall_seconds_total": round(sum(m.get("wall_seconds", 0.0) for m in manifests), 1),
-        "git_revisions": sorted({m.get("git_revision", "") for m in manifests}),
-        "device_names": sorted({m.get("device_name", "") for m in manifests}),
+        "cell_wall_seconds_total": round(sum(float(m.get("wall_seconds", 0.0)) for m in manifests), 1),
+        "git_revisions": sorted({str(m.get("git_revision", "")) for m in manifests}),
+        "device_names": sorted({str(m.get("device_name", "")) for m in manifests}),
         "invocations": status.get("invocations", []),  # each sweep command: start, wall time, cells run
         "versions": [
             json.loads(v) for v in sorted({json.dumps(m.get("versions", {}), sort_keys=True) for m in manifests})
         ],
     }
-    atomic_text(dest / "manifest.json", json.dumps(pooled, indent=2) + "\n")
 
 
 def _splice(readme: Path, board: str, dest: Path) -> None:
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise UserError(f"{readme} has no {START} ... {END} markers")
+    text = read_text_file(readme, "README")
     body = (
         f"{START}\n<!-- generated by `python -m benchmark.reporting.publish`, from {dest}/leaderboard.md -->\n\n"
         f"{_demote_headings(board).strip()}\n\n{END}"
     )
-    readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, text, flags=re.S))
+    atomic_text(readme, re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, text, flags=re.S))
 
 
 def _demote_headings(markdown: str) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", markdown, flags=re.M)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m benchmark.reporting.publish RUN_DIR DEST_DIR", file=sys.stderr)
-        return 2
-    try:
-        publish(Path(args[0]), Path(args[1]), Path(__file__).resolve().parents[2] / "README.md")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = OneLineParser(prog="python -m benchmark.reporting.publish", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a finished run's folder or a merged sweep's folder")
+    parser.add_argument("dest", help="the publication folder: new, empty or an earlier publication")
+    parser.add_argument("--readme", help="also splice the leaderboard into this file's leaderboard markers")
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        publish(Path(args.run_dir), Path(args.dest), Path(args.readme) if args.readme else None)
+        print(f"published {args.run_dir} to {args.dest}")
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

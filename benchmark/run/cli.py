@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from benchmark.config import RunConfig, apply_override, dump_yaml, load_yaml
 from benchmark.errors import OneLineParser, UserError, run_command
+from benchmark.files import load_yaml_file
 from benchmark.logs import quiet_warnings, setup_console
 
 log = logging.getLogger(__name__)
@@ -87,9 +86,12 @@ def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     from benchmark.run.plugins import load_plugins, normalise
 
     cfg.plugins = normalise(cfg.plugins)
-    load_plugins(cfg.plugins)  # before any registry is read (--methods all, --list-methods)
-    # Every override in order, kept on args so that a sweep applies them to its own base.
-    args.overrides = [(f, getattr(args, f)) for f in ("sequence", "device", "threads") if getattr(args, f) is not None]
+    if not args.print_config:  # --print-config runs nothing, not even a plugin's import
+        load_plugins(cfg.plugins)  # before any registry is read (--methods all, --list-methods)
+    # Every override in order, kept on args so that a sweep applies them to its own base
+    # (--plugins included: the cells' config.yaml record it, and spawned workers import it).
+    args.overrides = [("plugins", cfg.plugins)] if args.plugins is not None else []
+    args.overrides += [(f, getattr(args, f)) for f in ("sequence", "device", "threads") if getattr(args, f) is not None]
     more = ("results_dir", "name", "data_root", "data_cache", "download", "loggers")
     args.overrides += [(f, getattr(args, f)) for f in more if getattr(args, f) is not None]
     if args.methods is not None:
@@ -112,7 +114,7 @@ def _keys_of_file(path: Optional[str]) -> set[str]:
     such as a run's resolved config.yaml: it names every key)."""
     if not path:
         return set()
-    data = yaml.safe_load(Path(path).read_text()) or {}  # already read once by load_yaml: valid here
+    data = load_yaml_file(path, "config file") or {}  # already read once by load_yaml: valid here
     if data.get("base") == "defaults":
         return set()
 
@@ -205,6 +207,33 @@ def check_own_packages() -> None:
             )
 
 
+TORCH_PAIR_FIX = (
+    "reinstall both from one index, e.g. pip install --force-reinstall torch torchvision "
+    "--index-url https://download.pytorch.org/whl/cpu (or the CUDA index your torch came from)"
+)
+
+
+def check_torch_pair() -> None:
+    """torch and torchvision must be built for each other: a CPU torch beside a CUDA
+    torchvision (or another release's) fails late with ``operator torchvision::nms does not
+    exist``. Say so at start-up, in one line with the fix."""
+    import torch
+
+    try:
+        import torchvision
+        from torchvision.extension import _has_ops
+    except (ImportError, RuntimeError, OSError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(
+            f"torchvision does not load with torch {torch.__version__} ({first}); {TORCH_PAIR_FIX}"
+        ) from None
+    if not _has_ops():
+        raise UserError(
+            f"torchvision {torchvision.__version__} was not built for torch {torch.__version__} "
+            f"(its compiled operators do not load); {TORCH_PAIR_FIX}"
+        )
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     quiet_warnings()  # third-party internals' warnings off, every other one shown once
@@ -217,8 +246,13 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def _main(argv: list[str]) -> int:
     check_own_packages()
+    check_torch_pair()
     args, cfg = parse_config(argv)
     if args.print_config:
+        if args.sweep:  # the sweep's base, with the command line's overrides
+            from benchmark.run.sweep import sweep_base
+
+            cfg = sweep_base(Path(args.sweep), args.overrides)[1]
         print(dump_yaml(cfg), end="")
         return 0
     if args.list_methods or args.list_tasks or args.list_sequences:

@@ -237,7 +237,10 @@ def run_slurm(cells: list, options: dict[str, Any], folder: Path) -> dict[str, s
         raise UserError("--launcher slurm needs submitit (pip install submitit)") from None
     # the array tasks unpickle this suite's classes: let them import it from here
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    executor = submitit.AutoExecutor(folder=str(Path(folder).resolve() / "slurm" / "%j"), cluster="slurm")
+    try:
+        executor = submitit.AutoExecutor(folder=str(Path(folder).resolve() / "slurm" / "%j"), cluster="slurm")
+    except RuntimeError as e:  # submitit's "Could not detect srun, are you indeed on a slurm cluster?"
+        raise UserError(f"--launcher slurm: SLURM is not available here ({str(e).splitlines()[0]})") from None
     try:
         executor.update_parameters(**{"name": f"ldifs-{Path(folder).name}", **options})
     except (ValueError, TypeError) as e:

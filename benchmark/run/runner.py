@@ -30,6 +30,7 @@ from benchmark.rundir import (
     AVALANCHE_LOGS,
     CHECKPOINTS_DIR,
     CONFIG_YAML,
+    HASH_HEADER,
     LONG_CSV,
     MANIFEST_JSON,
     RUN_LOG,
@@ -168,11 +169,11 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
             return run_dir
         resuming = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
-        atomic_text(partial / CONFIG_YAML, dump_yaml(cfg))
+        atomic_text(partial / CONFIG_YAML, f"{HASH_HEADER}{digest}\n{dump_yaml(cfg)}")
         try:
             with run_log(partial / RUN_LOG):
-                log.info(f"{'resuming' if resuming else 'starting'} run {run_dir}")
-                _run_in(partial, cfg, sequence, progress, keep_checkpoints)
+                announce = f"{'resuming' if resuming else 'starting'} run {run_dir}"
+                _run_in(partial, cfg, sequence, progress, keep_checkpoints, announce)
         except UserError:
             if not any((partial / CHECKPOINTS_DIR).glob("*.pt")):  # nothing worth resuming: leave no trace
                 rd.remove(partial, digest)
@@ -184,14 +185,15 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
     return run_dir
 
 
-def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool) -> None:
+def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool, announce: str) -> None:
     with matmul_precision(cfg.train.amp, resolve_device(cfg.device)):  # TF32 on or off for the run (train.amp)
-        _run_stages(folder, cfg, sequence, progress, keep)
+        _run_stages(folder, cfg, sequence, progress, keep, announce)
 
 
-def _run_stages(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool) -> None:
+def _run_stages(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool, announce: str) -> None:
     started = time.time()
     setup = prepare(cfg, sequence, progress)
+    log.info(announce)  # after the model and data loaded: a missing dataset never names a folder it removes
     setup.log_dir = str(folder / AVALANCHE_LOGS)
     stage0_file = folder / STAGE0_JSON
     stage0 = _read_stage0(stage0_file)

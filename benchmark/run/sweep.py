@@ -25,18 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from benchmark.config import RunConfig, apply_override, config_hash, load_mapping, validate
 from benchmark.errors import UserError
-from benchmark.files import atomic_text
+from benchmark.files import atomic_text, load_yaml_file, read_text_file, safe_component
 from benchmark.reporting.selection import check_criterion
+from benchmark.run.plugins import load_plugins, normalise
+from benchmark.rundir import safe_name
 
 SWEEP_KEYS = ("name", "base", "grid", "select", "slurm")
 # Grid keys that say what runs, not how: never part of a method's "setting".
 RUN_AXES = ("seeds", "methods", "sequence")
 LAUNCHERS = ("local", "slurm")
 SWEEP_JSON = "sweep.json"
+SWEEP_YAML = "sweep.yaml"  # the sweep file as run, beside sweep.json
 
 
 @dataclass
@@ -64,46 +65,87 @@ class Sweep:
     select: Optional[str] = None
     slurm: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    text: str = ""  # the sweep file as read: kept beside sweep.json as sweep.yaml (what publish copies)
 
 
 # ---------------------------------------------------------------- reading the sweep file
 
 
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise UserError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{what} {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = load_yaml_file(path, what)  # the suite's one safe reader: text only, no YAML aliases
     if not isinstance(data, dict):
         raise UserError(f"{what} {str(path)!r} must be a YAML mapping, got {type(data).__name__}")
     return data
 
 
-def load_sweep(path: Path, overrides: list[tuple[str, Any]] = (), select: Optional[str] = None) -> Sweep:
+def load_sweep(
+    path: Path, overrides: list[tuple[str, Any]] = (), select: Optional[str] = None, name: Optional[str] = None
+) -> Sweep:
     """Parse and check a sweep file; every cell is validated before anything runs or is written.
     ``select`` (``--select``) replaces the file's criterion: cells do not depend on it, so a
-    finished sweep can be merged again under another criterion."""
+    finished sweep can be merged again under another criterion. ``name`` (``--name``) replaces
+    the file's ``name:``."""
     path = Path(path)
-    data = _read_mapping(path, "sweep file")
-    unknown = [key for key in data if key not in SWEEP_KEYS]
-    if unknown:
-        raise UserError(f"unknown sweep key {unknown[0]!r} in {path}; valid keys: {', '.join(SWEEP_KEYS)}")
-    base = _base_config(data.get("base") or {}, path, overrides)
+    data, base = sweep_base(path, overrides)
+    load_plugins(base.plugins)  # the base's plugins: before any method or task name is checked
     select = select or data.get("select")
     if select is not None:
         check_criterion(str(select))
         if "val" not in base.eval.splits:
             raise UserError(f"select: {select} needs eval.splits to include val (the base sets {base.eval.splits})")
-    name = str(data.get("name") or path.stem)
+    name = _sweep_name(name, data, path)
     folder = Path(base.results_dir) / name
-    blocks = _grid_blocks(data.get("grid"))
-    cells = _cells(base, blocks, folder / "cells")
+    cells = _cells(base, _grid_blocks(data.get("grid")), folder / "cells")
     slurm = data.get("slurm") or {}
     if not isinstance(slurm, dict):
         raise UserError(f"slurm: expected a mapping of options, got {slurm!r}")
-    return Sweep(name, folder, base, cells, str(select) if select else None, dict(slurm), str(path))
+    text = read_text_file(path, "sweep file")
+    sweep = Sweep(name, folder, base, cells, str(select) if select else None, dict(slurm), str(path), text)
+    sequence_folders(sweep)  # two sequences that would merge into one folder: refused now
+    return sweep
+
+
+def sweep_base(path: Path, overrides: list[tuple[str, Any]] = ()) -> tuple[dict[str, Any], RunConfig]:
+    """The sweep file's mapping and its base run config (with the command line's overrides),
+    nothing imported or run (``--print-config --sweep`` prints it)."""
+    data = _read_mapping(path, "sweep file")
+    unknown = [key for key in data if key not in SWEEP_KEYS]
+    if unknown:
+        raise UserError(f"unknown sweep key {unknown[0]!r} in {path}; valid keys: {', '.join(SWEEP_KEYS)}")
+    base = _base_config(data.get("base") or {}, path, overrides)
+    base.plugins = normalise(base.plugins)  # absolute: the cells' config.yaml re-import them from anywhere
+    return data, base
+
+
+def _sweep_name(name: Optional[str], data: dict[str, Any], path: Path) -> str:
+    """``--name``, else the file's ``name:``, else its stem: one safe folder name in any case."""
+    if name is not None:
+        return safe_component(name, "--name (the sweep's name)")
+    if data.get("name") is not None:
+        return safe_component(data["name"], f"sweep file {str(path)!r}: name")
+    return safe_component(path.stem, f"sweep file {str(path)!r}: its file name (give a name:)")
+
+
+def sequence_folders(sweep: Sweep) -> dict[str, Path]:
+    """Where each sequence's merged outputs go: the sweep folder itself for one sequence, else
+    one sub-folder per sequence named by its file stem. Two sequences with one stem
+    (a/seq.yaml, b/seq.yaml), or a stem that is one of the sweep's own folders, are refused."""
+    sequences = sorted({cell.cfg.sequence for cell in sweep.cells})
+    if len(sequences) == 1:
+        return {sequences[0]: sweep.folder}
+    folders: dict[str, Path] = {}
+    by_name: dict[str, str] = {}
+    for sequence in sequences:
+        name = safe_name(Path(sequence).stem)
+        if name in by_name or name in ("cells", "plots", "slurm"):
+            other = by_name.get(name, f"the sweep's own {name}/ folder")
+            raise UserError(
+                f"grid: sequences {other!r} and {sequence!r} would both merge into {sweep.folder / name}; "
+                "give the sequence files different names"
+            )
+        by_name[name] = sequence
+        folders[sequence] = sweep.folder / name
+    return folders
 
 
 def _base_config(base: Any, sweep_path: Path, overrides: list[tuple[str, Any]]) -> RunConfig:
@@ -132,6 +174,8 @@ def _grid_blocks(grid: Any) -> list[dict[str, list]]:
         if not isinstance(block, dict) or not block:
             raise UserError(f"grid: expected a mapping of dotted keys to lists of values, got {block!r}")
         for key, values in block.items():
+            if not isinstance(key, str):
+                raise UserError(f"grid key {key!r}: expected a dotted config key such as train.lr or seeds")
             if not isinstance(values, list) or not values:
                 raise UserError(f"grid key {key!r}: expected a non-empty list of values, got {values!r}")
     return blocks
@@ -254,6 +298,8 @@ def write_sweep_json(sweep: Sweep, errors: dict[str, str], invocation: Optional[
     invocations = previous["invocations"] + ([invocation] if invocation else [])
     payload = {"name": sweep.name, "source": sweep.source, "select": sweep.select, "cells": entries}
     payload["invocations"] = invocations
+    if sweep.text:  # the sweep file as run, inside the sweep folder: what publish copies
+        atomic_text(sweep.folder / SWEEP_YAML, sweep.text)
     atomic_text(sweep.folder / SWEEP_JSON, json.dumps(payload, indent=2, default=str))
 
 

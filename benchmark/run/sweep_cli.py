@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmark import rundir
 from benchmark.errors import UserError, choices_error
 from benchmark.run.launchers import run_cells, slurm_options
-from benchmark.run.sweep import LAUNCHERS, Sweep, describe, load_sweep, shard_cells, write_sweep_json
+from benchmark.run.sweep import LAUNCHERS, SWEEP_JSON, Sweep, describe, load_sweep, shard_cells, write_sweep_json
 from benchmark.run.sweep_merge import merge_sweep
+from benchmark.rundir import RunDir
 
 
 def sweep_command(args: Any) -> int:
@@ -28,8 +33,18 @@ def sweep_command(args: Any) -> int:
         raise UserError(f"--workers {args.workers} must be >= 1")
     if args.config:
         raise UserError("--config and --sweep do not mix: the sweep file's base: is the config")
-    sweep = load_sweep(Path(args.sweep), args.overrides, args.select)
+    if args.fresh:
+        raise UserError(
+            "--fresh does not apply to --sweep: to rerun cells, delete their folders under <sweep folder>/cells "
+            "(--dry-run lists them), or give the sweep another --name"
+        )
+    overrides = [(key, value) for key, value in args.overrides if key != "name"]  # --name names the sweep
+    sweep = load_sweep(Path(args.sweep), overrides, args.select, args.name)
+    claim_sweep_folder(sweep)
     mine = shard_cells(sweep.cells, args.shard)
+    absent = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]  # what submitit needs
+    if launcher == "slurm" and not (args.dry_run or args.merge_only) and absent:
+        raise UserError(f"--launcher slurm: SLURM is not available here (no {absent[0]} on PATH); use --launcher local")
     options = slurm_options({**sweep.slurm, **args.slurm}) if launcher == "slurm" else {}
     if args.dry_run:
         print(f"sweep {sweep.name}: {len(sweep.cells)} cells in {sweep.folder / 'cells'}; this command's {len(mine)}:")
@@ -48,6 +63,7 @@ def _run_missing(sweep: Sweep, mine: list, launcher: str, options: dict[str, Any
     write_sweep_json(sweep, {})
     started, clock = datetime.now(timezone.utc), time.monotonic()
     errors = run_cells(todo, launcher, args.workers, options, progress=not args.quiet, folder=sweep.folder)
+    errors = _wait_for_other_processes(sweep, errors)
     invocation = {
         "started_utc": started.isoformat(timespec="seconds"),
         "wall_seconds": round(time.monotonic() - clock, 1),
@@ -58,6 +74,44 @@ def _run_missing(sweep: Sweep, mine: list, launcher: str, options: dict[str, Any
         "shard": args.shard,
     }
     write_sweep_json(sweep, errors, invocation)
+    return errors
+
+
+def claim_sweep_folder(sweep: Sweep) -> None:
+    """A sweep folder is claimed by the rule of a run folder (benchmark/rundir.py): it is used
+    when absent, empty or a sweep's own (it holds sweep.json); a plain run's folder, a file or
+    a folder of the user's other files is refused before anything is written."""
+    rd = RunDir(sweep.folder.parent, sweep.name, "sweep name")
+    folder = rd.path
+    if not os.path.lexists(folder):
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise UserError(f"{folder} exists and is not a sweep folder; give the sweep another name: (or --name)")
+    if any(folder.iterdir()) and not (folder / SWEEP_JSON).is_file():
+        what = "a run's folder" if (folder / rundir.CONFIG_YAML).is_file() else "not a sweep folder"
+        raise UserError(
+            f"{folder} exists and is {what}; give the sweep another name: (or --name) (nothing was changed)"
+        )
+
+
+def _wait_for_other_processes(sweep: Sweep, errors: dict[str, str]) -> dict[str, str]:
+    """A cell another process is running (the same sweep started twice) is waited for, not
+    failed: once its lock is free, it counts as done if that process completed it."""
+    by_key = {cell.key: cell for cell in sweep.cells}
+    for key in [k for k, error in errors.items() if rundir.IN_USE in error]:
+        lock = RunDir(sweep.folder / "cells", key).lock_path
+        print(f"cell {key} is being run by another process; waiting for it")
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            fd = None  # already finished and gone
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)  # blocks until the other process releases the cell
+            finally:
+                os.close(fd)
+        if by_key[key].complete():
+            del errors[key]
     return errors
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from benchmark import rundir
 from benchmark.config import to_dict
+from benchmark.errors import UserError
 from benchmark.files import atomic_text
 from benchmark.reporting import reports, table
 from benchmark.reporting.leaderboard import (
@@ -26,7 +27,7 @@ from benchmark.reporting.leaderboard import (
     write_leaderboard_files,
 )
 from benchmark.reporting.selection import BASE_METHOD, SETTING, selection_markdown, selection_table
-from benchmark.run.sweep import RUN_AXES, Cell, Sweep
+from benchmark.run.sweep import RUN_AXES, Cell, Sweep, sequence_folders
 
 SELECTION_CSV = "selection.csv"
 SELECTION_MD = "selection.md"
@@ -85,35 +86,47 @@ def merged_frames(cells: list[Cell]) -> tuple[pd.DataFrame, pd.DataFrame, set]:
 def merge_sweep(sweep: Sweep) -> list[Path]:
     """Write the merged outputs of every sequence the sweep ran (the sweep folder itself, or one
     sub-folder per sequence when the grid varies it); return the leaderboard paths."""
-    complete = [cell for cell in sweep.cells if cell.complete()]
+    folders = sequence_folders(sweep)
     groups: dict[str, list[Cell]] = {}
-    for cell in complete:
-        groups.setdefault(cell.cfg.sequence, []).append(cell)
+    for cell in sweep.cells:
+        if cell.complete():
+            groups.setdefault(cell.cfg.sequence, []).append(cell)
     paths = []
     for sequence, cells in groups.items():
-        out = sweep.folder if len(groups) == 1 else sweep.folder / rundir.safe_name(Path(sequence).stem)
-        paths += merge_group(sweep, cells, out)
+        paths += merge_group(sweep, cells, folders[sequence])
     return paths
 
 
 def merge_group(sweep: Sweep, cells: list[Cell], out: Path) -> list[Path]:
     merged, settings, failed = merged_frames(cells)
-    atomic_text(out / rundir.LONG_CSV, merged.to_csv(index=False))
-    reports.write_report(out)  # test rows only: load_long_csv drops val
     test, val = table.split_rows(merged, "test"), table.split_rows(merged, "val")
-    board_rows, chosen = test, settings
-    if sweep.select:
+    board_rows, chosen, selection = test, settings, None
+    if sweep.select:  # chosen before anything is written: a criterion without values is refused
         selection = selection_table(val, test, settings.drop(columns="_cell"), sweep.select)
-        atomic_text(out / SELECTION_CSV, selection.to_csv(index=False))
-        atomic_text(out / SELECTION_MD, selection_markdown(selection))
+        if not selection["selected"].any():
+            raise UserError(
+                f"select {sweep.select}: no setting has a value on the val split (its rows lack what the "
+                "criterion needs, e.g. linear-probe rows on eval-only tasks for dLP); try --select val_last_head"
+            )
         chosen = settings[selection["selected"].to_numpy()]
         board_rows = test[test["method"].isin(set(chosen["method"]))]
+    atomic_text(out / rundir.LONG_CSV, merged.to_csv(index=False))
+    reports.write_report(out)  # test rows only: load_long_csv drops val
+    _remove_stale_selection(out)  # a merge under no (or another) criterion must not leave the last choice
+    if selection is not None:
+        atomic_text(out / SELECTION_CSV, selection.to_csv(index=False))
+        atomic_text(out / SELECTION_MD, selection_markdown(selection))
         _write_selected(sweep, chosen, out)
     paths = write_leaderboard_files(
         out, board_rows, failed, hparams_labels=_hparams_labels(settings, bool(sweep.select))
     )
     _add_setting_columns(out / rundir.LEADERBOARD_CSV, settings)
     return paths + ([out / SELECTION_CSV, out / SELECTION_MD] if sweep.select else [])
+
+
+def _remove_stale_selection(out: Path) -> None:
+    for name in (SELECTION_CSV, SELECTION_MD, SELECTED_SWEEP, SELECTED_CONFIG):
+        (out / name).unlink(missing_ok=True)
 
 
 def _hparams_labels(settings: pd.DataFrame, selected: bool) -> dict[str, str]:

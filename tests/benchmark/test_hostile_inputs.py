@@ -13,6 +13,7 @@ import os
 import pickle
 import shutil
 import struct
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
@@ -607,3 +608,428 @@ def test_wandb_works_offline_and_gets_the_accuracies(finished_run, tmp_path, cap
     data = record.read_bytes()
     for key in ("finetune/seed0/accuracy/lp/textures", "finetune/seed0/summary/head/last", "Loss_Epoch"):
         assert key.encode() in data, key
+
+
+# ----------------------------------------------------------------------------- sweeps
+# A sweep file is one more file the suite reads and its name one more folder it writes: each
+# case exits 2 with one line before any work, and the tree around it (a user's folders, a
+# plain run, the results folder) is byte-identical afterwards.
+
+SWEEP_BASE = {
+    "sequence": "micro",
+    "methods": ["finetune"],
+    "threads": 1,
+    "device": "cpu",
+    "model": {"name": "tiny-rn", "pretrained": "suite"},
+}
+
+
+def _sweep_doc(tmp: Path, **change) -> dict:
+    base = {**SWEEP_BASE, "results_dir": str(tmp / "results")}
+    return {"name": "grid", "base": base, "grid": {"seeds": [0]}, **change}
+
+
+def _write_doc(tmp: Path, **change) -> Path:
+    import yaml
+
+    path = tmp / "sweep.yaml"
+    path.write_text(yaml.safe_dump(_sweep_doc(tmp, **change)))
+    return path
+
+
+def _raw(tmp: Path, data: bytes) -> Path:
+    (tmp / "sweep.yaml").write_bytes(data)
+    return tmp / "sweep.yaml"
+
+
+def _base_file(tmp: Path, data: bytes) -> Path:
+    (tmp / "base.yaml").write_bytes(data)
+    return _write_doc(tmp, base="base.yaml")
+
+
+def _two_sequences(tmp: Path, first: str, second: str) -> Path:
+    for epochs, name in enumerate((first, second), 1):  # two contents: two configs
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).write_text(f"stages: [{{task: shapes, epochs: {epochs}}}]\n")
+    return _write_doc(tmp, grid={"sequence": [str(tmp / first), str(tmp / second)]})
+
+
+def _plain_run_named_grid(tmp: Path) -> Path:
+    run = tmp / "results" / "grid"
+    run.mkdir(parents=True)
+    for name, text in (("config.yaml", "seeds: [0]\n"), ("accuracy_long.csv", "method\n"), ("report.md", "# mine\n")):
+        (run / name).write_text(text)
+    return _write_doc(tmp)
+
+
+def _user_folder_named_grid(tmp: Path) -> Path:
+    (tmp / "results" / "grid" / "plots").mkdir(parents=True)
+    (tmp / "results" / "grid" / "notes.txt").write_text("my notes\n")
+    (tmp / "results" / "grid" / "plots" / "figure.png").write_bytes(b"\x89PNG")
+    return _write_doc(tmp)
+
+
+def _file_named_grid(tmp: Path) -> Path:
+    (tmp / "results").mkdir()
+    (tmp / "results" / "grid").write_text("a file\n")
+    return _write_doc(tmp)
+
+
+def _writing_plugin(tmp: Path) -> Path:
+    (tmp / "plugin.py").write_text(f"open({str(tmp / 'plugin-ran')!r}, 'w').write('ran')\n")
+    base = {**SWEEP_BASE, "results_dir": str(tmp / "results"), "plugins": [str(tmp / "plugin.py")]}
+    return _write_doc(tmp, base=base)
+
+
+def _fake_sbatch(tmp: Path) -> Path:
+    (tmp / "no-bin").mkdir()
+    (tmp / "no-bin" / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (tmp / "no-bin" / "sbatch").chmod(0o755)
+    return _write_doc(tmp)
+
+
+# (id, setup(tmp) -> sweep file, extra flags, expected part of the line)
+SWEEP_CASES: list[tuple[str, Callable[[Path], Path], list[str], str]] = [
+    # names that would become paths outside --results-dir
+    ("sweep-name-dotdot", lambda t: _write_doc(t, name="../escaped"), [], "'../escaped' is not a valid name"),
+    ("sweep-name-absolute", lambda t: _write_doc(t, name=str(t / "abs")), [], "is not a valid name"),
+    ("sweep-name-nested", lambda t: _write_doc(t, name="a/b"), [], "'a/b' is not a valid name"),
+    ("sweep-name-dot", lambda t: _write_doc(t, name="."), [], "'.' is not a valid name"),
+    ("sweep-name-dotdot-bare", lambda t: _write_doc(t, name=".."), [], "'..' is not a valid name"),
+    ("sweep-name-hidden", lambda t: _write_doc(t, name=".hidden"), [], "'.hidden' is not a valid name"),
+    ("sweep-name-list", lambda t: _write_doc(t, name=["a"]), [], "is not a valid name"),
+    ("sweep-cli-name-dotdot", _write_doc, ["--name", "../escaped"], "--name (the sweep's name) '../escaped'"),
+    ("sweep-stem-with-space", lambda t: _raw(t, b"grid: {seeds: [0]}\n").rename(t / "my sweep.yaml"), [], "name:"),
+    # files that are not small UTF-8 YAML, or built to expand: the one safe reader
+    ("sweep-billion-laughs", lambda t: _raw(t, BILLION_LAUGHS.encode()), [], "aliases"),
+    ("sweep-binary", lambda t: _raw(t, b"\x00\x01\xff" * 50), [], "is not a text file"),
+    ("sweep-latin1", lambda t: _raw(t, "name: caf\xe9\n".encode("latin-1")), [], "is not a text file"),
+    ("sweep-deep", lambda t: _raw(t, b"[" * 3000), [], "sweep file"),
+    ("sweep-a-list", lambda t: _raw(t, b"- a\n- b\n"), [], "must be a YAML mapping"),
+    ("sweep-dev-zero", lambda t: Path("/dev/zero"), [], "is not a regular file"),
+    ("sweep-missing", lambda t: t / "nowhere.yaml", [], "does not exist"),
+    ("sweep-base-dev-zero", lambda t: _write_doc(t, base="/dev/zero"), [], "is not a regular file"),
+    ("sweep-base-binary", lambda t: _base_file(t, b"\x89PNG\r\n\x1a\n\x00"), [], "is not a text file"),
+    ("sweep-base-laughs", lambda t: _base_file(t, BILLION_LAUGHS.encode()), [], "aliases"),
+    ("sweep-base-a-list", lambda t: _base_file(t, b"- 1\n"), [], "must be a YAML mapping"),
+    # grids that cannot be read as dotted keys
+    ("grid-int-key", lambda t: _write_doc(t, grid={1: [2]}), [], "grid key 1: expected a dotted config key"),
+    ("grid-none-key", lambda t: _write_doc(t, grid={None: [2]}), [], "grid key None"),
+    ("grid-scalar", lambda t: _write_doc(t, grid=5), [], "grid: expected a mapping"),
+    # two sequences whose merged outputs would share one folder
+    ("grid-two-seq-yaml", lambda t: _two_sequences(t, "a/seq.yaml", "b/seq.yaml"), [], "would both merge into"),
+    ("grid-seq-named-cells", lambda t: _two_sequences(t, "a/cells.yaml", "b/other.yaml"), [], "own cells/ folder"),
+    # flags a sweep would silently ignore
+    ("sweep-fresh", _write_doc, ["--fresh"], "--fresh does not apply to --sweep"),
+    ("sweep-slurm-absent", _write_doc, ["--launcher", "slurm"], "SLURM is not available here (no sbatch"),
+    ("sweep-slurm-no-srun", _fake_sbatch, ["--launcher", "slurm"], "SLURM is not available here (no srun"),
+    # a sweep folder is claimed by the rule of a run folder
+    ("sweep-over-a-plain-run", _plain_run_named_grid, [], "is a run's folder"),
+    ("sweep-over-a-user-folder", _user_folder_named_grid, [], "is not a sweep folder"),
+    ("sweep-over-a-user-folder-merge-only", _user_folder_named_grid, ["--merge-only"], "is not a sweep folder"),
+    ("sweep-over-a-file", _file_named_grid, [], "is not a sweep folder"),
+    # plugins named in the base are honoured (a missing one is one line, not "unknown method")
+    (
+        "sweep-base-plugin-missing",
+        lambda t: _write_doc(t, base={**SWEEP_BASE, "plugins": ["no_such.py"]}),
+        [],
+        "no_such.py",
+    ),
+]
+
+
+@pytest.fixture
+def no_hang():
+    """A case that hangs (an alias bomb expanding, a read of /dev/zero) fails instead."""
+    import signal
+
+    def hung(*_args) -> None:
+        raise TimeoutError("the case did not finish within 60 s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("case_id,setup,flags,message", SWEEP_CASES, ids=[c[0] for c in SWEEP_CASES])
+def test_hostile_sweep(case_id, setup, flags, message, tmp_path, capsys, monkeypatch, no_hang):
+    if "--launcher" in flags:
+        monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no sbatch anywhere
+    monkeypatch.chdir(tmp_path)
+    path = setup(tmp_path)
+    before = snapshot(tmp_path)
+    code = main(["--sweep", str(path), "-q", *flags])
+    assert_one_line(code, capsys.readouterr().err, 2, message)
+    assert snapshot(tmp_path) == before  # nothing written, nothing removed, anywhere
+    assert not (tmp_path.parent / "escaped").exists() and not (tmp_path / "abs").exists()
+
+
+def test_print_config_with_a_sweep_prints_its_base_and_imports_no_plugin(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    path = _writing_plugin(tmp_path)
+    before = snapshot(tmp_path)
+    assert main(["--sweep", str(path), "--print-config", "--train.lr", "0.5"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["name"] == "tiny-rn" and printed["train"]["lr"] == 0.5  # the sweep's base
+    assert printed["results_dir"] == str(tmp_path / "results")
+    assert main(["--plugins", str(tmp_path / "plugin.py"), "--print-config"]) == 0
+    assert not (tmp_path / "plugin-ran").exists()  # --print-config runs nothing
+    assert snapshot(tmp_path) == before
+
+
+def test_plugins_of_the_command_line_and_of_the_base_reach_every_cell(tmp_path, monkeypatch):
+    """--plugins and a base's plugins: are recorded in each cell's config (its config.yaml and
+    manifest.json, and the spawned workers' imports, come from it)."""
+    from benchmark.run.cli import parse_config
+    from benchmark.run.sweep import load_sweep
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "extra.py").write_text("")
+    path = _writing_plugin(tmp_path)
+    args, _ = parse_config(["--sweep", str(path), "--plugins", "extra.py"])
+    sweep = load_sweep(path, args.overrides)
+    assert [cell.cfg.plugins for cell in sweep.cells] == [[str(tmp_path / "extra.py")]]
+    sweep = load_sweep(path)  # no --plugins: the base's own, imported and recorded
+    assert [cell.cfg.plugins for cell in sweep.cells] == [[str(tmp_path / "plugin.py")]]
+    assert (tmp_path / "plugin-ran").exists()
+
+
+def test_a_cell_another_sweep_process_runs_is_waited_for_not_failed(tmp_path):
+    """Two identical sweeps at once: the second finds a cell locked, waits for the first to
+    release it, and counts it done when it is (in-process: a thread stands for the first)."""
+    import fcntl
+    import threading
+
+    from benchmark.run.sweep import load_sweep
+    from benchmark.run.sweep_cli import _wait_for_other_processes
+    from benchmark.rundir import IN_USE, RunDir
+
+    sweep = load_sweep(_write_doc(tmp_path))
+    (cell,) = sweep.cells
+    lock = RunDir(sweep.folder / "cells", cell.key).lock_path
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def first_process_finishes() -> None:
+        cell.folder.mkdir()
+        (cell.folder / "accuracy_long.csv").write_text("method\n")
+        os.close(fd)
+
+    threading.Timer(0.3, first_process_finishes).start()
+    errors = _wait_for_other_processes(sweep, {cell.key: f"run {cell.key!r} {IN_USE} 123 (lock {lock})"})
+    assert errors == {}
+
+
+def test_a_sequence_file_is_hashed_by_its_content_and_task_folders_by_where_they_lead(tmp_path, monkeypatch):
+    from benchmark.config import RunConfig, config_hash
+
+    seq = tmp_path / "seq.yaml"
+    seq.write_text("stages: [{task: shapes, epochs: 1}]\n")
+    cfg = RunConfig(sequence=str(seq))
+    first = config_hash(cfg)
+    seq.write_text("stages: [{task: shapes, epochs: 2}]\n")  # edited: another config
+    assert config_hash(cfg) != first
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(seq.read_text())
+    assert config_hash(RunConfig(sequence=str(moved))) == config_hash(cfg)  # a name is not a config
+    cfg.tasks = {"mine": {"folder": "data"}}
+    monkeypatch.chdir(tmp_path)
+    here = config_hash(cfg)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert config_hash(cfg) != here  # the same words, other images
+    assert config_hash(RunConfig()) == config_hash(RunConfig())  # registered names: unchanged
+
+
+def test_a_run_folder_remembers_the_hash_it_ran_under(tmp_path):
+    from benchmark.rundir import HASH_HEADER, config_hash_of
+
+    (tmp_path / "config.yaml").write_text(f"{HASH_HEADER}0123456789\nseeds: [0]\n")
+    assert config_hash_of(tmp_path) == "0123456789"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda mp: mp.setattr("torchvision.extension._has_ops", lambda: False),
+        lambda mp: mp.setitem(sys.modules, "torchvision", None),
+    ],
+    ids=["ops-missing", "import-fails"],
+)
+def test_a_torch_and_torchvision_built_apart_is_one_line_with_the_fix(broken, capsys, monkeypatch):
+    broken(monkeypatch)
+    code = main(["--print-config"])
+    assert_one_line(code, capsys.readouterr().err, 2, "pip install --force-reinstall torch torchvision")
+
+
+# ----------------------------------------------------------------------------- publish
+
+
+def _finished_run(tmp: Path) -> Path:
+    from test_publish import finished_folder, long_frame
+
+    run = finished_folder(tmp / "results" / "run", long_frame({"finetune": 30.0}), ["finetune"])
+    (run / "config.yaml").write_text("seeds: [0]\n")
+    (run / "manifest.json").write_text("{}\n")
+    return run
+
+
+def _merged_sweep(tmp: Path, status) -> Path:
+    from test_publish import finished_folder, long_frame
+
+    sweep = finished_folder(tmp / "results" / "grid", long_frame({"finetune": 30.0}), ["finetune"])
+    (sweep / "sweep.yaml").write_text("name: grid\n")
+    text = status if isinstance(status, (str, bytes)) else __import__("json").dumps(status)
+    (sweep / "sweep.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    return sweep
+
+
+def _user_dest(tmp: Path) -> None:
+    (tmp / "dest" / "plots").mkdir(parents=True)
+    (tmp / "dest" / "config.yaml").write_text("my own config\n")
+    (tmp / "dest" / "plots" / "mine.png").write_bytes(b"\x89PNG")
+
+
+CELL = {"key": "0123456789", "status": "complete", "folder": "/elsewhere"}
+# (id, setup(tmp) -> (run, dest), expected part of the line)
+PUBLISH_CASES: list[tuple[str, Callable[[Path], tuple], str]] = [
+    ("publish-into-itself", lambda t: (_finished_run(t), t / "results" / "run"), "one holds the other"),
+    ("publish-into-a-subfolder", lambda t: (_finished_run(t), t / "results" / "run" / "pub"), "one holds the other"),
+    ("publish-into-its-parent", lambda t: (_finished_run(t), t / "results"), "one holds the other"),
+    ("publish-into-a-user-folder", lambda t: (_finished_run(t), _user_dest(t) or t / "dest"), "not an earlier"),
+    ("publish-dest-is-a-file", lambda t: (_finished_run(t), _file(t / "dest")), "is not a folder"),
+    ("publish-dest-under-a-file", lambda t: (_finished_run(t), _file(t / "f") / "x" / "dest"), "is under a file"),
+    ("publish-incomplete", lambda t: (_cut_run(t), t / "dest"), "lacks summary.csv"),
+    ("publish-not-a-folder", lambda t: (t / "nowhere", t / "dest"), "is not a folder"),
+    ("publish-unfinished", lambda t: (_mkdir(t / "results" / "half"), t / "dest"), "no leaderboard.md"),
+    ("publish-sweep-json-garbage", lambda t: (_merged_sweep(t, "{not json"), t / "dest"), "is not valid JSON"),
+    ("publish-sweep-json-binary", lambda t: (_merged_sweep(t, b"\x00\xff"), t / "dest"), "is not a text file"),
+    ("publish-sweep-json-a-list", lambda t: (_merged_sweep(t, [1, 2]), t / "dest"), "no name"),
+    ("publish-sweep-json-no-cells", lambda t: (_merged_sweep(t, {"name": "g", "cells": []}), t / "dest"), "no cells"),
+    (
+        "publish-sweep-json-bad-key",
+        lambda t: (_merged_sweep(t, {"name": "g", "cells": [{"key": "../../x"}]}), t / "dest"),
+        "has no valid key",
+    ),
+    (
+        "publish-sweep-without-its-file",
+        lambda t: (_no_sweep_yaml(_merged_sweep(t, {"name": "g", "cells": [CELL]})), t / "dest"),
+        "lacks sweep.yaml",
+    ),
+    (
+        "publish-planted-source-link",
+        lambda t: (_linked_sweep_yaml(_merged_sweep(t, {"name": "g", "cells": [CELL]}), t), t / "dest"),
+        "resolves outside",
+    ),
+    (
+        "publish-readme-without-markers",
+        lambda t: (_finished_run(t), t / "dest", "--readme", str(_file(t / "README.md"))),
+        "has no <!-- leaderboard:start -->",
+    ),
+]
+
+
+def _file(path: Path) -> Path:
+    path.write_text("a file\n")
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+def _cut_run(tmp: Path) -> Path:
+    run = _finished_run(tmp)
+    (run / "summary.csv").unlink()
+    return run
+
+
+def _no_sweep_yaml(sweep: Path) -> Path:
+    (sweep / "sweep.yaml").unlink()
+    return sweep
+
+
+def _linked_sweep_yaml(sweep: Path, tmp: Path) -> Path:
+    (sweep / "sweep.yaml").unlink()
+    (sweep / "sweep.yaml").symlink_to(_file(tmp / "secret.txt"))
+    return sweep
+
+
+@pytest.mark.parametrize("case_id,setup,message", PUBLISH_CASES, ids=[c[0] for c in PUBLISH_CASES])
+def test_hostile_publish(case_id, setup, message, tmp_path, capsys, no_hang):
+    from benchmark.reporting.publish import main as publish_main
+
+    run, dest, *more = setup(tmp_path)
+    before = snapshot(tmp_path)
+    code = publish_main([str(run), str(dest), *more])
+    assert_one_line(code, capsys.readouterr().err, 2, message)
+    assert snapshot(tmp_path) == before  # byte-identical: checked before anything was written
+
+
+def test_publish_replaces_only_an_earlier_publication_and_never_reads_outside_the_sweep(tmp_path, capsys):
+    from benchmark.reporting.publish import main as publish_main
+
+    (tmp_path / "secret.txt").write_text("not for publishing\n")
+    status = {"name": "grid", "source": "../../secret.txt", "cells": [{**CELL, "folder": str(tmp_path)}]}
+    sweep = _merged_sweep(tmp_path, status)
+    (tmp_path / "cells-elsewhere").mkdir()
+    dest = tmp_path / "dest"
+    assert publish_main([str(_finished_run(tmp_path)), str(dest)]) == 0
+    assert (dest / "config.yaml").is_file() and (dest / "publish.json").is_file()
+    assert publish_main([str(sweep), str(dest)]) == 0  # an earlier publication: replaced whole
+    assert (dest / "sweep.yaml").read_text() == "name: grid\n"  # the sweep's own copy, not source:
+    assert not (dest / "config.yaml").exists()
+    assert b"not for publishing" not in b"".join(p.read_bytes() for p in dest.rglob("*") if p.is_file())
+    (dest / "notes.md").write_text("mine\n")  # the user's file in a publication: refused, kept
+    before = snapshot(tmp_path)
+    assert_one_line(publish_main([str(sweep), str(dest)]), capsys.readouterr().err, 2, "'notes.md'")
+    assert snapshot(tmp_path) == before
+    assert [p.name for p in tmp_path.iterdir() if ".publishing-" in p.name or ".old-" in p.name] == []
+
+
+def test_publish_touches_no_readme_unless_asked(tmp_path, capsys):
+    from test_publish import README
+
+    from benchmark.reporting.publish import main as publish_main
+
+    suite_readme = Path(__file__).resolve().parents[2] / "README.md"
+    before = suite_readme.read_bytes()
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert publish_main([str(_finished_run(tmp_path)), str(tmp_path / "dest")]) == 0
+    assert readme.read_text() == README and suite_readme.read_bytes() == before
+    assert publish_main([str(_finished_run(tmp_path / "b")), str(tmp_path / "dest"), "--readme", str(readme)]) == 0
+    assert "| finetune |" in readme.read_text() and suite_readme.read_bytes() == before
+
+
+def test_sweep_name_flag_names_the_sweep_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write_doc(tmp_path)
+    assert main(["--sweep", str(path), "--dry-run", "--name", "other"]) == 0
+    assert str(tmp_path / "results" / "other" / "cells") in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_missing_dataset_is_found_before_the_run_is_announced(finished_run, tmp_path, capsys):
+    """A missing dataset is one line, and no 'starting run <folder>' names a folder that is then removed."""
+    shared = finished_run.parents[1] / "shared.yaml"
+    (tmp_path / "mnist.yaml").write_text("stages: [mnist]\n")
+    args = [
+        "--config",
+        str(shared),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--sequence",
+        str(tmp_path / "mnist.yaml"),
+    ]
+    code = main([*args, "--data-root", str(tmp_path / "no-data")])
+    err = capsys.readouterr().err
+    assert code == 2 and "starting run" not in err and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith("error: ") and "mnist" in err.splitlines()[-1], err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

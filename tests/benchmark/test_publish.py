@@ -67,8 +67,9 @@ def test_sweep_publishes_the_selected_rows_and_pooled_provenance(tmp_path, readm
     frame = long_frame({"ewc[ewc.ewc_lambda=1]": 30.0, "ewc[ewc.ewc_lambda=100]": 10.0, "finetune": 28.0})
     sweep = finished_folder(tmp_path / "sweep", frame, ["ewc[ewc.ewc_lambda=100]", "finetune"])
     (sweep / "selection.csv").write_text("method,selected\n")
-    sweep_file = tmp_path / "grid.yaml"
-    sweep_file.write_text("name: grid\n")
+    sweep_file = tmp_path / "grid.yaml"  # where the sweep file was: publish copies the sweep's own copy
+    sweep_file.write_text("name: moved on since\n")
+    (sweep / "sweep.yaml").write_text("name: grid\n")
     cells = []
     for key, seconds, revision in (("aa", 10.0, "r1"), ("bb", 20.5, "r1"), ("cc", 0.0, "r1")):
         complete = key != "cc"
@@ -83,8 +84,10 @@ def test_sweep_publishes_the_selected_rows_and_pooled_provenance(tmp_path, readm
     payload["invocations"] = [{"started_utc": "2026-01-01T00:00:00+00:00", "wall_seconds": 12.0, "cells_run": 2}]
     (sweep / "sweep.json").write_text(json.dumps(payload))
     dest = tmp_path / "ref"
-    dest.mkdir()
-    (dest / "config.yaml").write_text("a run published here before\n")
+    run = finished_folder(tmp_path / "run", long_frame({"finetune": 30.0}), ["finetune"])
+    (run / "config.yaml").write_text("seeds: [0]\n")
+    (run / "manifest.json").write_text("{}\n")
+    publish(run, dest)  # a run published here before
     publish(sweep, dest, readme)
     assert not (dest / "config.yaml").exists()  # a stale run config must not describe the sweep
     assert (dest / "sweep.yaml").read_text() == "name: grid\n" and (dest / "selection.csv").is_file()
@@ -92,6 +95,9 @@ def test_sweep_publishes_the_selected_rows_and_pooled_provenance(tmp_path, readm
     assert manifest["cells"] == 3 and manifest["cells_complete"] == 2
     assert manifest["cell_wall_seconds_total"] == 30.5 and manifest["git_revisions"] == ["r1"]
     assert manifest["invocations"] == payload["invocations"]
+    assert set(json.loads((dest / "publish.json").read_text())["files"]) == {
+        str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.name != "publish.json"
+    }
     chosen = f"dlp_{safe_name('ewc[ewc.ewc_lambda=100]')}.png"  # the setting val chose, not the other one
     assert sorted(p.name for p in (dest / "plots").iterdir()) == sorted(
         [chosen, "dlp_finetune.png", "forgetting_curve.png"]

@@ -47,7 +47,7 @@ def surroundings(tmp_path: Path) -> Path:
 def test_unsafe_names_are_refused(name):
     if name == "":
         return  # empty means the default name, tested by every run
-    with pytest.raises(UserError, match="not a valid run name"):
+    with pytest.raises(UserError, match="not a valid name"):
         check_run_name(name)
 
 

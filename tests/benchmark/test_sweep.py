@@ -239,3 +239,37 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, model_cache, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not results.exists()
+
+
+def test_a_plain_merge_removes_the_last_selection_and_publish_copies_the_sweep_as_run(grid, tmp_path):
+    from benchmark.reporting.publish import main as publish_main
+
+    path, out = grid
+    copy = tmp_path / "results"
+    shutil.copytree(out.parent, copy)
+    assert sweep(path, "--results-dir", str(copy), "--merge-only", "--select", "val_last_head_plus_dlp") == 0
+    assert (copy / "grid" / "selection.csv").is_file() and (copy / "grid" / "selected_sweep.yaml").is_file()
+    plain = tmp_path / "plain.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc.pop("select")
+    plain.write_text(yaml.safe_dump(doc))
+    assert sweep(plain, "--results-dir", str(copy), "--merge-only") == 0
+    left = {p.name for p in (copy / "grid").iterdir()}
+    assert not left & {"selection.csv", "selection.md", "selected_sweep.yaml", "selected_config.yaml"}, left
+    assert (copy / "grid" / "sweep.yaml").read_text() == plain.read_text()  # the sweep file as run, kept
+    assert publish_main([str(copy / "grid"), str(tmp_path / "pub")]) == 0
+    assert (tmp_path / "pub" / "sweep.yaml").read_text() == plain.read_text()
+
+
+def test_a_criterion_without_its_rows_is_one_line_and_changes_nothing(grid, tmp_path, capsys):
+    path, out = grid
+    copy = tmp_path / "results"
+    shutil.copytree(out.parent, copy)
+    for csv in (copy / "grid" / "cells").glob("*/accuracy_long.csv"):  # as if eval.kinds had no lp
+        frame = pd.read_csv(csv)
+        frame[frame["kind"] != "lp"].to_csv(csv, index=False)
+    board = (copy / "grid" / "leaderboard.csv").read_bytes()
+    assert sweep(path, "--results-dir", str(copy), "--merge-only", "--select", "val_last_head_plus_dlp") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: select val_last_head_plus_dlp") and err.count("\n") == 1, err
+    assert (copy / "grid" / "leaderboard.csv").read_bytes() == board
