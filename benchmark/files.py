@@ -116,18 +116,3 @@ def parse_yaml_text(text: str, what: str, where: str = "") -> Any:
         raise UserError(f"{what} {str(path)!r} is not valid YAML: {first}") from None
     except RecursionError:
         raise UserError(f"{what} {str(path)!r} is nested too deeply to be a {what}") from None
-
-
-# ----------------------------------------------------------------------------- names as paths
-
-# One path component: no separators, no "." or "..", nothing a shell or a file system reads
-# specially (a leading "-" or ".", spaces, control characters); the run-name rule of rundir.py.
-COMPONENT_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
-COMPONENT_RULE_TEXT = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
-
-
-def safe_component(name: str, what: str) -> str:
-    """``name`` if it can become one file or folder name, else a one-line UserError naming it."""
-    if not isinstance(name, str) or not re.fullmatch(COMPONENT_RULE, name):
-        raise UserError(f"{what} {name!r} is not a valid name: {COMPONENT_RULE_TEXT} (one folder name, no paths)")
-    return name
