@@ -183,7 +183,7 @@ def data_prep(n_images: int, folder: str) -> dict:
     }
 
 
-def eval_cost(visual, prep, device, n_probe: int, n_test: int, batch: int) -> dict[str, float]:
+def eval_cost(visual, prep, device, n_probe: int, n_test: int, batch: int, amp: str = "auto") -> dict[str, float]:
     """Seconds to evaluate one task: features of its probe and test images (inference mode)
     and the L-BFGS linear probe, as the tracker does it."""
     from benchmark.config import EvalConfig
@@ -198,7 +198,7 @@ def eval_cost(visual, prep, device, n_probe: int, n_test: int, batch: int) -> di
     with torch.no_grad():
         zs = torch.randn(10, visual(prep(images[:2])).shape[-1], device=device)
     es = EvalSet(task, images[:n_probe], labels[:n_probe], images[n_probe:], labels[n_probe:], zs)
-    tracker = Tracker({"perf": es}, EvalConfig(batch_size=batch), prep, device, progress=False)
+    tracker = Tracker({"perf": es}, EvalConfig(batch_size=batch), prep, device, progress=False, amp=amp)
     tracker.evaluate(visual, {}, 0)  # warm-up
     _sync(device)
     start = time.perf_counter()
@@ -207,11 +207,11 @@ def eval_cost(visual, prep, device, n_probe: int, n_test: int, batch: int) -> di
     return {"seconds_per_task": round(time.perf_counter() - start, 3), "images_per_task": n}
 
 
-def eval_share(visual, prep, device, train_img_s: float) -> dict:
+def eval_share(visual, prep, device, train_img_s: float, amp: str = "auto") -> dict:
     """Evaluation's share of a stage at the paper's scale (paper_continual): a stage trains
     10 epochs of SVHN's 90% train split (65,931 images), then evaluates 12 tasks, each on
     up to 10,000 probe and 10,000 test images (the tracker's per-task cost, measured)."""
-    cost = eval_cost(visual, prep, device, 10_000, 10_000, 512)
+    cost = eval_cost(visual, prep, device, 10_000, 10_000, 512, amp)
     train_s = 10 * 65_931 / train_img_s
     eval_s = 12 * cost["seconds_per_task"]
     return {
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"perf: {name}: reference taps kept in the {tier} tier")
     out = report(args, size, sec, tiers, device, args.amp)
     if args.eval_share:
-        out["eval"] = eval_share(visual, prep, device, args.batch_size / sec.get("finetune", sec["bare"]))
+        out["eval"] = eval_share(visual, prep, device, args.batch_size / sec.get("finetune", sec["bare"]), args.amp)
     print(json.dumps(out, indent=2))
     return 0
 
