@@ -210,7 +210,7 @@ def _check_cell(cfg: RunConfig) -> None:
     validate(cfg)
     for spec in cfg.methods:
         build_method(spec, cfg.hparams)
-    for task in load_sequence(cfg.sequence).all_tasks:
+    for task in load_sequence(cfg.sequence).loaded_tasks:
         TASKS.get(task)
     check_model_config(cfg.model)
 
