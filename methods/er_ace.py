@@ -44,7 +44,7 @@ class ERACE(Method):
         self.generator = torch.Generator()
 
     def before_training_exp(self, strategy: EngineView, **kwargs) -> None:
-        self.storage.update(strategy)  # before training, so the buffer holds the stage's classes too
+        self.storage.post_adapt(strategy, strategy.experience)  # before training: the stage's classes too
         images, labels, tasks = _samples(self.storage.buffer)
         replay = strategy.stage_index > 1 and len(labels) >= self.params.batch_size_mem
         self.buffer = [t.to(strategy.device) for t in (images, labels, tasks)] if replay else None

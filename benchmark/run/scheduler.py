@@ -244,7 +244,7 @@ def _prototypes(model: ClipClassifier, setup: RunSetup, task: Task) -> torch.Ten
     """Class means of the encoder's features of the stage's training images (train.train_limit)."""
     split = task.train.subset(setup.cfg.train.train_limit, 0)
     feats = setup.tracker.features(model.visual, split.images)
-    scale = float(setup.bundle.model.logit_scale.exp())
+    scale = float(setup.bundle.model.logit_scale.detach().exp())
     return class_prototypes(feats, split.labels.to(feats.device), task.num_classes, scale)
 
 
