@@ -74,4 +74,3 @@ def make_tinyimagenet(ctx: TaskContext) -> Task:
     )
     test = _val_items(root, wnids)
     return build_task(spec, ctx, _source(train, IMAGE_SIZE), _source(test, IMAGE_SIZE))
-

@@ -43,7 +43,7 @@ def dataset_context(ctx: TaskContext, sequence: Sequence, name: str) -> TaskCont
     if not sequence.class_incremental or name != sequence.classes.dataset:
         return ctx
     steps = sequence.classes.steps
-    scale = (lambda n: None if n is None else n * steps)  # noqa: E731
+    scale = lambda n: None if n is None else n * steps  # noqa: E731
     return dataclasses.replace(ctx, train_limit=scale(ctx.train_limit), test_limit=scale(ctx.test_limit))
 
 

@@ -125,9 +125,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         val="val" in cfg.eval.splits,
     )
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
-    tasks = {
-        name: task_factory(name, declared)(dataset_context(ctx, sequence, name)) for name in sequence.loaded_tasks
-    }
+    tasks = {name: task_factory(name, declared)(dataset_context(ctx, sequence, name)) for name in sequence.loaded_tasks}
     if sequence.class_incremental:  # the dataset's classes in groups, one task per stage
         tasks = split_into_groups(tasks, sequence, cfg)
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}

@@ -92,7 +92,19 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
         assert (run / name).is_file(), name
     assert list((run / "plots").glob("*.png")) and list((run / "plots").glob("*.svg"))
     long = pd.read_csv(run / "accuracy_long.csv")
-    columns = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status", "split", "n"]
+    columns = [
+        "method",
+        "seed",
+        "stage",
+        "trained_task",
+        "eval_task",
+        "kind",
+        "accuracy",
+        "ece",
+        "status",
+        "split",
+        "n",
+    ]
     assert list(long.columns) == columns
     assert set(long.status) == {"ok"} and set(long.split) == {"test"}  # val rows only when eval.splits asks
     # 3 methods x 3 stages (0..2) x 3 eval tasks x 3 kinds
