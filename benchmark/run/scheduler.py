@@ -12,10 +12,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from benchmark.config import RunConfig
+from benchmark.evaluation.heads import class_prototypes
 from benchmark.evaluation.tracker import Tracker
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
-from benchmark.evaluation.heads import class_prototypes
 from benchmark.run import class_incremental as cil
 from benchmark.run.checkpoints import StageCheckpoints, capture_stage, restore_stage, set_rng_state
 from benchmark.run.tracking import log_stage_accuracies, log_summary
