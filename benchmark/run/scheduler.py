@@ -187,8 +187,9 @@ def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: in
 def _train_stage(setup: RunSetup, engine: Engine, plugins: list, stage: int, st, exp) -> None:
     head_init = next((p.head_init for p in plugins if p.head_init), setup.cfg.train.head_init)
     if any(p.prototype_head for p in plugins):  # class means of the frozen features: no step
+        engine.stage_started = time.time()
         _add_head(engine.model, setup, st.task, stage - 1, "prototype")
-        engine.last_loss = 0.0
+        engine.last_loss = 0.0  # no loss to report, and no step that could have failed
         return
     _add_head(engine.model, setup, st.task, stage - 1, head_init)
     if all(p.trains for p in plugins):  # zero-shot in a class-incremental sequence: the head only grows
