@@ -61,7 +61,7 @@ _HERE = Path(__file__).parent
 
 def parse_sequence(data: dict, source: str) -> Sequence:
     """Build a Sequence from its YAML mapping, naming the file in every error."""
-    scenario = data.get("scenario", "task_incremental") if isinstance(data, dict) else None
+    scenario = data.get("scenario", "task_incremental") if isinstance(data, dict) else "task_incremental"
     if scenario not in SCENARIOS:
         raise UserError(f"sequence file {source!r}: unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
     if scenario == "class_incremental":
