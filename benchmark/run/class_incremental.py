@@ -16,7 +16,6 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.evaluation.heads import ShiftedHead
 from methods import METHODS
@@ -26,7 +25,7 @@ from tasks.class_incremental import ClassGroup, group_tasks
 HEAD = 0  # the task label of the one head
 
 
-def check_scenario(spec: str, sequence: Sequence, hparams: dict) -> None:
+def check_scenario(spec: str, sequence: Sequence) -> None:
     """Refuse, in one line and before any training, a method that cannot run this scenario."""
     scenario = "class_incremental" if sequence.class_incremental else "task_incremental"
     for part in spec.split("+"):
@@ -47,7 +46,7 @@ def dataset_context(ctx: TaskContext, sequence: Sequence, name: str) -> TaskCont
     return dataclasses.replace(ctx, train_limit=scale(ctx.train_limit), test_limit=scale(ctx.test_limit))
 
 
-def split_into_groups(tasks: dict[str, Task], sequence: Sequence, cfg: RunConfig) -> dict[str, Task]:
+def split_into_groups(tasks: dict[str, Task], sequence: Sequence) -> dict[str, Task]:
     """The loaded tasks with the class-incremental dataset replaced by its groups."""
     dataset = sequence.classes.dataset
     groups = group_tasks(tasks[dataset], sequence.classes)

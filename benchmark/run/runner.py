@@ -83,7 +83,7 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     for task in sequence.loaded_tasks:
         task_factory(task, declared)
     for spec in cfg.methods:  # before any model or data: a method that cannot run this scenario
-        check_scenario(spec, sequence, cfg.hparams)
+        check_scenario(spec, sequence)
     resolve_device(cfg.device)
     check_logger_packages(cfg.loggers)
     check_model_config(cfg.model)
@@ -127,7 +127,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     tasks = {name: task_factory(name, declared)(dataset_context(ctx, sequence, name)) for name in sequence.loaded_tasks}
     if sequence.class_incremental:  # the dataset's classes in groups, one task per stage
-        tasks = split_into_groups(tasks, sequence, cfg)
+        tasks = split_into_groups(tasks, sequence)
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
     tracker = Tracker(sets, cfg.eval, preprocess, device, progress)
     return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress)

@@ -212,7 +212,7 @@ def _check_cell(cfg: RunConfig) -> None:
     sequence = load_sequence(cfg.sequence)
     for spec in cfg.methods:
         build_method(spec, cfg.hparams)
-        check_scenario(spec, sequence, cfg.hparams)
+        check_scenario(spec, sequence)
     for task in sequence.loaded_tasks:
         TASKS.get(task)
     check_model_config(cfg.model)

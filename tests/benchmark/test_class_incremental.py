@@ -77,9 +77,9 @@ def test_summary_pools_groups_by_their_images_and_forgetting_is_per_group():
 def test_a_method_that_cannot_run_class_incremental_is_refused_before_training():
     seq = load_sequence("objects_cil")
     with pytest.raises(UserError, match="'linear_probe' cannot run the class-incremental sequence 'objects_cil'"):
-        check_scenario("finetune+linear_probe", seq, {})
-    check_scenario("linear_probe", load_sequence("micro"), {})  # fine task-incremental
-    check_scenario("ldifs+er_ace", seq, {})
+        check_scenario("finetune+linear_probe", seq)
+    check_scenario("linear_probe", load_sequence("micro"))  # fine task-incremental
+    check_scenario("ldifs+er_ace", seq)
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ def test_every_method_runs_class_incremental_or_is_refused_in_one_line(name):
     why = METHODS.get(name).refuses.get("class_incremental")
     if why:
         with pytest.raises(UserError, match=f"'{name}' cannot run the class-incremental sequence"):
-            check_scenario(name, setup.sequence, {})
+            check_scenario(name, setup.sequence)
         return
     result, _ = run(setup, name)
     assert result.status == "ok"
