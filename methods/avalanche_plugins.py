@@ -27,7 +27,7 @@ ViT and ResNet towers, on the CPU and on CUDA (bf16 autocast, fused AdamW):
 | MASPlugin | registered ``mas`` | importance pass like EWC's |
 | AGEMPlugin | not registered | flattens gradients with ``p.grad.view(-1)``, which fails on the channels-last convolution weights ``load_clip`` gives (ResNet towers, the ViT patch embedding): "view size is not compatible with input tensor's size and stride"; it ran on a contiguous model |
 | GEMPlugin | not registered | needs a QP solver (``quadprog``) that is not a dependency, and solves a QP on the CPU over the full gradient every step: impractical for CLIP |
-| GDumbPlugin | not registered | replaces ``strategy.model`` with a copy of the first model each stage, which breaks the scheduler's ownership of the model (heads added to and evaluated on the original object; the copy lacks the new task's head); training a foundation model "from scratch on the buffer" is also not this benchmark's question |
+| GDumbPlugin | registered ``gdumb`` (methods/gdumb.py) | the plugin replaces ``strategy.model`` with a copy of the first model each stage; the adapter copies the copy's image tower back into the scheduler's model (heads added to and evaluated on that object) and resets head rows to their initial values |
 """
 
 from __future__ import annotations

@@ -48,6 +48,10 @@ class FLYP(Method):
 
     paper = "Goyal, Kumar, Garg, Kolter, Raghunathan, CVPR 2023 (Finetune like you pretrain)"
     head_init = "zeroshot"  # the head is rebuilt from the text tower anyway: an LP would be wasted
+    refuses = {
+        "class_incremental": "it rebuilds each task's head from that task's own class prompts, "
+        "so it has no head over the classes of all groups seen so far"
+    }
     needs_encoder_training = True
 
     def __init__(self, params: Optional[Method.Params] = None) -> None:

@@ -23,6 +23,10 @@ class LinearProbe(Method):
     paper = "Radford et al., ICML 2021 (linear probes of CLIP); Kumar et al., ICLR 2022"
     freeze_encoder = True
     probe_head = True
+    refuses = {
+        "class_incremental": "its head is a probe fitted on one task's own classes, and a probe over all "
+        "seen classes would need the earlier groups' images; use prototype (class means) instead"
+    }
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         strategy.model.visual.eval()  # Avalanche's train() put the whole model in train mode

@@ -162,3 +162,23 @@ _factor_task(
     5,
     "Procedural world: which quadrant holds the object (never named in captions).",
 )
+
+
+@register_task("objects")
+def make_objects(ctx: TaskContext) -> Task:
+    """Procedural world: which of 36 coloured shapes ("red circle"), the classes the embedded
+    class-incremental sequence splits into groups (tasks/sequences/objects_cil.yaml)."""
+    n_train, n_test = ctx.train_limit or 4000, ctx.test_limit or 2000
+    seed = 60_000 + ctx.seed
+    splits = [render(n, s) for n, s in ((n_train, seed), (n_test, seed + 7919))]
+    val = render(n_test, seed + 3571) if ctx.val else None
+    label = lambda w: w.factors["shape"] * len(COLOURS) + w.factors["colour"]  # noqa: E731
+    return Task(
+        "objects",
+        [f"{c} {s}" for s in SHAPES for c in COLOURS],
+        ["a {}.", "a photo of a {}."],
+        *(Split(w.images, label(w)) for w in splits),
+        description="Procedural world: which of 36 shape x colour classes.",
+        source="procedural (tasks/synthetic.py)",
+        val=Split(val.images, label(val)) if val else None,
+    )

@@ -64,6 +64,31 @@ def fit_linear_probe(
     return head.requires_grad_(False)
 
 
+class ShiftedHead(nn.Module):
+    """A class-incremental group's view of the head over all seen classes: its logits rolled
+    left by the group's ``offset``, so the group's label y (class offset + y of the head)
+    indexes them. Top-1 accuracy and calibration are unchanged by the roll (the softmax is
+    permuted, not changed), so the tracker scores a group without knowing its offset."""
+
+    def __init__(self, head: Callable[[torch.Tensor], torch.Tensor], offset: int) -> None:
+        super().__init__()
+        self.head = head
+        self.offset = offset
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return torch.roll(self.head(feats), -self.offset, dims=-1)
+
+
+def class_prototypes(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, scale: float) -> torch.Tensor:
+    """Prototype head [K, D]: the l2-normalised mean of each class's normalised features,
+    times ``scale`` (CLIP's exp(logit_scale), as the zero-shot head), so logits are scaled
+    cosine similarities to the class means (nearest class mean, Mensink et al., TPAMI 2013;
+    SimpleCIL on pre-trained models, Zhou et al., arXiv 2303.07338). A class without
+    examples keeps a zero row."""
+    sums = torch.zeros(num_classes, feats.shape[1], device=feats.device).index_add_(0, labels, feats.float())
+    return F.normalize(sums, dim=-1) * scale
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent."""
     return float((logits.argmax(-1) == labels).float().mean()) * 100.0

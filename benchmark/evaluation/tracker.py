@@ -81,16 +81,27 @@ class Tracker:
         visual.train(was_training)
         return torch.cat(out)
 
-    def evaluate(self, visual: nn.Module, heads: dict[str, nn.Module], stage: int, desc: str = "") -> list[dict]:
-        """Rows {eval_task, kind, accuracy, ece} for every task; ``heads`` maps trained task -> head."""
+    def evaluate(
+        self,
+        visual: nn.Module,
+        heads: dict[str, nn.Module],
+        stage: int,
+        desc: str = "",
+        zs_heads: Optional[dict[str, nn.Module]] = None,
+    ) -> list[dict]:
+        """Rows {eval_task, kind, accuracy, ece, n} for every task; ``heads`` maps trained task ->
+        head; ``zs_heads`` replaces a task's own zero-shot head (class-incremental groups are
+        scored zero-shot over every seen class)."""
         rows = []
         names = list(self.sets)
         bar = progress(len(names), f"  evaluating {desc}stage {stage}", self.progress, "task", names, leave=False)
         for name in bar:
-            rows += self._evaluate_task(visual, self.sets[name], heads.get(name))
+            rows += self._evaluate_task(visual, self.sets[name], heads.get(name), (zs_heads or {}).get(name))
         return rows
 
-    def _evaluate_task(self, visual: nn.Module, es: EvalSet, head: Optional[nn.Module]) -> list[dict]:
+    def _evaluate_task(
+        self, visual: nn.Module, es: EvalSet, head: Optional[nn.Module], zs_head: Optional[nn.Module] = None
+    ) -> list[dict]:
         """Rows for every kind on every split (test, then val when asked); the probe is fitted once."""
         probe: Optional[nn.Module] = None
         rows = []
@@ -100,7 +111,7 @@ class Tracker:
             for kind in self.cfg.kinds:
                 with torch.no_grad():
                     if kind == "zs" or (kind == "head" and head is None):
-                        logits = feats @ es.zeroshot.T
+                        logits = zs_head(feats) if zs_head is not None else feats @ es.zeroshot.T
                     elif kind == "head":
                         logits = head(feats)
                     else:
@@ -113,6 +124,7 @@ class Tracker:
                         "accuracy": round(accuracy(logits, y), 4),
                         "ece": round(expected_calibration_error(logits, y), 4),  # Guo et al. 2017, 15 bins
                         "split": split,
+                        "n": len(y),  # images scored: weights when rows are pooled (class-incremental)
                     }
                 )
         return rows

@@ -67,6 +67,28 @@ def last_accuracy(R: np.ndarray) -> float:
     return float(R[-1].mean())
 
 
+def incremental_accuracy(R: np.ndarray, weights: Optional[Sequence[float]] = None) -> np.ndarray:
+    """Accuracy on everything trained so far, after each stage 1..T.
+
+    Entry ``i-1`` is the mean of ``R[i, :i]`` weighted by ``weights[:i]`` (the number of test
+    images of each column; equal weights when None). With class-incremental groups scored by
+    the head over all seen classes this is the accuracy on the test images of all seen
+    classes (Rebuffi et al., CVPR 2017, iCaRL; Zheng et al., ICCV 2023, ZSCL's CIL tables).
+    """
+    R = _as_sequence_matrix(R)
+    tasks = R.shape[1]
+    w = np.ones(tasks) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (tasks,):
+        raise ValueError(f"weights must have one entry per task ({tasks}), got shape {w.shape}")
+    return np.array([np.sum(R[stage, :stage] * w[:stage]) / np.sum(w[:stage]) for stage in range(1, tasks + 1)])
+
+
+def average_incremental_accuracy(R: np.ndarray, weights: Optional[Sequence[float]] = None) -> float:
+    """Mean over stages 1..T of :func:`incremental_accuracy` ("average incremental accuracy",
+    Rebuffi et al. 2017; ZSCL's class-incremental "Avg"); its last entry is their "Last"."""
+    return float(np.mean(incremental_accuracy(R, weights)))
+
+
 def forgetting_initial_final(R: np.ndarray) -> np.ndarray:
     """Initial-minus-final forgetting of tasks 0..T-2: ``R[j+1, j] - R[T, j]``.
 

@@ -31,11 +31,13 @@ from benchmark.reporting.table import (
 from benchmark.rundir import LONG_CSV, PLOTS_DIR, REPORT_MD, SUMMARY_CSV, run_title
 
 # Metrics whose spread over seeds is reported next to the mean.
-METRICS_WITH_STD = ("avg_acc_final", "last", "delta_final_untrained")
+METRICS_WITH_STD = ("avg_acc_final", "last", "inc_avg", "inc_last", "delta_final_untrained")
 # Every summary metric, in summary.csv's order (each reported std right after its mean).
 SUMMARY_METRICS = (
     "avg_acc_final",
     "last",
+    "inc_avg",
+    "inc_last",
     "forgetting_if",
     "forgetting_max",
     "bwt",
@@ -59,14 +61,21 @@ def seed_metrics(
     num_sequence_tasks: int,
     trained_stage: Sequence[int],
     eval_only: Sequence[str],
+    weights: Optional[Sequence[float]] = None,
+    sequence: Sequence[str] = (),
 ) -> dict[str, float]:
-    """All summary metrics of one seed's ``[S+1, K]`` matrix (sequence columns first)."""
+    """All summary metrics of one seed's ``[S+1, K]`` matrix (sequence columns first);
+    ``weights``: test images per sequence column (pools rows into incremental accuracy);
+    ``sequence``: the sequence tasks' names, for the per-task forgetting columns."""
     R = full[:, :num_sequence_tasks]
+    incremental = metrics.incremental_accuracy(R, weights)
     deltas = metrics.concept_forgetting(full)
     final_untrained = deltas[-1, num_sequence_tasks:]
     values = {
         "avg_acc_final": float(metrics.average_accuracy(R)[-1]),
         "last": metrics.last_accuracy(R),
+        "inc_avg": float(np.mean(incremental)),
+        "inc_last": float(incremental[-1]),
         "forgetting_if": _mean_or_nan(metrics.forgetting_initial_final(R)),
         "forgetting_max": _mean_or_nan(metrics.forgetting_max(R)),
         "bwt": metrics.backward_transfer(R),
@@ -79,7 +88,17 @@ def seed_metrics(
     }
     for task, delta in zip(eval_only, final_untrained):
         values[f"delta_final__{task}"] = float(delta)
+    for task, forgotten in zip(sequence, metrics.forgetting_initial_final(R)):
+        values[f"forgetting_if__{task}"] = float(forgotten)
     return values
+
+
+def sequence_weights(df: pd.DataFrame, sequence: Sequence[str]) -> Optional[list[float]]:
+    """Test images per sequence task (the optional ``n`` column); None when not recorded."""
+    if "n" not in df.columns or df["n"].isna().all():
+        return None
+    counts = df.groupby("eval_task")["n"].max()
+    return [float(counts.get(task, np.nan)) for task in sequence]
 
 
 def ece_last(df: pd.DataFrame, method: str, seed: int, kind: str, sequence: Sequence[str]) -> float:
@@ -103,14 +122,17 @@ def _mean_or_nan(values: np.ndarray) -> float:
     return float(np.mean(values)) if np.size(values) else float("nan")
 
 
-def summary_columns(eval_only: Sequence[str]) -> list[str]:
-    """Column order of :func:`summarise`: each reported std right after its mean."""
+def summary_columns(eval_only: Sequence[str], sequence: Sequence[str] = ()) -> list[str]:
+    """Column order of :func:`summarise`: each reported std right after its mean, then the
+    per-task columns (dLP/dZS of eval-only tasks, forgetting of each sequence task but the last)."""
     columns = ["method", "kind", "n_seeds"]
     for name in SUMMARY_METRICS:
         columns.append(name)
         if name in METRICS_WITH_STD:
             columns.append(f"{name}_std")
-    return columns + [f"delta_final__{task}" for task in eval_only]
+    return (
+        columns + [f"delta_final__{task}" for task in eval_only] + [f"forgetting_if__{task}" for task in sequence[:-1]]
+    )
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -125,6 +147,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     sequence, eval_only = sequence_tasks(df), eval_only_tasks(df)
     columns = sequence + eval_only
     trained_stage = trained_stages(df, columns)
+    weights = sequence_weights(df, sequence)
     records = []
     for method in methods_in_order(df):
         for kind in kinds_in_order(df, method):
@@ -132,7 +155,12 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             per_seed = pd.DataFrame(
                 [
                     seed_metrics(
-                        accuracy_matrix(df, method, seed, kind, columns), len(sequence), trained_stage, eval_only
+                        accuracy_matrix(df, method, seed, kind, columns),
+                        len(sequence),
+                        trained_stage,
+                        eval_only,
+                        weights,
+                        sequence,
                     )
                     for seed in seeds
                 ]
@@ -142,7 +170,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             record.update({name: float(per_seed[name].to_numpy().mean()) for name in per_seed.columns})
             record.update({f"{name}_std": float(per_seed[name].to_numpy().std()) for name in METRICS_WITH_STD})
             records.append(record)
-    return pd.DataFrame(records, columns=summary_columns(eval_only))
+    return pd.DataFrame(records, columns=summary_columns(eval_only, sequence))
 
 
 # ---------------------------------------------------------------- markdown
@@ -198,6 +226,9 @@ def report_markdown(run_dir: Path, df: pd.DataFrame, summary: pd.DataFrame, imag
         markdown_table(summary[[column for column in REPORT_COLUMNS if column in summary.columns]]),
         "Metrics: avg_acc_final = mean accuracy over the trained tasks after the last stage; "
         "last = mean over all sequence tasks after the last stage (GEM ACC, MTIL Last); "
+        "inc_last / inc_avg = accuracy on the test images of everything trained so far after the last stage "
+        "/ averaged over stages (class-incremental: over all seen classes without task identity, "
+        "iCaRL's and ZSCL's Last and Avg); "
         "forgetting_if = accuracy just after training minus final (Avalanche); "
         "forgetting_max = best accuracy from training to the stage before last, minus final (RWalk); "
         "bwt / fwt = backward / forward transfer (GEM); mtil_transfer = accuracy on tasks not yet "

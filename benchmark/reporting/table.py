@@ -14,8 +14,9 @@ from benchmark.reporting import metrics
 
 LONG_COLUMNS = ("method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy")
 # Written by the runner but not required of a CSV (older runs lack them): the expected
-# calibration error of the row's predictions (percent, Guo et al. 2017) and the status.
-OPTIONAL_COLUMNS = ("ece", "status")
+# calibration error of the row's predictions (percent, Guo et al. 2017), the status, and
+# n, the number of images scored (weights pooling class-incremental groups).
+OPTIONAL_COLUMNS = ("ece", "status", "n")
 KINDS = ("head", "lp", "zs")
 SPLITS = ("test", "val")
 

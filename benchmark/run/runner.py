@@ -23,6 +23,7 @@ from benchmark.models.architectures import has_batch_norm_tower
 from benchmark.models.loading import ClipBundle, check_model_config, load_clip
 from benchmark.models.preprocess import BatchPreprocess, matmul_precision
 from benchmark.run.checkpoints import StageCheckpoints
+from benchmark.run.class_incremental import check_scenario, dataset_context, split_into_groups
 from benchmark.run.manifest import write_manifest
 from benchmark.run.plugins import load_plugins, normalise
 from benchmark.run.scheduler import MethodResult, RunSetup, run_method
@@ -48,7 +49,8 @@ from tasks.declared import declarations, task_factory
 log = logging.getLogger(__name__)
 
 # "split": test (the reported numbers) or val (eval.splits has "val"; sweeps tune on it).
-COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status", "split"]
+# "n": images scored (pools class-incremental groups into accuracy on all seen classes).
+COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status", "split", "n"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,8 +81,10 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
             build_method(name, cfg.hparams)  # unknown name or bad value -> error, even if unused
     sequence = load_sequence(cfg.sequence)
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
-    for task in sequence.all_tasks:
+    for task in sequence.loaded_tasks:
         task_factory(task, declared)
+    for spec in cfg.methods:  # before any model or data: a method that cannot run this scenario
+        check_scenario(spec, sequence)
     resolve_device(cfg.device)
     check_logger_packages(cfg.loggers)
     check_model_config(cfg.model)
@@ -124,7 +128,9 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         val="val" in cfg.eval.splits,
     )
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
-    tasks = {name: task_factory(name, declared)(ctx) for name in sequence.all_tasks}
+    tasks = {name: task_factory(name, declared)(dataset_context(ctx, sequence, name)) for name in sequence.loaded_tasks}
+    if sequence.class_incremental:  # the dataset's classes in groups, one task per stage
+        tasks = split_into_groups(tasks, sequence)
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
     tracker = Tracker(sets, cfg.eval, preprocess, device, progress, amp=cfg.train.amp)
     return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress)

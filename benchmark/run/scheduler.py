@@ -12,15 +12,17 @@ import torch
 from torch.utils.data import TensorDataset
 
 from benchmark.config import RunConfig
+from benchmark.evaluation.heads import class_prototypes
 from benchmark.evaluation.tracker import Tracker
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
+from benchmark.run import class_incremental as cil
 from benchmark.run.checkpoints import StageCheckpoints, capture_stage, restore_stage, set_rng_state
 from benchmark.run.tracking import log_stage_accuracies, log_summary
 from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
 from benchmark.training.method import RestoreContext
 from methods import Method, build_method
-from tasks import Sequence, Task
+from tasks import Sequence, Split, Task
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,9 @@ class _TensorTaskDataset(TensorDataset):
         self.targets = labels.tolist()
 
 
-def make_stream(tasks: list[Task], train_limit, seed: int) -> list:
-    """Avalanche experiences, one per stage, task label = stage index (task-incremental).
+def make_stream(tasks: list[Task], train_limit, seed: int, class_incremental: bool = False) -> list:
+    """Avalanche experiences, one per stage, task label = stage index (task-incremental), or
+    task label 0 and labels = positions in the class order (class-incremental groups).
 
     The datasets are task-aware (``task_set``, ``targets_task_labels``): Avalanche's LwF and
     task-balanced replay look their stage's data up by task label.
@@ -76,6 +79,8 @@ def make_stream(tasks: list[Task], train_limit, seed: int) -> list:
     data = []
     for label, task in enumerate(tasks):
         split = task.train.subset(train_limit, seed)
+        if class_incremental:
+            label, split = cil.HEAD, Split(split.images, split.labels + task.offset)
         data.append(
             TaskAwareSupervisedClassificationDataset(
                 [_TensorTaskDataset(split.images, split.labels)],
@@ -112,7 +117,8 @@ def run_method(
         return MethodResult(spec, seed, saved.rows, saved.stages, saved.status, saved.error)
     torch.manual_seed(seed)
     plugins = plugins if plugins is not None else build_method(spec, cfg.hparams)
-    if not all(p.trains for p in plugins):  # zero-shot: nothing changes, so neither do the numbers
+    # zero-shot: nothing changes, so neither do the numbers (class-incremental: the head grows)
+    if not all(p.trains for p in plugins) and not seq.class_incremental:
         rows = [
             r for stage, task in enumerate(["pretrained"] + seq.tasks) for r in _label(stage0, spec, seed, stage, task)
         ]
@@ -128,7 +134,7 @@ def run_method(
     engine = _make_engine(setup, model, plugins, seed, saved)
     if first == 1:
         log_stage_accuracies(engine.evaluator.loggers, f"{spec}/seed{seed}/", stage0, 0)
-    stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed)
+    stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed, seq.class_incremental)
     for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
         if stage < first:
             continue
@@ -180,16 +186,26 @@ def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: in
 
 def _train_stage(setup: RunSetup, engine: Engine, plugins: list, stage: int, st, exp) -> None:
     head_init = next((p.head_init for p in plugins if p.head_init), setup.cfg.train.head_init)
+    if any(p.prototype_head for p in plugins):  # class means of the frozen features: no step
+        engine.stage_started = time.time()
+        _add_head(engine.model, setup, st.task, stage - 1, "prototype")
+        engine.last_loss = 0.0  # no loss to report, and no step that could have failed
+        return
     _add_head(engine.model, setup, st.task, stage - 1, head_init)
-    engine.train_stage(stage, setup.tasks[st.task], st.epochs or setup.cfg.train.epochs, exp)
+    if all(p.trains for p in plugins):  # zero-shot in a class-incremental sequence: the head only grows
+        engine.train_stage(stage, setup.tasks[st.task], st.epochs or setup.cfg.train.epochs, exp)
     if any(p.probe_head for p in plugins):  # linear probing: the head is the converged probe
         _add_head(engine.model, setup, st.task, stage - 1, "lp")
 
 
 def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage: int, task: str) -> None:
     t1 = time.time()
-    trained = {t: engine.model.heads[str(i)] for i, t in enumerate(setup.sequence.tasks[:stage])}
-    rows = setup.tracker.evaluate(engine.model.visual, trained, stage, f"{result.method} ")
+    seen, zs_heads = setup.sequence.tasks[:stage], None
+    if setup.sequence.class_incremental:  # no task identity: one head over every seen class
+        trained, zs_heads = cil.seen_heads(engine.model, setup.tracker.sets, seen)
+    else:
+        trained = {t: engine.model.heads[str(i)] for i, t in enumerate(seen)}
+    rows = setup.tracker.evaluate(engine.model.visual, trained, stage, f"{result.method} ", zs_heads)
     result.rows += _label(rows, result.method, result.seed, stage, task)
     log_stage_accuracies(engine.evaluator.loggers, f"{result.method}/seed{result.seed}/", rows, stage)
     s = _stage_summary(stage, task, engine.last_loss, rows, t1 - engine.stage_started, time.time() - t1)
@@ -210,12 +226,27 @@ def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exce
 
 
 def _add_head(model: ClipClassifier, setup: RunSetup, task: str, label: int, init: str) -> None:
-    es = setup.tracker.sets[task]
+    """The stage's head (task-incremental), or its classes' rows of the one head (class-incremental)."""
+    es, bias = setup.tracker.sets[task], None
     if init == "lp":  # LP-init (Kumar et al. 2022): a probe on the current encoder's features, train split only
         probe = setup.tracker.fit_probe(model.visual, es, head_init=True)
-        model.add_head(label, probe.weight.detach().clone(), probe.bias.detach().clone())
+        weight, bias = probe.weight.detach().clone(), probe.bias.detach().clone()
+    elif init == "prototype":
+        weight = _prototypes(model, setup, setup.tasks[task])
     else:
-        model.add_head(label, es.zeroshot.clone())
+        weight = es.zeroshot.clone()
+    if setup.sequence.class_incremental:
+        cil.set_group_rows(model, setup.tasks[task], weight, bias)
+    else:
+        model.add_head(label, weight, bias)
+
+
+def _prototypes(model: ClipClassifier, setup: RunSetup, task: Task) -> torch.Tensor:
+    """Class means of the encoder's features of the stage's training images (train.train_limit)."""
+    split = task.train.subset(setup.cfg.train.train_limit, 0)
+    feats = setup.tracker.features(model.visual, split.images)
+    scale = float(setup.bundle.model.logit_scale.detach().exp())
+    return class_prototypes(feats, split.labels.to(feats.device), task.num_classes, scale)
 
 
 def _label(rows: list[dict], method: str, seed: int, stage: int, trained: str) -> list[dict]:

@@ -248,13 +248,16 @@ def _is_list_key(key: str) -> bool:
 def _check_cell(cfg: RunConfig) -> None:
     """What runner.check_inputs checks, without creating the results folder."""
     from benchmark.models.loading import check_model_config
+    from benchmark.run.class_incremental import check_scenario
     from methods import build_method
     from tasks import TASKS, load_sequence
 
     validate(cfg)
+    sequence = load_sequence(cfg.sequence)
     for spec in cfg.methods:
         build_method(spec, cfg.hparams)
-    for task in load_sequence(cfg.sequence).all_tasks:
+        check_scenario(spec, sequence)
+    for task in sequence.loaded_tasks:
         TASKS.get(task)
     check_model_config(cfg.model)
 

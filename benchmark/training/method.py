@@ -69,6 +69,12 @@ class Method(SupervisedPlugin):
     # True: acts only on the image encoder (a penalty on it, a change of its weights), so it
     # would silently do nothing beside a method that freezes the encoder: refused.
     needs_encoder_training: ClassVar[bool] = False
+    # True: each stage's head rows are the class means of the frozen features (a prototype
+    # classifier): the stage computes them and takes no training step.
+    prototype_head: ClassVar[bool] = False
+    # scenario ("task_incremental" | "class_incremental") -> why the method cannot run it;
+    # the run is refused in one line before any training (benchmark/run/class_incremental.py).
+    refuses: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: Optional[Method.Params] = None) -> None:
         super().__init__()

@@ -10,6 +10,7 @@ from benchmark.errors import UserError
 from benchmark.files import load_yaml_file
 from benchmark.registry import Registry
 from benchmark.rundir import check_run_name
+from tasks.class_incremental import SCENARIOS, ClassIncremental, parse_class_incremental
 
 
 @dataclass
@@ -30,6 +31,20 @@ class Sequence:
     # tasks declared in the file ('tasks:' mapping name -> {folder: ...} or {webdataset: ...});
     # checked and built by tasks/declared.py
     declared: dict = field(default_factory=dict)
+    # scenario class_incremental: one dataset's classes in groups (tasks/class_incremental.py);
+    # the stages are then the groups, named '<dataset>-g<k>'
+    classes: Optional[ClassIncremental] = None
+
+    @property
+    def class_incremental(self) -> bool:
+        return self.classes is not None
+
+    @property
+    def loaded_tasks(self) -> list[str]:
+        """The tasks to load: the dataset in place of its groups, then the eval-only ones."""
+        if self.classes is None:
+            return self.all_tasks
+        return [self.classes.dataset] + [t for t in self.eval_only if t != self.classes.dataset]
 
     @property
     def tasks(self) -> list[str]:
@@ -46,9 +61,14 @@ _HERE = Path(__file__).parent
 
 def parse_sequence(data: dict, source: str) -> Sequence:
     """Build a Sequence from its YAML mapping, naming the file in every error."""
+    scenario = data.get("scenario", "task_incremental") if isinstance(data, dict) else "task_incremental"
+    if scenario not in SCENARIOS:
+        raise UserError(f"sequence file {source!r}: unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
+    if scenario == "class_incremental":
+        return _class_incremental_sequence(data, source)
     if not isinstance(data, dict) or "stages" not in data:
         raise UserError(f"sequence file {source!r} needs a 'stages' list")
-    unknown = set(data) - {"name", "description", "stages", "eval_only", "tasks"}
+    unknown = set(data) - {"name", "description", "stages", "eval_only", "tasks", "scenario"}
     if unknown:
         raise UserError(
             f"sequence file {source!r}: unknown key {sorted(unknown)[0]!r}; "
@@ -80,6 +100,22 @@ def parse_sequence(data: dict, source: str) -> Sequence:
     name = str(data.get("name", Path(source).stem))
     check_run_name(name, f"sequence file {source!r}: name")  # it becomes part of the run folder's name
     return Sequence(name, stages, eval_only, str(data.get("description", "")), source, declared)
+
+
+def _class_incremental_sequence(data: dict, source: str) -> Sequence:
+    """A class-incremental sequence: one stage per class group of ``dataset``."""
+    spec, epochs = parse_class_incremental(data, source)
+    if data.get("eval_only") is not None and not isinstance(data["eval_only"], list):
+        raise UserError(f"sequence file {source!r}: 'eval_only' must be a list of tasks, got {data['eval_only']!r}")
+    eval_only = [str(t) for t in data.get("eval_only") or []]
+    _check_eval_only(eval_only, [spec.dataset], source)
+    declared = data.get("tasks") or {}
+    if not isinstance(declared, dict):
+        raise UserError(f"sequence file {source!r}: 'tasks' must map task names to declarations, got {declared!r}")
+    name = str(data.get("name", Path(source).stem))
+    check_run_name(name, f"sequence file {source!r}: name")
+    stages = [Stage(group, epochs) for group in spec.group_names()]
+    return Sequence(name, stages, eval_only, str(data.get("description", "")), source, declared, spec)
 
 
 def _check_eval_only(eval_only: list[str], staged: list[str], source: str) -> None:

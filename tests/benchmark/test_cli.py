@@ -33,6 +33,7 @@ def bad_files(tmp: Path) -> None:
     (tmp / "empty_seq.yaml").write_text("name: empty\nstages: []\n")
     (tmp / "bad_task.yaml").write_text("stages: [shapes, imagenet-9000]\n")
     (tmp / "mnist_seq.yaml").write_text("stages: [mnist]\n")
+    (tmp / "bad_cil.yaml").write_text("scenario: class_incremental\ndataset: shapes\nsteps: 2\norder: [0, 1, 2]\n")
     (tmp / "a_file").write_text("")
     (tmp / "garbage.pt").write_bytes(b"not a checkpoint")
     (tmp / "empty_model_dir").mkdir(exist_ok=True)
@@ -66,6 +67,10 @@ BAD_INPUTS = [
     (["--sequence", "{tmp}/bad_task.yaml"], "unknown task 'imagenet-9000'"),
     (["--sequence", "{tmp}/mnist_seq.yaml", "--data-root", "{tmp}/no_data"], "dataset 'mnist' not found"),
     (["--results-dir", "{tmp}/a_file/sub"], "cannot be written"),
+    (["--sequence", "objects_cil", "--methods", "linear_probe"], "cannot run the class-incremental sequence"),
+    (["--sequence", "cifar100_cil10", "--data-root", "{tmp}/no_data"], "dataset 'cifar100' not found"),
+    (["--sequence", "tinyimagenet_cil", "--data-root", "{tmp}/no_data"], "dataset 'tinyimagenet' not found"),
+    (["--sequence", "{tmp}/bad_cil.yaml"], "order must list each of"),
 ]
 
 
@@ -90,7 +95,19 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
         assert (run / name).is_file(), name
     assert list((run / "plots").glob("*.png")) and list((run / "plots").glob("*.svg"))
     long = pd.read_csv(run / "accuracy_long.csv")
-    columns = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status", "split"]
+    columns = [
+        "method",
+        "seed",
+        "stage",
+        "trained_task",
+        "eval_task",
+        "kind",
+        "accuracy",
+        "ece",
+        "status",
+        "split",
+        "n",
+    ]
     assert list(long.columns) == columns
     assert set(long.status) == {"ok"} and set(long.split) == {"test"}  # val rows only when eval.splits asks
     # 3 methods x 3 stages (0..2) x 3 eval tasks x 3 kinds

@@ -108,6 +108,10 @@ def test_summarise_layout():
         "avg_acc_final_std",
         "last",
         "last_std",
+        "inc_avg",
+        "inc_avg_std",
+        "inc_last",
+        "inc_last_std",
         "forgetting_if",
         "forgetting_max",
         "bwt",
@@ -120,6 +124,7 @@ def test_summarise_layout():
         "delta_mean_untrained",
         "ece_last",
         "delta_final__colours",
+        "forgetting_if__svhn",  # every sequence task but the last
     ]
     assert (summary["n_seeds"] == 2).all()
 

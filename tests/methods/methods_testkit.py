@@ -24,6 +24,7 @@ from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run.scheduler import MethodResult, RunSetup, run_method
 from methods import Method, build_method
 from tasks import Split, Task
+from tasks.class_incremental import ClassIncremental, group_tasks
 from tasks.sequences import Sequence, Stage
 
 IMAGE_SIZE = 16
@@ -58,7 +59,7 @@ def tokenize(texts: list[str]) -> torch.Tensor:
     return _bpe_tokenizer()(texts, context_length=CONTEXT_LENGTH)
 
 
-def random_task(name: str, classnames: list[str], seed: int) -> Task:
+def random_task(name: str, classnames: list[str], seed: int, images: int = TRAIN_IMAGES) -> Task:
     """Random uint8 images whose class shifts the mean colour, so there is something to learn."""
     g = torch.Generator().manual_seed(seed)
 
@@ -68,7 +69,7 @@ def random_task(name: str, classnames: list[str], seed: int) -> Task:
         shift = (labels * (120 // len(classnames))).view(n, 1, 1, 1)
         return Split((noise + shift).to(torch.uint8), labels)
 
-    return Task(name, classnames, ["a photo of a {}.", "a {} thing."], split(TRAIN_IMAGES), split(TEST_IMAGES))
+    return Task(name, classnames, ["a photo of a {}.", "a {} thing."], split(images), split(images))
 
 
 @contextlib.contextmanager
@@ -84,23 +85,36 @@ def single_thread():
 
 
 def micro_setup(
-    tower: str = "vit", lr: float = 1e-3, kinds: tuple[str, ...] = ("head", "zs"), device: str = "cpu"
+    tower: str = "vit",
+    lr: float = 1e-3,
+    kinds: tuple[str, ...] = ("head", "zs"),
+    device: str = "cpu",
+    class_incremental: bool = False,
 ) -> RunSetup:
-    """Two stages (one epoch, 2 steps each) on two 3-class random tasks."""
+    """Two stages (one epoch, 2 steps each) on two 3-class random tasks, or (class_incremental)
+    on the two 3-class groups of one 6-class random task."""
     with single_thread():
-        return _micro_setup(tower, lr, kinds, torch.device(device))
+        return _micro_setup(tower, lr, kinds, torch.device(device), class_incremental)
 
 
-def _micro_setup(tower: str, lr: float, kinds: tuple[str, ...], device: torch.device) -> RunSetup:
+def _micro_setup(
+    tower: str, lr: float, kinds: tuple[str, ...], device: torch.device, class_incremental: bool = False
+) -> RunSetup:
     model = tiny_clip(0, tower).to(device)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     bundle = ClipBundle(model, tokenize, size, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), f"tiny random test CLIP ({tower})")
-    tasks = {
-        "alpha": random_task("alpha", ["red", "green", "blue"], 1),
-        "beta": random_task("beta", ["cat", "dog", "cow"], 2),
-    }
-    sequence = Sequence("micro-methods", [Stage("alpha", 1), Stage("beta", 1)])
+    if class_incremental:  # one 6-class task whose classes arrive in two groups of three
+        spec = ClassIncremental("hues", 2, order=[3, 0, 5, 1, 4, 2])
+        hues = random_task("hues", ["red", "green", "blue", "cat", "dog", "cow"], 1, images=2 * TRAIN_IMAGES)
+        tasks = dict(group_tasks(hues, spec))
+        sequence = Sequence("micro-cil", [Stage(t, 1) for t in tasks], classes=spec)
+    else:
+        tasks = {
+            "alpha": random_task("alpha", ["red", "green", "blue"], 1),
+            "beta": random_task("beta", ["cat", "dog", "cow"], 2),
+        }
+        sequence = Sequence("micro-methods", [Stage("alpha", 1), Stage("beta", 1)])
     cfg = RunConfig(
         sequence="micro-methods",
         device=device.type,
@@ -131,10 +145,12 @@ class RecordingTracker(Tracker):
         self.encoders: dict[int, dict[str, torch.Tensor]] = {}
         self.heads: dict[int, dict[str, nn.Module]] = {}
 
-    def evaluate(self, visual: nn.Module, heads: dict[str, nn.Module], stage: int, desc: str = "") -> list[dict]:
+    def evaluate(
+        self, visual: nn.Module, heads: dict[str, nn.Module], stage: int, desc: str = "", zs_heads=None
+    ) -> list[dict]:
         self.encoders[stage] = {k: v.detach().clone() for k, v in visual.state_dict().items()}
         self.heads[stage] = copy.deepcopy(heads)
-        return super().evaluate(visual, heads, stage, desc)
+        return super().evaluate(visual, heads, stage, desc, zs_heads)
 
 
 def run(

@@ -1,0 +1,96 @@
+"""GDumb through Avalanche's GDumbPlugin, with the model kept where the scheduler owns it.
+
+GDumb (Prabhu, Torr & Dokania, ECCV 2020): a greedy class-balanced memory of everything
+seen, and at each stage the model trained from its initial state on the memory alone.
+Avalanche's ``GDumbPlugin`` does both: its ``ClassBalancedBuffer`` becomes the stage's
+dataset, and it resets ``strategy.model`` to a deep copy of the first stage's model. That
+last step replaces the model object, while this suite's scheduler adds heads to, and
+evaluates, the object it built. The adapter lets the plugin run unchanged, then copies the
+reset image tower back into the scheduler's model, and resets the head rows to the values
+they were initialised with when their classes arrived (zero-shot or LP rows, per
+``head_init``): "from scratch" here means from the pre-trained model and its initial heads.
+Runs in both scenarios (task-incremental: the memory balances class labels across tasks, and
+each sample keeps its task label for the heads).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import torch
+from avalanche.training.plugins import GDumbPlugin
+from avalanche.training.storage_policy import ReservoirSamplingBuffer
+
+from benchmark.config import Range
+from benchmark.training.method import register_method
+from methods.avalanche_plugins import AvalancheMethod, _buffer_dataset, _samples
+
+
+@register_method("gdumb")
+class GDumb(AvalancheMethod):
+    """GDumb: retrain from the pre-trained model on a class-balanced memory each stage (Avalanche's GDumbPlugin)."""
+
+    paper = "Prabhu, Torr & Dokania, ECCV 2020 (GDumb)"
+    plugin_class = GDumbPlugin
+
+    @dataclass
+    class Params:
+        mem_size: Annotated[int, Range(low=1)] = 200  # Avalanche's default
+
+    def __init__(self, params=None) -> None:
+        super().__init__(params)
+        self.initial_rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # head -> rows as first added
+
+    def before_train_dataset_adaptation(self, strategy, **kwargs) -> None:
+        live = strategy.model
+        self._remember_new_rows(live)
+        self.plugin.before_train_dataset_adaptation(strategy, **kwargs)
+        if strategy.model is not live:  # the plugin's reset: its copy's weights into our model
+            live.visual.load_state_dict(strategy.model.visual.state_dict())
+            strategy.model = live
+        with torch.no_grad():
+            for key, (weight, bias) in self.initial_rows.items():
+                live.heads[key].weight.copy_(weight)
+                live.heads[key].bias.copy_(bias)
+
+    def _remember_new_rows(self, model) -> None:
+        """Rows of every head not seen before (a new task's head, a new group's classes)."""
+        for key, head in model.heads.items():
+            weight, bias = self.initial_rows.get(key, (head.weight.detach()[:0], head.bias.detach()[:0]))
+            n = len(weight)
+            self.initial_rows[key] = (
+                torch.cat([weight, head.weight.detach()[n:]]).clone(),
+                torch.cat([bias, head.bias.detach()[n:]]).clone(),
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The memory per class and the initial head rows (the initial tower is the pre-trained one)."""
+        policy = self.plugin.storage_policy
+        groups = {}
+        for label, group in policy.buffer_groups.items():
+            images, labels, tasks = _samples(group.buffer)
+            groups[int(label)] = {"max_size": int(group.max_size), "weights": group._buffer_weights}
+            groups[int(label)].update(images=images, labels=labels, task_labels=tasks)
+        return {
+            "groups": groups,
+            "seen": sorted(int(c) for c in policy.seen_classes),
+            "rows": self.initial_rows,
+            "started": self.plugin.init_model is not None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], context) -> None:
+        policy = self.plugin.storage_policy
+        policy.seen_classes = set(state["seen"])
+        policy.buffer_groups = {}
+        for label, saved in state["groups"].items():
+            group = ReservoirSamplingBuffer(saved["max_size"])
+            group.buffer = _buffer_dataset(saved["images"], saved["labels"], saved["task_labels"])
+            group._buffer_weights = saved["weights"]
+            policy.buffer_groups[int(label)] = group
+        self.initial_rows = {k: (w.to(context.device), b.to(context.device)) for k, (w, b) in state["rows"].items()}
+        if state["started"]:  # the plugin's initial model: the pre-trained tower
+            initial = copy.deepcopy(context.model)
+            initial.visual.load_state_dict(context.bundle.model.visual.state_dict())
+            self.plugin.init_model = initial

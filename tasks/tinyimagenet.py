@@ -1,0 +1,76 @@
+"""TinyImageNet (Le & Yang, 2015): 200 ImageNet classes at 64x64, as the cs231n archive unpacks.
+
+Expected under ``<data_root>/tiny-imagenet-200`` (the unzipped ``tiny-imagenet-200.zip``)::
+
+    wnids.txt, words.txt
+    train/<wnid>/images/*.JPEG           500 a class
+    val/images/*.JPEG + val/val_annotations.txt   50 a class (the test split here)
+
+Labels are the positions of the sorted WordNet ids (ImageFolder's order over ``train``),
+the indexing ZSCL's class order for this dataset refers to (tasks/sequences/tinyimagenet_cil.yaml).
+Class names: the first synonym ``words.txt`` gives each WordNet id ("goldfish"); ZSCL's own
+names list (``cil/dataset_reqs/tinyimagenet_classes.txt`` in Thunderbeee/ZSCL) differs in
+places, so zero-shot numbers are comparable in protocol, not to the decimal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.errors import UserError
+from tasks.base import Task, TaskContext, register_task
+from tasks.folder_tasks import _images_in, _source, class_folders
+from tasks.loading import TaskSpec, build_task
+
+FOLDER = "tiny-imagenet-200"
+IMAGE_SIZE = 64  # native: the model's preprocessing resizes on the device
+TEMPLATES = ["a photo of a {}.", "a bad photo of a {}."]  # CLIP's; ZSCL's CIL prompt is the second
+
+
+def _missing(root: Path, why: str) -> UserError:
+    return UserError(
+        f"dataset 'tinyimagenet' not found in {root} ({why}): expects the unzipped tiny-imagenet-200.zip "
+        "(train/<wnid>/images, val/images, val/val_annotations.txt, words.txt); place the files there"
+    )
+
+
+def _names(root: Path, wnids: list[str]) -> list[str]:
+    words = root / "words.txt"
+    table = {}
+    if words.is_file():
+        for line in words.read_text(encoding="utf-8").splitlines():
+            wnid, _, text = line.partition("\t")
+            table[wnid] = text.split(",")[0].strip()
+    return [table.get(w, w) for w in wnids]
+
+
+def _val_items(root: Path, wnids: list[str]) -> list[tuple[str, int]]:
+    annotations = root / "val" / "val_annotations.txt"
+    if not annotations.is_file():
+        raise _missing(root, "no val/val_annotations.txt")
+    label = {w: i for i, w in enumerate(wnids)}
+    items = []
+    for line in annotations.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[1] in label:
+            items.append((str(root / "val" / "images" / parts[0]), label[parts[1]]))
+    return items
+
+
+@register_task("tinyimagenet")
+def make_tinyimagenet(ctx: TaskContext) -> Task:
+    """TinyImageNet-200: 200 classes, 100,000 train and 10,000 validation (test) images, 64 px."""
+    root = Path(ctx.data_root) / FOLDER
+    if not (root / "train").is_dir():
+        raise _missing(root, "no train folder")
+    wnids = class_folders(root / "train")
+    train = [(p, i) for i, w in enumerate(wnids) for p in _images_in(root / "train" / w)]
+    spec = TaskSpec(
+        "tinyimagenet",
+        _names(root, wnids),
+        TEMPLATES,
+        "TinyImageNet-200 (64 px), test = the official validation images",
+        source=f"image folders at {root}",
+    )
+    test = _val_items(root, wnids)
+    return build_task(spec, ctx, _source(train, IMAGE_SIZE), _source(test, IMAGE_SIZE))
