@@ -1,5 +1,8 @@
 """A run: validate everything, load model and tasks, run every (seed, method) through the
-stage loop, write the results directory atomically."""
+stage loop, write the results directory atomically.
+
+The checks and the "already complete" answer import no training library: Avalanche (via
+the scheduler), pandas and the evaluation code are imported where a run trains."""
 
 from __future__ import annotations
 
@@ -9,23 +12,17 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 
 from benchmark.config import RunConfig, config_hash, dump_yaml, validate
 from benchmark.errors import UserError
-from benchmark.evaluation.heads import zeroshot_weights
-from benchmark.evaluation.tracker import EvalSet, Tracker
 from benchmark.files import atomic_text, atomic_write
 from benchmark.logs import run_log, setup_console
 from benchmark.models.architectures import has_batch_norm_tower
-from benchmark.models.loading import ClipBundle, check_model_config, load_clip
-from benchmark.models.preprocess import BatchPreprocess
-from benchmark.run.checkpoints import StageCheckpoints
-from benchmark.run.manifest import write_manifest
+from benchmark.models.loading import check_model_config
 from benchmark.run.plugins import load_plugins, normalise
-from benchmark.run.scheduler import MethodResult, RunSetup, run_method
 from benchmark.rundir import (
     AVALANCHE_LOGS,
     CHECKPOINTS_DIR,
@@ -43,6 +40,11 @@ from methods import build_method
 from tasks import Sequence, Task, TaskContext, load_sequence
 from tasks.cache import resolve_cache_dir
 from tasks.declared import declarations, task_factory
+
+if TYPE_CHECKING:
+    from benchmark.evaluation.tracker import EvalSet
+    from benchmark.models.loading import ClipBundle
+    from benchmark.run.scheduler import MethodResult, RunSetup
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +73,12 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     validate(cfg)
     cfg.plugins = normalise(cfg.plugins)  # absolute: the saved config.yaml works from anywhere
     load_plugins(cfg.plugins)  # a no-op when the CLI already imported them
+    # check_only: no Avalanche import before the run is known to train (``run`` builds them then)
     for spec in cfg.methods:
-        build_method(spec, cfg.hparams)
+        build_method(spec, cfg.hparams, check_only=True)
     for name in cfg.hparams:
         if name not in {p for spec in cfg.methods for p in spec.split("+")}:
-            build_method(name, cfg.hparams)  # unknown name or bad value -> error, even if unused
+            build_method(name, cfg.hparams, check_only=True)  # unknown name or bad value -> error, even if unused
     sequence = load_sequence(cfg.sequence)
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     for task in sequence.all_tasks:
@@ -106,6 +109,11 @@ def _check_writable(folder: Path) -> None:
 
 
 def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
+    from benchmark.evaluation.tracker import Tracker
+    from benchmark.models.loading import load_clip
+    from benchmark.models.preprocess import BatchPreprocess
+    from benchmark.run.scheduler import RunSetup
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -134,6 +142,9 @@ def _load_limit(cfg: RunConfig):
 
 
 def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.device) -> EvalSet:
+    from benchmark.evaluation.heads import zeroshot_weights
+    from benchmark.evaluation.tracker import EvalSet
+
     probe = task.train.subset(cfg.eval.lp_train_limit, seed=1)
     test = task.test.subset(cfg.eval.test_limit, seed=2)
     zs = zeroshot_weights(bundle.model, bundle.tokenizer, task.prompts(), device)
@@ -164,6 +175,8 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
         if (run_dir / LONG_CSV).is_file():
             log.info(f"run {run_dir} is already complete (same config); --fresh reruns it")
             return run_dir
+        for spec in cfg.methods:  # what check_only left out (Avalanche's checks of its arguments)
+            build_method(spec, cfg.hparams)
         resuming = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
         atomic_text(partial / CONFIG_YAML, dump_yaml(cfg))
@@ -183,6 +196,9 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
 
 
 def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool) -> None:
+    from benchmark.run.checkpoints import StageCheckpoints
+    from benchmark.run.scheduler import run_method
+
     started = time.time()
     setup = prepare(cfg, sequence, progress)
     setup.log_dir = str(folder / AVALANCHE_LOGS)
@@ -231,8 +247,11 @@ def _read_stage0(path: Path):
 def _write_outputs(
     folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float, keep_checkpoints: bool
 ) -> None:
+    import pandas as pd
+
     from benchmark.reporting.leaderboard import write_leaderboard
     from benchmark.reporting.reports import write_report
+    from benchmark.run.manifest import write_manifest
 
     rows = [{**row, "status": r.status} for r in results for row in r.rows]
     table = pd.DataFrame(rows, columns=COLUMNS)

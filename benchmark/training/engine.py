@@ -185,7 +185,7 @@ def make_evaluator(loggers: Sequence[str], log_dir: Optional[str]) -> Evaluation
     from avalanche.evaluation.metrics import loss_metrics
     from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger
 
-    from benchmark.training.loggers import OfflineWandBLogger
+    from benchmark.training.wandb_logger import OfflineWandBLogger
 
     folder = log_dir or "avalanche_logs"
     make = {
