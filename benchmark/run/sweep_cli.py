@@ -12,7 +12,6 @@ from typing import Any
 from benchmark.errors import UserError, choices_error
 from benchmark.run.launchers import run_cells, slurm_options
 from benchmark.run.sweep import LAUNCHERS, Sweep, describe, load_sweep, shard_cells, write_sweep_json
-from benchmark.run.sweep_merge import merge_sweep
 
 
 def sweep_command(args: Any) -> int:
@@ -72,6 +71,8 @@ def _finish(sweep: Sweep, errors: dict[str, str], merge_only: bool) -> int:
         print(f"merging {len(sweep.cells) - len(missing)} complete cells; missing: {' '.join(c.key for c in missing)}")
     if len(missing) == len(sweep.cells):
         raise UserError(f"sweep {sweep.name}: no complete cell to merge in {sweep.folder / 'cells'}")
+    from benchmark.run.sweep_merge import merge_sweep  # pandas and the reports: only when merging
+
     for path in merge_sweep(sweep):
         print(f"wrote {path}")
     return 1 if errors else 0
