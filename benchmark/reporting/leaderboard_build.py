@@ -1,0 +1,193 @@
+"""Building the leaderboard: one row per method from the long CSV, with ranks, spread marks,
+bootstrap confidence intervals and the paired comparison with a baseline (pure tables: no
+file is written here; ``leaderboard_render`` writes them, ``leaderboard_merge`` pools runs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import UserError
+from benchmark.reporting import reports, table
+from benchmark.rundir import MANIFEST_JSON
+
+BEST, OVERLAPS, BELOW = "best", "≈", "<"
+ONE_SEED, MISSING = "n/a (1 seed)", "n/a"
+# HTML sort keys of the marks, best first; missing ("") always sorts last.
+MARK_SORT_KEYS = {BEST: "0", OVERLAPS: "1", BELOW: "2", ONE_SEED: "3", MISSING: ""}
+
+
+@dataclass(frozen=True)
+class BoardMetric:
+    """A leaderboard metric: which summary row (kind) and column it comes from, and its columns here."""
+
+    column: str  # mean over seeds; the std is ``<column>_std``
+    kind: str  # the summarise() row it is read from
+    summary_column: str
+    mark_column: str  # spread mark against the best method
+    rank_column: Optional[str]  # None: shown, not ranked
+    label: str  # header in the markdown and HTML tables
+
+
+BOARD_METRICS = (
+    BoardMetric("last_head_acc", "head", "last", "acc_vs_best", "rank_acc", "last head acc"),
+    BoardMetric("dlp", "lp", "delta_final_untrained", "dlp_vs_best", "rank_dlp", "dLP"),
+    BoardMetric("dzs", "zs", "delta_final_untrained", "dzs_vs_best", None, "dZS"),
+)
+
+
+# ---------------------------------------------------------------- building the table
+
+
+def build_leaderboard(
+    df_long: pd.DataFrame,
+    failed_runs: Iterable[tuple[str, int]] = (),
+    hparams: Optional[dict[str, Any]] = None,
+    hparams_labels: Optional[dict[str, str]] = None,
+) -> pd.DataFrame:
+    """One row per method: mean and std over seeds of last head acc, dLP and dZS, ranks and spread marks.
+
+    ``hparams`` is the run config's ``hparams`` section: a method none of whose parts it
+    names ran with its built-in defaults and is marked ``default`` (untuned) in the
+    ``hparams`` column, else ``set``; None (no config at hand) leaves the column empty.
+    ``hparams_labels`` (method -> label) replaces that rule where the caller knows better: a
+    sweep marks the settings it chose among several ``tuned``.
+
+    ``failed_runs`` adds (method, seed) pairs known to have failed (e.g. from manifest.json) to
+    those whose rows have ``status == "failed"``. Rows are sorted by rank_acc, then rank_dlp;
+    methods with only failed seeds are kept, with NaN metrics and no rank.
+    """
+    failed_seeds = _failed_seeds(df_long, failed_runs)
+    usable = table.usable_rows(df_long)
+    summary = reports.summarise(usable) if len(usable) else None
+    methods = list(dict.fromkeys(table.methods_in_order(df_long) + list(failed_seeds)))
+    board = pd.DataFrame([_method_record(method, usable, summary, failed_seeds) for method in methods])
+    board["hparams"] = [
+        hparams_labels.get(method, "") if hparams_labels is not None else hparams_source(method, hparams)
+        for method in methods
+    ]
+    for metric in BOARD_METRICS:
+        seeds_column = f"_n_{metric.column}"
+        if metric.rank_column:
+            board[metric.rank_column] = board[metric.column].rank(ascending=False, method="min").astype("Int64")
+        board[metric.mark_column] = spread_marks(
+            board[metric.column].to_numpy(float),
+            board[f"{metric.column}_std"].to_numpy(float),
+            board[seeds_column].to_numpy(int),
+        )
+    board = board.sort_values(["rank_acc", "rank_dlp"], na_position="last", kind="stable")
+    return board[leaderboard_columns()].reset_index(drop=True)
+
+
+def leaderboard_columns() -> list[str]:
+    """Column order of :func:`build_leaderboard`."""
+    columns = ["method", "status", "hparams", "n_seeds"]
+    for metric in BOARD_METRICS:
+        columns += [metric.column, f"{metric.column}_std"]
+        columns += [metric.rank_column] if metric.rank_column else []
+        columns.append(metric.mark_column)
+    return columns + ["failed_seeds"]
+
+
+def hparams_source(method: str, hparams: Optional[dict[str, Any]]) -> str:
+    """``set`` when the config gives hyperparameters to any part of ``method`` (``ldifs+replay``:
+    ldifs or replay), ``default`` when every part ran with its built-in values, "" if unknown."""
+    if hparams is None:
+        return ""
+    return "set" if any(part in hparams for part in method.split("+")) else "default"
+
+
+def _failed_seeds(df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, int]]) -> dict[str, set[int]]:
+    """Seeds of each method that failed, from the ``status`` column and from ``failed_runs``."""
+    failed: dict[str, set[int]] = {}
+    pairs = list(failed_runs)
+    if "status" in df_long.columns:
+        rows = df_long[df_long["status"] == "failed"]
+        pairs += list(zip(rows["method"], rows["seed"]))
+    for method, seed in pairs:
+        failed.setdefault(str(method), set()).add(int(seed))
+    return failed
+
+
+def _method_record(
+    method: str,
+    usable: pd.DataFrame,
+    summary: Optional[pd.DataFrame],
+    failed_seeds: dict[str, set[int]],
+) -> dict[str, Any]:
+    """The leaderboard numbers of one method, read from its summarise() rows (NaN where absent)."""
+    seeds = pd.unique(usable.loc[usable["method"] == method, "seed"])
+    failed = sorted(failed_seeds.get(method, set()))
+    record: dict[str, Any] = {
+        "method": method,
+        "status": "failed" if failed else "ok",
+        "n_seeds": len(seeds),
+        "failed_seeds": " ".join(map(str, failed)),
+    }
+    for metric in BOARD_METRICS:
+        row = _summary_row(summary, method, metric.kind)
+        found = row is not None
+        record[metric.column] = float(row[metric.summary_column]) if found else np.nan
+        record[f"{metric.column}_std"] = float(row[f"{metric.summary_column}_std"]) if found else np.nan
+        record[f"_n_{metric.column}"] = int(row["n_seeds"]) if found else 0
+    return record
+
+
+def _summary_row(summary: Optional[pd.DataFrame], method: str, kind: str) -> Optional[pd.Series]:
+    if summary is None:
+        return None
+    rows = summary[(summary["method"] == method) & (summary["kind"] == kind)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def spread_marks(means: np.ndarray, stds: np.ndarray, n_seeds: np.ndarray) -> list[str]:
+    """Per method, how its mean compares with the best mean given the spread over seeds.
+
+    "best" for the highest mean (ties included); "≈" when the mean ± std intervals overlap,
+    i.e. ``|mean - best| <= std_best + std_this``; "<" when they do not; "n/a (1 seed)" when
+    this method or the best has a single seed (a std of 0 says nothing about the spread);
+    "n/a" when the metric is missing. A heuristic, not a significance test.
+    """
+    if np.isnan(means).all():
+        return [MISSING] * len(means)
+    best = int(np.nanargmax(means))
+    marks = []
+    for mean, std, seeds in zip(means, stds, n_seeds):
+        if np.isnan(mean):
+            marks.append(MISSING)
+        elif mean == means[best]:
+            marks.append(BEST)
+        elif seeds < 2 or n_seeds[best] < 2:
+            marks.append(ONE_SEED)
+        else:
+            marks.append(OVERLAPS if abs(mean - means[best]) <= stds[best] + std else BELOW)
+    return marks
+
+
+# ---------------------------------------------------------------- a run's failed seeds
+
+
+def read_manifest_runs(run_dir: Path) -> list[dict[str, Any]]:
+    """The ``runs`` list of run_dir/manifest.json ([] when there is no manifest)."""
+    path = Path(run_dir) / MANIFEST_JSON
+    if not path.is_file():
+        return []
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8")).get("runs", [])
+        return [
+            {"method": str(run["method"]), "seed": int(run["seed"]), "status": str(run.get("status", "ok"))}
+            for run in runs
+        ]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+
+
+def failed_runs_of(manifest_runs: Iterable[dict[str, Any]]) -> set[tuple[str, int]]:
+    """(method, seed) of the manifest runs whose status is not "ok"."""
+    return {(run["method"], run["seed"]) for run in manifest_runs if run["status"] != "ok"}

@@ -1,0 +1,249 @@
+"""Rendering the leaderboard: leaderboard.csv, leaderboard.md and a self-contained
+leaderboard.html (sortable table, legend, figures inline)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from benchmark import rundir
+from benchmark.files import atomic_text
+from benchmark.reporting import reports, table
+from benchmark.reporting.leaderboard_build import (
+    BOARD_METRICS,
+    MARK_SORT_KEYS,
+    build_leaderboard,
+    failed_runs_of,
+    read_manifest_runs,
+)
+from benchmark.rundir import CONFIG_YAML, LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_MD, run_title, safe_name
+
+LEGEND = (
+    "- **last head acc**: task-head accuracy (%) after the final stage, averaged over the sequence's "
+    "trained tasks (`last` in summary.csv).\n"
+    "- **dLP / dZS**: linear-probe / zero-shot accuracy after the final stage minus the pre-trained "
+    "model's, averaged over the eval-only tasks (never trained). Negative = concepts forgotten; "
+    "higher is better. n/a when the run has no eval-only task or did not evaluate that kind.\n"
+    "- **±**: population std over seeds (ddof 0, as in summary.csv).\n"
+    "- **rank** (rank_acc / rank_dlp in leaderboard.csv): 1 = highest mean; equal means share a rank.\n"
+    "- **vs best**: `best` = highest mean; `≈` = this method's mean ± std interval overlaps the "
+    "best one's (|mean − best mean| ≤ std_best + std_this); `<` = the gap is larger than that sum. "
+    "A heuristic, not a significance test: with 2-3 seeds the std is itself very uncertain. "
+    "`n/a (1 seed)`: this method or the best has a single seed, so there is no spread to compare with.\n"
+    "- **hparams**: `tuned` = a sweep chose this setting among several on the validation split "
+    "(selection.md lists them); `set` = the run's config gave this method's hyperparameters (a preset, "
+    "`--hparams.<method>.<name>` or a sweep); `default` = its built-in values, which for the "
+    "regularisers are a measured working range, not a tuned optimum (methods without "
+    "hyperparameters, e.g. finetune, are always `default`).\n"
+    "- **status**: `failed` when any seed's run failed (seeds in failed_seeds); failed rows are left "
+    "out of every number.\n"
+)
+
+
+# ---------------------------------------------------------------- markdown and HTML
+
+
+def _mean_std_text(mean: float, std: float, n_seeds: int) -> str:
+    """Mean and std as text; the mean alone for one seed, whose std of 0 would suggest a measured spread."""
+    if np.isnan(mean):
+        return "n/a"
+    return f"{mean:.1f} ± {std:.1f}" if n_seeds > 1 else f"{mean:.1f}"
+
+
+def _rank_text(rank: Any) -> str:
+    return "" if pd.isna(rank) else str(int(rank))
+
+
+def display_cells(board: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, str]]]]:
+    """Headers and, per row, (shown text, sort key) cells shared by the markdown and HTML tables.
+
+    Sort keys are the raw numbers (empty for missing), so the HTML sorts by mean, not by text.
+    """
+    headers = ["method", "status", "hparams", "n_seeds"]
+    for metric in BOARD_METRICS:
+        headers.append(f"{metric.label} (mean ± std)")
+        headers += [f"{metric.label} rank"] if metric.rank_column else []
+        headers.append(f"{metric.label} vs best")
+    headers.append("failed_seeds")
+    rows = []
+    for _, entry in board.iterrows():
+        cells = [
+            (entry["method"], entry["method"]),
+            (entry["status"], entry["status"]),
+            (entry["hparams"], entry["hparams"]),
+            (str(entry["n_seeds"]), str(entry["n_seeds"])),
+        ]
+        for metric in BOARD_METRICS:
+            mean = float(entry[metric.column])
+            cells.append(
+                (
+                    _mean_std_text(mean, float(entry[f"{metric.column}_std"]), int(entry["n_seeds"])),
+                    "" if np.isnan(mean) else repr(mean),
+                )
+            )
+            if metric.rank_column:
+                rank = _rank_text(entry[metric.rank_column])
+                cells.append((rank, rank))
+            mark = entry[metric.mark_column]
+            cells.append((mark, MARK_SORT_KEYS[mark]))
+        cells.append((entry["failed_seeds"], entry["failed_seeds"]))
+        rows.append(cells)
+    return headers, rows
+
+
+def _run_description(df_long: pd.DataFrame) -> list[str]:
+    """Bullet lines naming the sequence and the eval-only tasks."""
+    usable = table.usable_rows(df_long)
+    sequence, eval_only = table.sequence_tasks(usable), table.eval_only_tasks(usable)
+    return [
+        f"- Sequence: {' -> '.join(sequence) or '(none)'}",
+        f"- Eval-only tasks (dLP / dZS are measured on these): {', '.join(eval_only) or '(none)'}",
+    ]
+
+
+def leaderboard_markdown(title: str, df_long: pd.DataFrame, board: pd.DataFrame) -> str:
+    """The text of leaderboard.md: what was run, the table, and the legend."""
+    headers, rows = display_cells(board)
+    table = pd.DataFrame([[text for text, _ in cells] for cells in rows], columns=headers, dtype=object)
+    return "\n".join(
+        [f"# Leaderboard: {title}", "", *_run_description(df_long), "", reports.markdown_table(table), LEGEND]
+    )
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+th { background: #f0f0f0; cursor: pointer; user-select: none; }
+th[data-order="asc"]::after { content: " \\25B2"; }
+th[data-order="desc"]::after { content: " \\25BC"; }
+tr.failed td { color: #a00; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figure img { max-width: 640px; border: 1px solid #eee; }
+.legend li { margin: 0.2em 0; }
+"""
+
+# Click a header to sort by it; click again to reverse. Missing values (empty keys) stay last.
+HTML_SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach(function (header, column) {
+  header.addEventListener("click", function () {
+    var table = header.closest("table"), body = table.tBodies[0];
+    var ascending = header.dataset.order !== "asc";
+    table.querySelectorAll("th").forEach(function (other) { delete other.dataset.order; });
+    header.dataset.order = ascending ? "asc" : "desc";
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[column].dataset.sort, y = b.cells[column].dataset.sort;
+      if (x === "" || y === "") { return (x === "") - (y === ""); }
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var order = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return ascending ? order : -order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  });
+});
+"""
+
+
+def _html_table(board: pd.DataFrame) -> str:
+    """The sortable leaderboard table; each cell carries its sort key in ``data-sort``."""
+    headers, rows = display_cells(board)
+    head = "".join(f"<th>{html.escape(header)}</th>" for header in headers)
+    body = []
+    for cells, status in zip(rows, board["status"]):
+        row_class = ' class="failed"' if status == "failed" else ""
+        tds = "".join(f'<td data-sort="{html.escape(key)}">{html.escape(text)}</td>' for text, key in cells)
+        body.append(f"<tr{row_class}>{tds}</tr>")
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def figure_paths(run_dir: Path, methods: Sequence[str]) -> list[Path]:
+    """The run's PNGs worth embedding, in reading order: forgetting curve, dLP heatmaps, accuracy heatmaps.
+
+    Named from the methods on the board, so stale figures of other methods in plots/ are left out.
+    """
+
+    plot_dir = Path(run_dir) / rundir.PLOTS_DIR
+    names = ["forgetting_curve.png"] + [f"dlp_{safe_name(method)}.png" for method in methods]
+    names += [f"heatmap_{safe_name(method)}_{kind}.png" for method in methods for kind in table.KINDS]
+    return [plot_dir / name for name in names if (plot_dir / name).is_file()]
+
+
+def _html_figure(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    caption = html.escape(path.stem)
+    return (
+        f'<figure><img alt="{caption}" src="data:image/png;base64,{data}"><figcaption>{caption}</figcaption></figure>'
+    )
+
+
+def _legend_html() -> str:
+    """The markdown legend as an HTML list (only ** and ` markup to translate)."""
+    items = []
+    for line in LEGEND.strip().splitlines():
+        text = html.escape(line.removeprefix("- "))
+        parts = text.split("**")
+        text = "".join(f"<b>{part}</b>" if index % 2 else part for index, part in enumerate(parts))
+        parts = text.split("`")
+        items.append("".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts)))
+    return '<ul class="legend">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+def leaderboard_html(title: str, df_long: pd.DataFrame, board: pd.DataFrame, figures: Sequence[Path]) -> str:
+    """A single HTML file with everything inline: CSS, the sort script and the figures as data URIs."""
+    description = "".join(f"<li>{html.escape(line.removeprefix('- '))}</li>" for line in _run_description(df_long))
+    figures_html = "".join(_html_figure(path) for path in figures) or "<p>(no figures in plots/)</p>"
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Leaderboard: {html.escape(title)}</title><style>{HTML_STYLE}</style></head>\n<body>"
+        f"<h1>Leaderboard: {html.escape(title)}</h1><ul>{description}</ul>"
+        f"<p>Click a column header to sort.</p>{_html_table(board)}{_legend_html()}"
+        f"<h2>Figures</h2>{figures_html}<script>{HTML_SORT_SCRIPT}</script></body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------- one run
+
+
+def write_leaderboard_files(
+    out_dir: Path,
+    df_long: pd.DataFrame,
+    failed_runs: Iterable[tuple[str, int]] = (),
+    hparams: Optional[dict[str, Any]] = None,
+    hparams_labels: Optional[dict[str, str]] = None,
+) -> list[Path]:
+    """Write leaderboard.csv, .md and .html into out_dir (figures from out_dir/plots); return the paths."""
+    out_dir = Path(out_dir)
+    board = build_leaderboard(df_long, failed_runs, hparams, hparams_labels)
+    title = run_title(out_dir)
+    paths = [out_dir / LEADERBOARD_CSV, out_dir / LEADERBOARD_MD, out_dir / LEADERBOARD_HTML]
+    atomic_text(paths[0], board.to_csv(index=False))
+    atomic_text(paths[1], leaderboard_markdown(title, df_long, board))
+    figures = figure_paths(out_dir, list(board["method"]))
+    atomic_text(paths[2], leaderboard_html(title, df_long, board, figures))
+    return paths
+
+
+def write_leaderboard(run_dir: Path) -> list[Path]:
+    """Build the leaderboard of one run from its accuracy_long.csv (and manifest.json) and write it there."""
+    run_dir = Path(run_dir)
+    df_long = table.load_long_csv(run_dir / rundir.LONG_CSV)
+    failed = failed_runs_of(read_manifest_runs(run_dir))
+    return write_leaderboard_files(run_dir, df_long, failed, _config_hparams(run_dir / CONFIG_YAML))
+
+
+def _config_hparams(path: Path) -> Optional[dict[str, Any]]:
+    """The ``hparams`` section of a run's config.yaml; None when there is no readable config."""
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return dict(config.get("hparams") or {}) if isinstance(config, dict) else None
