@@ -60,17 +60,20 @@ from benchmark.reporting.leaderboard_render import (  # noqa: F401  (re-exported
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m benchmark.reporting.leaderboard RUN1 RUN2 ... [--out DIR]``: merge runs into one leaderboard; 2 if refused."""
+    """``python -m benchmark.reporting.leaderboard RUN1 RUN2 ... [--out DIR] [--baseline M]``: merge runs into one leaderboard; 2 if refused."""
     parser = OneLineParser(prog="python -m benchmark.reporting.leaderboard", description=main.__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with accuracy_long.csv and config.yaml)")
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_MERGE_OUT, help=f"output folder (default {DEFAULT_MERGE_OUT})"
     )
     parser.add_argument("--no-plots", action="store_true", help="skip summary.csv, report.md and plots/ (faster)")
+    parser.add_argument(
+        "--baseline", help="the method every other is compared with (default: finetune if present, else the first)"
+    )
 
     def body() -> int:  # one line and code 2 for bad input and OS errors, 130 for Ctrl-C
         args = parser.parse_args(argv)
-        paths = merge_runs(args.runs, args.out, draw_plots=not args.no_plots)
+        paths = merge_runs(args.runs, args.out, draw_plots=not args.no_plots, baseline=args.baseline)
         print(f"wrote {paths[-1]}")
         return 0
 

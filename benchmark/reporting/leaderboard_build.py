@@ -13,8 +13,8 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import UserError
-from benchmark.reporting import reports, table
+from benchmark.errors import UserError, choices_error
+from benchmark.reporting import metrics, reports, statistics, table
 from benchmark.rundir import MANIFEST_JSON
 
 BEST, OVERLAPS, BELOW = "best", "≈", "<"
@@ -33,12 +33,30 @@ class BoardMetric:
     mark_column: str  # spread mark against the best method
     rank_column: Optional[str]  # None: shown, not ranked
     label: str  # header in the markdown and HTML tables
+    # The tasks it averages: "trained" (final accuracy on the sequence's tasks) or
+    # "eval_only" (final minus pre-trained accuracy on the tasks never trained).
+    over: str = "trained"
 
 
 BOARD_METRICS = (
     BoardMetric("last_head_acc", "head", "last", "acc_vs_best", "rank_acc", "last head acc"),
-    BoardMetric("dlp", "lp", "delta_final_untrained", "dlp_vs_best", "rank_dlp", "dLP"),
-    BoardMetric("dzs", "zs", "delta_final_untrained", "dzs_vs_best", None, "dZS"),
+    BoardMetric("dlp", "lp", "delta_final_untrained", "dlp_vs_best", "rank_dlp", "dLP", "eval_only"),
+    BoardMetric("dzs", "zs", "delta_final_untrained", "dzs_vs_best", None, "dZS", "eval_only"),
+)
+DEFAULT_BASELINE = "finetune"  # what the paired comparison compares with, when present
+# Per metric column c: its CI, IQM with CI, and the comparison with the baseline.
+STAT_SUFFIXES = (
+    "ci_low",
+    "ci_high",
+    "iqm",
+    "iqm_ci_low",
+    "iqm_ci_high",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p_improve",
+    "p_improve_ci_low",
+    "p_improve_ci_high",
 )
 
 
@@ -50,8 +68,13 @@ def build_leaderboard(
     failed_runs: Iterable[tuple[str, int]] = (),
     hparams: Optional[dict[str, Any]] = None,
     hparams_labels: Optional[dict[str, str]] = None,
+    baseline: Optional[str] = None,
 ) -> pd.DataFrame:
-    """One row per method: mean and std over seeds of last head acc, dLP and dZS, ranks and spread marks.
+    """One row per method: mean and std over seeds of last head acc, dLP and dZS, ranks and
+    spread marks; per number its bootstrap CI, its IQM over seed x task runs (with CI) and its
+    difference from ``baseline`` (with CI) with the probability of improving on it
+    (``benchmark.reporting.statistics``). ``baseline``: a method on the board; None:
+    finetune if present, else the first method. One seed: no std and no CI (NaN, written empty).
 
     ``hparams`` is the run config's ``hparams`` section: a method none of whose parts it
     names ran with its built-in defaults and is marked ``default`` (untuned) in the
@@ -68,6 +91,9 @@ def build_leaderboard(
     summary = reports.summarise(usable) if len(usable) else None
     methods = list(dict.fromkeys(table.methods_in_order(df_long) + list(failed_seeds)))
     board = pd.DataFrame([_method_record(method, usable, summary, failed_seeds) for method in methods])
+    board["baseline"] = resolve_baseline(baseline, methods)
+    stats = pd.DataFrame([_statistics(usable, method, board["baseline"].iloc[0]) for method in methods])
+    board = pd.concat([board, stats], axis=1)
     board["hparams"] = [
         hparams_labels.get(method, "") if hparams_labels is not None else hparams_source(method, hparams)
         for method in methods
@@ -92,7 +118,56 @@ def leaderboard_columns() -> list[str]:
         columns += [metric.column, f"{metric.column}_std"]
         columns += [metric.rank_column] if metric.rank_column else []
         columns.append(metric.mark_column)
-    return columns + ["failed_seeds"]
+        columns += [f"{metric.column}_{suffix}" for suffix in STAT_SUFFIXES]
+    return columns + ["baseline", "failed_seeds"]
+
+
+def resolve_baseline(baseline: Optional[str], methods: list[str]) -> str:
+    """The method the others are compared with (a UserError naming the choices if unknown)."""
+    if baseline is None:
+        return DEFAULT_BASELINE if DEFAULT_BASELINE in methods else (methods[0] if methods else "")
+    if baseline not in methods:
+        raise choices_error("baseline method", baseline, methods)
+    return baseline
+
+
+def seed_task_matrix(usable: pd.DataFrame, method: str, metric: BoardMetric) -> tuple[list[int], np.ndarray]:
+    """The method's seeds and its ``[seeds, tasks]`` matrix of the per-task numbers ``metric``
+    averages: final accuracy per trained task, or final minus pre-trained accuracy per
+    eval-only task (``metrics.concept_forgetting``)."""
+    if not len(usable):
+        return [], np.zeros((0, 0))
+    sequence, eval_only = table.sequence_tasks(usable), table.eval_only_tasks(usable)
+    tasks = sequence if metric.over == "trained" else eval_only
+    seeds = table.seeds_of(usable, method, metric.kind)
+    rows = []
+    for seed in seeds:
+        A = table.accuracy_matrix(usable, method, seed, metric.kind, tasks)
+        rows.append(A[-1] if metric.over == "trained" else metrics.concept_forgetting(A)[-1])
+    return seeds, np.array(rows, dtype=float).reshape(len(seeds), len(tasks))
+
+
+def _statistics(usable: pd.DataFrame, method: str, baseline: str) -> dict[str, float]:
+    """The statistics columns of one method (NaN where a number or an interval does not exist)."""
+    record = {}
+    for metric in BOARD_METRICS:
+        seeds, X = seed_task_matrix(usable, method, metric)
+        base_seeds, B = seed_task_matrix(usable, baseline, metric)
+        values = dict.fromkeys(STAT_SUFFIXES, float("nan"))
+        if X.size:
+            values.update(_interval("", statistics.mean_interval(X)) | _interval("iqm", statistics.iqm_interval(X)))
+            if method != baseline and B.size and X.shape[1] == B.shape[1]:
+                paired = seeds == base_seeds  # the same seeds: compare seed by seed
+                values.update(_interval("diff", statistics.difference_interval(X, B, paired)))
+                values.update(_interval("p_improve", statistics.improvement_interval(X, B)))
+        record.update({f"{metric.column}_{suffix}": value for suffix, value in values.items()})
+    return record
+
+
+def _interval(name: str, interval: statistics.Interval) -> dict[str, float]:
+    prefix = f"{name}_" if name else ""
+    values = {f"{prefix}ci_low": interval.low, f"{prefix}ci_high": interval.high}
+    return values | ({name: interval.value} if name else {})
 
 
 def hparams_source(method: str, hparams: Optional[dict[str, Any]]) -> str:
@@ -134,7 +209,8 @@ def _method_record(
         row = _summary_row(summary, method, metric.kind)
         found = row is not None
         record[metric.column] = float(row[metric.summary_column]) if found else np.nan
-        record[f"{metric.column}_std"] = float(row[f"{metric.summary_column}_std"]) if found else np.nan
+        one_seed = not found or int(row["n_seeds"]) < 2  # a std of one seed measures nothing: left empty
+        record[f"{metric.column}_std"] = np.nan if one_seed else float(row[f"{metric.summary_column}_std"])
         record[f"_n_{metric.column}"] = int(row["n_seeds"]) if found else 0
     return record
 

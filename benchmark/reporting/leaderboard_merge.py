@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 import yaml
@@ -18,7 +18,7 @@ from benchmark.config import load_yaml
 from benchmark.errors import UserError
 from benchmark.files import atomic_text, load_yaml_file
 from benchmark.reporting import reports, table
-from benchmark.reporting.leaderboard_build import failed_runs_of, read_manifest_runs
+from benchmark.reporting.leaderboard_build import failed_runs_of, read_manifest_runs, resolve_baseline
 from benchmark.reporting.leaderboard_render import write_leaderboard_files
 from benchmark.rundir import CONFIG_YAML, MANIFEST_JSON, MERGE_JSON
 
@@ -198,7 +198,9 @@ def check_merge_out(out_dir: Path, inputs: Sequence[Path]) -> None:
         )
 
 
-def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True) -> list[Path]:
+def merge_runs(
+    run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True, baseline: Optional[str] = None
+) -> list[Path]:
     """Check the runs can share a leaderboard, then write the merged run folder and its leaderboard.
 
     out_dir gets accuracy_long.csv, config.yaml and manifest.json (so it can be merged again or
@@ -214,6 +216,7 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
     check_mergeable(runs)
     out_dir = Path(out_dir)
     merged = merged_long(runs)
+    resolve_baseline(baseline, table.methods_in_order(merged))  # refused before anything is written
     atomic_text(out_dir / rundir.LONG_CSV, merged.to_csv(index=False))
     config = merged_config(runs, out_dir.resolve().name)
     atomic_text(out_dir / CONFIG_YAML, yaml.safe_dump(config, sort_keys=False))
@@ -222,4 +225,5 @@ def merge_runs(run_dirs: Sequence[Path], out_dir: Path, draw_plots: bool = True)
     atomic_text(out_dir / MERGE_JSON, json.dumps({"merged_from": [str(p) for p in sorted(resolved)]}, indent=2))
     if draw_plots:
         reports.write_report(out_dir)
-    return write_leaderboard_files(out_dir, merged, failed_runs_of(manifest["runs"]), config["hparams"])
+    failed = failed_runs_of(manifest["runs"])
+    return write_leaderboard_files(out_dir, merged, failed, config["hparams"], baseline=baseline)

@@ -19,6 +19,7 @@ from benchmark.reporting import reports, table
 from benchmark.reporting.leaderboard_build import (
     BOARD_METRICS,
     MARK_SORT_KEYS,
+    STAT_SUFFIXES,
     build_leaderboard,
     failed_runs_of,
     read_manifest_runs,
@@ -31,11 +32,20 @@ LEGEND = (
     "- **dLP / dZS**: linear-probe / zero-shot accuracy after the final stage minus the pre-trained "
     "model's, averaged over the eval-only tasks (never trained). Negative = concepts forgotten; "
     "higher is better. n/a when the run has no eval-only task or did not evaluate that kind.\n"
-    "- **±**: population std over seeds (ddof 0, as in summary.csv).\n"
+    "- **±**: population std over seeds (ddof 0, as in summary.csv); none for one seed.\n"
+    "- **[low, high]**: 95% percentile-bootstrap confidence interval over seeds, stratified by task "
+    "(each task's seeds resampled on their own, 2000 resamples, fixed seed; scipy.stats.bootstrap, "
+    "as rliable does); none for one seed. docs/statistics.md explains every statistic.\n"
+    "- **IQM**: interquartile mean of all seed x task values (the middle 50%), robust to one bad seed, "
+    "with its stratified bootstrap CI.\n"
+    "- **Δ vs baseline**: this method's mean minus the baseline's, with its CI (seed by seed when both "
+    "ran the same seeds, else resampled independently); a CI that excludes 0 is a difference the "
+    "seeds support. **P(>)**: probability of improvement, P(a run of this method beats a run of "
+    "the baseline) per task (ties count half), averaged over tasks, with its CI.\n"
     "- **rank** (rank_acc / rank_dlp in leaderboard.csv): 1 = highest mean; equal means share a rank.\n"
     "- **vs best**: `best` = highest mean; `≈` = this method's mean ± std interval overlaps the "
     "best one's (|mean − best mean| ≤ std_best + std_this); `<` = the gap is larger than that sum. "
-    "A heuristic, not a significance test: with 2-3 seeds the std is itself very uncertain. "
+    "A heuristic, not a significance test (for that, read Δ's CI): with 2-3 seeds the std is itself very uncertain. "
     "`n/a (1 seed)`: this method or the best has a single seed, so there is no spread to compare with.\n"
     "- **hparams**: `tuned` = a sweep chose this setting among several on the validation split "
     "(selection.md lists them); `set` = the run's config gave this method's hyperparameters (a preset, "
@@ -50,15 +60,32 @@ LEGEND = (
 # ---------------------------------------------------------------- markdown and HTML
 
 
-def _mean_std_text(mean: float, std: float, n_seeds: int) -> str:
-    """Mean and std as text; the mean alone for one seed, whose std of 0 would suggest a measured spread."""
+def _number(value: float, digits: int = 1, sign: bool = False) -> str:
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _with_ci(value: float, low: float, high: float, digits: int = 1, sign: bool = False) -> str:
+    """``value [low, high]``, or the value alone where there is no interval (one seed)."""
+    if np.isnan(value):
+        return "n/a"
+    text = _number(value, digits, sign)
+    return text if np.isnan(low) or np.isnan(high) else f"{text} [{_number(low, digits)}, {_number(high, digits)}]"
+
+
+def _mean_std_text(mean: float, std: float, n_seeds: int, low: float = np.nan, high: float = np.nan) -> str:
+    """Mean, std and CI as text; the mean alone for one seed, whose std of 0 would suggest a measured spread."""
     if np.isnan(mean):
         return "n/a"
-    return f"{mean:.1f} ± {std:.1f}" if n_seeds > 1 else f"{mean:.1f}"
+    text = f"{mean:.1f} ± {std:.1f}" if n_seeds > 1 and not np.isnan(std) else f"{mean:.1f}"
+    return text if np.isnan(low) or np.isnan(high) else f"{text} [{low:.1f}, {high:.1f}]"
 
 
 def _rank_text(rank: Any) -> str:
     return "" if pd.isna(rank) else str(int(rank))
+
+
+def _sort_key(value: float) -> str:
+    return "" if np.isnan(value) else repr(float(value))
 
 
 def display_cells(board: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, str]]]]:
@@ -66,36 +93,39 @@ def display_cells(board: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, 
 
     Sort keys are the raw numbers (empty for missing), so the HTML sorts by mean, not by text.
     """
+    baseline = str(board["baseline"].iloc[0]) if len(board) else ""
     headers = ["method", "status", "hparams", "n_seeds"]
     for metric in BOARD_METRICS:
-        headers.append(f"{metric.label} (mean ± std)")
+        headers.append(f"{metric.label} (mean ± std [95% CI])")
         headers += [f"{metric.label} rank"] if metric.rank_column else []
-        headers.append(f"{metric.label} vs best")
+        headers += [f"{metric.label} vs best", f"{metric.label} IQM", f"{metric.label} Δ vs {baseline}"]
+        headers.append(f"{metric.label} P(> {baseline})")
     headers.append("failed_seeds")
-    rows = []
-    for _, entry in board.iterrows():
-        cells = [
-            (entry["method"], entry["method"]),
-            (entry["status"], entry["status"]),
-            (entry["hparams"], entry["hparams"]),
-            (str(entry["n_seeds"]), str(entry["n_seeds"])),
-        ]
-        for metric in BOARD_METRICS:
-            mean = float(entry[metric.column])
-            cells.append(
-                (
-                    _mean_std_text(mean, float(entry[f"{metric.column}_std"]), int(entry["n_seeds"])),
-                    "" if np.isnan(mean) else repr(mean),
-                )
-            )
-            if metric.rank_column:
-                rank = _rank_text(entry[metric.rank_column])
-                cells.append((rank, rank))
-            mark = entry[metric.mark_column]
-            cells.append((mark, MARK_SORT_KEYS[mark]))
-        cells.append((entry["failed_seeds"], entry["failed_seeds"]))
-        rows.append(cells)
-    return headers, rows
+    return headers, [_row_cells(entry, baseline) for _, entry in board.iterrows()]
+
+
+def _row_cells(entry: pd.Series, baseline: str) -> list[tuple[str, str]]:
+    cells = [(str(entry[name]), str(entry[name])) for name in ("method", "status", "hparams", "n_seeds")]
+    for metric in BOARD_METRICS:
+        c = metric.column
+        mean = float(entry[c])
+        stats = {suffix: float(entry[f"{c}_{suffix}"]) for suffix in STAT_SUFFIXES}
+        text = _mean_std_text(mean, float(entry[f"{c}_std"]), int(entry["n_seeds"]), stats["ci_low"], stats["ci_high"])
+        cells.append((text, _sort_key(mean)))
+        if metric.rank_column:
+            rank = _rank_text(entry[metric.rank_column])
+            cells.append((rank, rank))
+        mark = entry[metric.mark_column]
+        cells.append((mark, MARK_SORT_KEYS[mark]))
+        cells.append((_with_ci(stats["iqm"], stats["iqm_ci_low"], stats["iqm_ci_high"]), _sort_key(stats["iqm"])))
+        if entry["method"] == baseline:
+            cells += [("baseline", ""), ("baseline", "")]
+            continue
+        diff = _with_ci(stats["diff"], stats["diff_ci_low"], stats["diff_ci_high"], sign=True)
+        poi = _with_ci(stats["p_improve"], stats["p_improve_ci_low"], stats["p_improve_ci_high"], digits=2)
+        cells += [(diff, _sort_key(stats["diff"])), (poi, _sort_key(stats["p_improve"]))]
+    cells.append((entry["failed_seeds"], entry["failed_seeds"]))
+    return cells
 
 
 def _run_description(df_long: pd.DataFrame) -> list[str]:
@@ -219,10 +249,11 @@ def write_leaderboard_files(
     failed_runs: Iterable[tuple[str, int]] = (),
     hparams: Optional[dict[str, Any]] = None,
     hparams_labels: Optional[dict[str, str]] = None,
+    baseline: Optional[str] = None,
 ) -> list[Path]:
     """Write leaderboard.csv, .md and .html into out_dir (figures from out_dir/plots); return the paths."""
     out_dir = Path(out_dir)
-    board = build_leaderboard(df_long, failed_runs, hparams, hparams_labels)
+    board = build_leaderboard(df_long, failed_runs, hparams, hparams_labels, baseline)
     title = run_title(out_dir)
     paths = [out_dir / LEADERBOARD_CSV, out_dir / LEADERBOARD_MD, out_dir / LEADERBOARD_HTML]
     atomic_text(paths[0], board.to_csv(index=False))

@@ -196,7 +196,7 @@ def test_write_leaderboard_files(tmp_path):
     assert board_row(board, "ldifs")[["status", "failed_seeds"]].tolist() == ["failed", "7"]
     assert board_row(board, "finetune")["last_head_acc_std"] == pytest.approx(2.0)
     markdown = (run_dir / "leaderboard.md").read_text(encoding="utf-8")
-    assert "| ldifs+replay | ok | default | 2 | 88.0 ± 0.0 | 1 | best |" in markdown
+    assert "| ldifs+replay | ok | default | 2 | 88.0 ± 0.0 [88.0, 88.0] | 1 | best |" in markdown
     assert "not a significance test" in markdown
     assert not list(run_dir.glob(".*.tmp"))  # atomic writes leave no temporary files
 
@@ -206,7 +206,20 @@ def test_one_seed_shows_the_mean_alone_and_staging_folders_get_the_final_name(tm
     leaderboard.write_leaderboard(run_dir)
     markdown = (run_dir / "leaderboard.md").read_text(encoding="utf-8")
     assert markdown.startswith("# Leaderboard: solo\n")  # the runner writes into .NAME.partial-PID
-    assert "| finetune | ok | default | 1 | 85.0 | 1 | best | -12.0 | 1 | best |" in markdown
+    row = "| finetune | ok | default | 1 | 85.0 | 1 | best | 85.0 | baseline | baseline | -12.0 | 1 | best | -12.0 |"
+    assert row in markdown
+
+
+def test_one_seed_has_no_std_and_no_interval_in_the_csv(tmp_path):
+    """leaderboard.csv writes nothing, not 0.0, for the std and the CI of a single seed."""
+    outcomes = {"finetune": {0: OUTCOMES["finetune"][0]}, "ldifs": {0: OUTCOMES["ldifs"][0]}}
+    run_dir = write_run(tmp_path / "solo", outcomes)
+    leaderboard.write_leaderboard(run_dir)
+    board = pd.read_csv(run_dir / "leaderboard.csv", keep_default_na=False, dtype=str)
+    ldifs = board_row(board, "ldifs")
+    assert ldifs["last_head_acc"] == "84.0" and ldifs["last_head_acc_diff"] == "-1.0"
+    for suffix in ("std", "ci_low", "ci_high", "iqm_ci_low", "iqm_ci_high", "diff_ci_low", "p_improve_ci_high"):
+        assert ldifs[f"last_head_acc_{suffix}"] == "", suffix
 
 
 def test_html_is_self_contained_and_embeds_the_plots(tmp_path):
