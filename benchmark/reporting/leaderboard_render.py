@@ -202,7 +202,9 @@ def figure_paths(run_dir: Path, methods: Sequence[str]) -> list[Path]:
     """
 
     plot_dir = Path(run_dir) / rundir.PLOTS_DIR
-    names = ["forgetting_curve.png"] + [f"dlp_{safe_name(method)}.png" for method in methods]
+    names = ["leaderboard_intervals.png", "forgetting_curve.png"] + [
+        f"dlp_{safe_name(method)}.png" for method in methods
+    ]
     names += [f"heatmap_{safe_name(method)}_{kind}.png" for method in methods for kind in table.KINDS]
     return [plot_dir / name for name in names if (plot_dir / name).is_file()]
 
@@ -258,9 +260,23 @@ def write_leaderboard_files(
     paths = [out_dir / LEADERBOARD_CSV, out_dir / LEADERBOARD_MD, out_dir / LEADERBOARD_HTML]
     atomic_text(paths[0], board.to_csv(index=False))
     atomic_text(paths[1], leaderboard_markdown(title, df_long, board))
+    if (out_dir / rundir.PLOTS_DIR).is_dir() and len(board):  # plots were drawn (not --no-plots)
+        _plot_intervals(board, out_dir / rundir.PLOTS_DIR)
     figures = figure_paths(out_dir, list(board["method"]))
     atomic_text(paths[2], leaderboard_html(title, df_long, board, figures))
     return paths
+
+
+def _plot_intervals(board: pd.DataFrame, plot_dir: Path) -> list[Path]:
+    """plots/leaderboard_intervals.png/.svg: every board metric's means with CI error bars."""
+    from benchmark.reporting.plots import plot_intervals
+
+    panels = {
+        metric.label: tuple(board[f"{metric.column}{suffix}"].to_numpy(float) for suffix in ("", "_ci_low", "_ci_high"))
+        for metric in BOARD_METRICS
+        if board[metric.column].notna().any()
+    }
+    return plot_intervals(list(board["method"]), panels, plot_dir) if panels else []
 
 
 def write_leaderboard(run_dir: Path) -> list[Path]:

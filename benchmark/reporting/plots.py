@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
@@ -121,12 +122,15 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
 
 
 def _save_as(fig: Figure, path: Path, **options: object) -> None:
-    """Atomically save the figure in the format named by the path's suffix."""
-    atomic_write(
-        path,
-        lambda stream: fig.savefig(stream, format=path.suffix[1:], bbox_inches="tight", **options),
-        binary=True,
-    )
+    """Atomically save the figure in the format named by the path's suffix. SVG element ids
+    are random unless ``svg.hashsalt`` is set: set here, for this save only (an rc context,
+    not a process-wide change), so identical figures give identical files."""
+    with matplotlib.rc_context({"svg.hashsalt": "ldifs-bench"}):
+        atomic_write(
+            path,
+            lambda stream: fig.savefig(stream, format=path.suffix[1:], bbox_inches="tight", **options),
+            binary=True,
+        )
 
 
 def _draw_matrix(
@@ -274,3 +278,26 @@ def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     for ax in (ax_dlp, ax_head):
         ax.grid(alpha=0.3)
     return _save(fig, out_dir, "forgetting_curve")
+
+
+def plot_intervals(
+    methods: Sequence[str], panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], out_dir: Path
+) -> list[Path]:
+    """The leaderboard's numbers as points with their 95% bootstrap CIs as error bars, one
+    panel per metric (``panels``: title -> (means, CI lows, CI highs), one entry per method,
+    in the leaderboard's order, best first), as rliable's interval plots. A method without an
+    interval (one seed) is a point alone."""
+    fig = Figure(figsize=(4 * len(panels), 0.9 + 0.32 * len(methods)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    y = np.arange(len(methods))[::-1]  # best at the top
+    for ax, (title, (means, lows, highs)) in zip(axes, panels.items()):
+        for row, method, mean, low, high in zip(y, methods, means, lows, highs):
+            if np.isnan(mean):
+                continue
+            colour = method_style(method)["color"]
+            error = None if np.isnan(low) else [[mean - low], [high - mean]]
+            ax.errorbar(mean, row, xerr=error, fmt="o", color=colour, capsize=3, markersize=5)
+        ax.set(title=title, yticks=y, yticklabels=list(methods))
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle("mean and 95% stratified bootstrap CI over seeds", fontsize=9)
+    return _save(fig, out_dir, "leaderboard_intervals")

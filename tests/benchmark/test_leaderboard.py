@@ -233,7 +233,9 @@ def test_html_is_self_contained_and_embeds_the_plots(tmp_path):
     assert "<script>" in page and "<style>" in page
     assert "http://" not in page and "https://" not in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(?!data:)[a-z]+:""", page)  # no external resource at all
-    assert page.count("data:image/png;base64,") == 3  # the stale heatmap of a method not on the board is skipped
+    # the intervals figure (drawn here) and three of the four: a stale heatmap of a method not on the board is skipped
+    assert page.count("data:image/png;base64,") == 4
+    assert (plots / "leaderboard_intervals.svg").is_file()
     assert base64.b64encode(TINY_PNG).decode() in page
     assert 'data-sort="88.0"' in page and "ldifs+replay" in page
 

@@ -69,3 +69,17 @@ def test_curves_get_a_band_only_with_several_seeds():
     band = ax.collections[0].get_paths()[0].vertices
     assert np.isclose(band[:, 1].min(), 0.0) and np.isclose(band[:, 1].max(), 4.0)  # mean 1..3 +- std 1
     np.testing.assert_allclose(ax.lines[-1].get_ydata(), [1.0, 2.0, 3.0])
+
+
+def test_interval_figure_is_byte_identical_across_draws_and_leaves_rcparams_alone(tmp_path):
+    import matplotlib
+
+    panels = {"last head acc": (np.array([88.0, 85.0]), np.array([87.0, np.nan]), np.array([89.0, np.nan]))}
+    salt = matplotlib.rcParams["svg.hashsalt"]
+    for name in "ab":
+        (tmp_path / name).mkdir()
+    first = plots.plot_intervals(["ldifs", "finetune"], panels, tmp_path / "a")
+    second = plots.plot_intervals(["ldifs", "finetune"], panels, tmp_path / "b")
+    assert [p.name for p in first] == ["leaderboard_intervals.png", "leaderboard_intervals.svg"]
+    assert first[1].read_bytes() == second[1].read_bytes()  # no random ids in the SVG
+    assert matplotlib.rcParams["svg.hashsalt"] == salt  # set for the save only
