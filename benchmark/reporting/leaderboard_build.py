@@ -172,10 +172,41 @@ def _interval(name: str, interval: statistics.Interval) -> dict[str, float]:
 
 def hparams_source(method: str, hparams: Optional[dict[str, Any]]) -> str:
     """``set`` when the config gives hyperparameters to any part of ``method`` (``ldifs+replay``:
-    ldifs or replay), ``default`` when every part ran with its built-in values, "" if unknown."""
+    ldifs or replay) or the method is labelled with them (``ldifs[alpha=10]``), ``default``
+    when every part ran with its built-in values, "" if unknown."""
     if hparams is None:
         return ""
-    return "set" if any(part in hparams for part in method.split("+")) else "default"
+    return "set" if "[" in method or any(part in hparams for part in method.split("+")) else "default"
+
+
+def method_label(spec: str, hparams: Optional[dict[str, Any]]) -> str:
+    """The method with the hyperparameters its run's config set, as sweeps label their
+    settings: ``ldifs[alpha=10]``; a composition names the part, ``ldifs+replay[ldifs.alpha=10]``.
+    Unchanged when nothing was set, when the config is unknown (None) or when already labelled
+    (a merged run's rows), so two plain runs of one method with different values can share a
+    leaderboard as two rows."""
+    if not hparams or "[" in spec:
+        return spec
+    parts = spec.split("+")
+    items = [
+        f"{key}={_text(value)}" if len(parts) == 1 else f"{part}.{key}={_text(value)}"
+        for part in parts
+        for key, value in sorted((hparams.get(part) or {}).items())
+    ]
+    return f"{spec}[{','.join(items)}]" if items else spec
+
+
+def _text(value: Any) -> str:
+    """A hyperparameter value as a label shows it (70.0 -> 70, lists joined by '/')."""
+    if isinstance(value, (list, tuple)):
+        return "/".join(_text(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def label_methods(df_long: pd.DataFrame, hparams: Optional[dict[str, Any]]) -> pd.DataFrame:
+    """``df_long`` with every method labelled by :func:`method_label`."""
+    labels = {method: method_label(method, hparams) for method in table.methods_in_order(df_long)}
+    return df_long.assign(method=df_long["method"].map(lambda method: labels.get(method, method)))
 
 
 def _failed_seeds(df_long: pd.DataFrame, failed_runs: Iterable[tuple[str, int]]) -> dict[str, set[int]]:

@@ -18,7 +18,13 @@ from benchmark.config import load_yaml
 from benchmark.errors import UserError
 from benchmark.files import atomic_text, load_yaml_file
 from benchmark.reporting import reports, table
-from benchmark.reporting.leaderboard_build import failed_runs_of, read_manifest_runs, resolve_baseline
+from benchmark.reporting.leaderboard_build import (
+    failed_runs_of,
+    label_methods,
+    method_label,
+    read_manifest_runs,
+    resolve_baseline,
+)
 from benchmark.reporting.leaderboard_render import write_leaderboard_files
 from benchmark.rundir import CONFIG_YAML, MANIFEST_JSON, MERGE_JSON
 
@@ -55,8 +61,12 @@ def load_run(run_dir: Path) -> LoadedRun:
         load_yaml(config_path)  # the run config's own schema: a wrong type is one line naming the file
     if not isinstance(config, dict):
         raise UserError(f"{config_path} is not a mapping")
-    df = table.load_long_csv(run_dir / rundir.LONG_CSV)
-    return LoadedRun(run_dir, df, config, read_manifest_runs(run_dir))
+    # Methods labelled with the hyperparameters the run set (ldifs[alpha=10]): two runs of one
+    # method with different values become two rows instead of a refusal.
+    hparams = config.get("hparams") if isinstance(config.get("hparams"), dict) else None
+    df = label_methods(table.load_long_csv(run_dir / rundir.LONG_CSV), hparams)
+    manifest = [{**run, "method": method_label(run["method"], hparams)} for run in read_manifest_runs(run_dir)]
+    return LoadedRun(run_dir, df, config, manifest)
 
 
 def _flatten(section: Any, prefix: str) -> dict[str, Any]:
@@ -155,9 +165,14 @@ def merged_config(runs: Sequence[LoadedRun], name: str) -> dict[str, Any]:
     config["methods"] = list(dict.fromkeys(method for run in runs for method in run.config.get("methods") or []))
     config["seeds"] = sorted({int(seed) for run in runs for seed in run.config.get("seeds") or []})
     hparams: dict[str, Any] = {}
+    conflicting = set()
     for run in runs:
-        hparams.update(run.config.get("hparams") or {})  # shared methods were checked to agree
-    config["hparams"] = hparams
+        run_hparams = run.config.get("hparams") or {}
+        parts = {part for spec in run.config.get("methods") or [] for part in spec.split("+")} | set(run_hparams)
+        for part in parts:  # a part one run ran at its defaults and another with values also conflicts
+            values = run_hparams.get(part)
+            conflicting |= {part} if hparams.setdefault(part, values) != values else set()
+    config["hparams"] = {part: v for part, v in hparams.items() if part not in conflicting and v is not None}
     return config
 
 

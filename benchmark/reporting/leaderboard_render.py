@@ -22,6 +22,8 @@ from benchmark.reporting.leaderboard_build import (
     STAT_SUFFIXES,
     build_leaderboard,
     failed_runs_of,
+    label_methods,
+    method_label,
     read_manifest_runs,
 )
 from benchmark.rundir import CONFIG_YAML, LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_MD, run_title, safe_name
@@ -202,11 +204,19 @@ def figure_paths(run_dir: Path, methods: Sequence[str]) -> list[Path]:
     """
 
     plot_dir = Path(run_dir) / rundir.PLOTS_DIR
-    names = ["leaderboard_intervals.png", "forgetting_curve.png"] + [
-        f"dlp_{safe_name(method)}.png" for method in methods
-    ]
-    names += [f"heatmap_{safe_name(method)}_{kind}.png" for method in methods for kind in table.KINDS]
+    names = ["leaderboard_intervals.png", "forgetting_curve.png"]
+    names += [_plot_name(plot_dir, "dlp_{}.png", method) for method in methods]
+    names += [_plot_name(plot_dir, f"heatmap_{{}}_{kind}.png", method) for method in methods for kind in table.KINDS]
     return [plot_dir / name for name in names if (plot_dir / name).is_file()]
+
+
+def _plot_name(plot_dir: Path, pattern: str, method: str) -> str:
+    """The figure of ``method``; for a label a plain run's leaderboard added (``ldifs[alpha=10]``),
+    the figure the run drew under the method's own name (``ldifs``)."""
+    name = pattern.format(safe_name(method))
+    if (plot_dir / name).is_file() or "[" not in method:
+        return name
+    return pattern.format(safe_name(method.split("[", 1)[0]))
 
 
 def _html_figure(path: Path) -> str:
@@ -282,9 +292,10 @@ def _plot_intervals(board: pd.DataFrame, plot_dir: Path) -> list[Path]:
 def write_leaderboard(run_dir: Path) -> list[Path]:
     """Build the leaderboard of one run from its accuracy_long.csv (and manifest.json) and write it there."""
     run_dir = Path(run_dir)
-    df_long = table.load_long_csv(run_dir / rundir.LONG_CSV)
-    failed = failed_runs_of(read_manifest_runs(run_dir))
-    return write_leaderboard_files(run_dir, df_long, failed, _config_hparams(run_dir / CONFIG_YAML))
+    hparams = _config_hparams(run_dir / CONFIG_YAML)
+    df_long = label_methods(table.load_long_csv(run_dir / rundir.LONG_CSV), hparams)
+    failed = {(method_label(method, hparams), seed) for method, seed in failed_runs_of(read_manifest_runs(run_dir))}
+    return write_leaderboard_files(run_dir, df_long, failed, hparams)
 
 
 def _config_hparams(path: Path) -> Optional[dict[str, Any]]:

@@ -332,9 +332,30 @@ def test_merge_refuses_a_duplicate_method_seed(tmp_path, capsys):
     assert "both hold method 'ldifs' seed 1" in message
 
 
-def test_merge_refuses_different_hparams_of_a_shared_method(tmp_path, capsys):
-    runs = split_runs(tmp_path, {"hparams__ldifs": {"alpha": 1.0}})
-    assert "hparams.ldifs differs" in refusal(capsys, [*runs, "--out", str(tmp_path / "merged")])
+def test_two_plain_runs_of_ldifs_with_different_alphas_merge_into_two_rows(tmp_path, capsys):
+    """Each plain run labels its methods with the values its config set (ldifs[alpha=10]),
+    so one method run twice with other hyperparameters, same seeds, compares on one board."""
+    outcomes = {"finetune": OUTCOMES["finetune"], "ldifs": {s: OUTCOMES["ldifs"][s] for s in (0, 1)}}
+    alpha_10 = write_run(tmp_path / "alpha-10", outcomes, hparams__ldifs={"alpha": 10.0})
+    alpha_70 = write_run(tmp_path / "alpha-70", {"ldifs": {0: (80.0, -6.0, -3.0), 1: (82.0, -4.0, -3.0)}})
+    config = yaml.safe_load((alpha_70 / "config.yaml").read_text())
+    config["hparams"] = {"ldifs": {"alpha": 70}}
+    (alpha_70 / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "merged"
+    assert leaderboard.main([str(alpha_10), str(alpha_70), "--out", str(out), "--no-plots"]) == 0
+    board = pd.read_csv(out / "leaderboard.csv", keep_default_na=False, na_values=[""])
+    assert list(board["method"]) == ["finetune", "ldifs[alpha=10]", "ldifs[alpha=70]"]
+    assert list(board["hparams"]) == ["default", "set", "set"]
+    assert board_row(board, "ldifs[alpha=70]")["last_head_acc"] == 81.0
+    assert "| ldifs[alpha=10] |" in (out / "leaderboard.md").read_text(encoding="utf-8")
+    merged = yaml.safe_load((out / "config.yaml").read_text())
+    assert "ldifs" not in merged["hparams"]  # the values the runs disagree on live in the labels
+    again = tmp_path / "again"  # a merge merges again without labelling twice
+    assert leaderboard.main([str(out), "--out", str(again), "--no-plots"]) == 0
+    assert list(pd.read_csv(again / "leaderboard.csv")["method"]) == list(board["method"])
+    # a single run's own leaderboard says which values it used
+    leaderboard.write_leaderboard(alpha_10)
+    assert "ldifs[alpha=10]" in set(pd.read_csv(alpha_10 / "leaderboard.csv")["method"])
 
 
 def test_merge_refuses_missing_inputs(tmp_path, capsys):
