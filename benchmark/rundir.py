@@ -37,6 +37,8 @@ AVALANCHE_LOGS = "avalanche_logs"
 # reads specially (a leading "-" or ".", spaces, control characters).
 NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 NAME_RULE_TEXT = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# results/index.csv and the results/latest link (benchmark.run.index): no run may take them.
+RESERVED_NAMES = ("index.csv", "latest")
 # A folder the suite names itself: a user's name plus "-<config hash>" (11 characters more).
 FOLDER_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
@@ -45,6 +47,8 @@ def check_run_name(name: str, what: str = "--name") -> str:
     """``name`` if it is a safe run name, else a one-line UserError naming it and the rule."""
     if not isinstance(name, str) or not re.fullmatch(NAME_RULE, name):
         raise UserError(f"{what} {name!r} is not a valid run name: {NAME_RULE_TEXT} (one folder name, no paths)")
+    if name in RESERVED_NAMES:
+        raise UserError(f"{what} {name!r} is reserved for the results folder's own files ({', '.join(RESERVED_NAMES)})")
     return name
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -232,7 +233,8 @@ def _main(argv: list[str]) -> int:
     from benchmark.reporting.summary import print_headline
     from benchmark.run.runner import run
 
-    run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
+    command = shlex.join(["run_benchmark.py", *argv])  # for results/index.csv
+    run_dir = run(cfg, not args.quiet, args.fresh, args.keep_checkpoints, command=command)
     print_headline(run_dir)
     return 0
 

@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
@@ -22,6 +22,7 @@ from benchmark.files import atomic_text, atomic_write
 from benchmark.logs import run_log, setup_console
 from benchmark.models.architectures import has_batch_norm_tower
 from benchmark.models.loading import check_model_config
+from benchmark.run.index import forget_run, record_run
 from benchmark.run.plugins import load_plugins, normalise
 from benchmark.rundir import (
     AVALANCHE_LOGS,
@@ -34,6 +35,7 @@ from benchmark.rundir import (
     RunDir,
     check_run_name,
     config_hash_of,
+    safe_name,
 )
 from benchmark.training.loggers import check_logger_packages
 from methods import build_method
@@ -93,9 +95,17 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
         )
     if cfg.name:
         check_run_name(cfg.name)
-    run_dir = RunDir(Path(cfg.results_dir), cfg.name or f"{sequence.name}-{config_hash(cfg)}")
+    run_dir = RunDir(Path(cfg.results_dir), cfg.name or default_run_name(cfg, sequence.name))
     _check_writable(Path(cfg.results_dir))
     return sequence, run_dir
+
+
+def default_run_name(cfg: RunConfig, sequence: str) -> str:
+    """``<sequence>-<methods>-<config hash>``: readable in a listing (micro-finetune_ldifs-1a2b3c4d5e);
+    more than three methods are counted (micro-15methods-...)."""
+    methods = "_".join(cfg.methods) if len(cfg.methods) <= 3 else f"{len(cfg.methods)}methods"
+    methods = safe_name(methods.replace("+", "-"))[:60]
+    return f"{sequence}-{methods}-{config_hash(cfg)}"
 
 
 def _check_writable(folder: Path) -> None:
@@ -157,13 +167,22 @@ def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.devi
     return es
 
 
-def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpoints: bool = False) -> Path:
+def run(
+    cfg: RunConfig,
+    progress: bool = True,
+    fresh: bool = False,
+    keep_checkpoints: bool = False,
+    command: Optional[str] = None,
+) -> Path:
     """Run the benchmark the config describes; return the finished results directory.
 
     Work happens in ``results/.<name>.partial`` under a lock and is renamed into place when
     complete. Re-running the same config resumes from the last finished stage of every
     (method, seed); ``fresh`` discards earlier work of this config instead. Only folders
-    that hold a run of this very config are ever replaced or removed (``RunDir.remove``)."""
+    that hold a run of this very config are ever replaced or removed (``RunDir.remove``).
+
+    ``command`` (the command line's words): the run is listed in ``results/index.csv`` with
+    its status, and ``results/latest`` points at it once complete (``benchmark.run.index``)."""
     setup_console(quiet=not progress)
     sequence, rd = check_inputs(cfg)
     rd, digest = _dir_for_this_config(cfg, rd), config_hash(cfg)
@@ -180,19 +199,49 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
         resuming = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
         atomic_text(partial / CONFIG_YAML, dump_yaml(cfg))
+        started = time.time()
+        entry = _index_entry(cfg, sequence, run_dir, started, command)
         try:
             with run_log(partial / RUN_LOG):
                 log.info(f"{'resuming' if resuming else 'starting'} run {run_dir}")
                 _run_in(partial, cfg, sequence, progress, keep_checkpoints)
-        except UserError:
-            if not any((partial / CHECKPOINTS_DIR).glob("*.pt")):  # nothing worth resuming: leave no trace
-                rd.remove(partial, digest)
+        except BaseException as error:
+            if isinstance(error, UserError) and not any((partial / CHECKPOINTS_DIR).glob("*.pt")):
+                rd.remove(partial, digest)  # nothing worth resuming: leave no trace
+                forget_run(rd.root, run_dir.name) if entry else None
+            elif entry:
+                status = "failed" if isinstance(error, Exception) else "interrupted"
+                record_run(rd.root, {**entry, "status": status, "wall_seconds": round(time.time() - started, 1)})
             raise
         if not keep_checkpoints:
             shutil.rmtree(partial / CHECKPOINTS_DIR, ignore_errors=True)
         rd.remove(run_dir, digest)  # an incomplete leftover of this config, never anything else
         partial.replace(run_dir)
+        if entry:
+            wall = round(time.time() - started, 1)
+            record_run(rd.root, {**entry, "status": "complete", "wall_seconds": wall}, latest=True)
     return run_dir
+
+
+def _index_entry(
+    cfg: RunConfig, sequence: Sequence, run_dir: Path, started: float, command: Optional[str]
+) -> Optional[dict]:
+    """The run's row of results/index.csv, written now as "running"; None when not indexed."""
+    if command is None:
+        return None
+    from datetime import datetime, timezone
+
+    entry = {
+        "folder": run_dir.name,
+        "name": cfg.name or "",
+        "sequence": sequence.name,
+        "methods": cfg.methods,
+        "seeds": cfg.seeds,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    }
+    record_run(run_dir.parent, {**entry, "status": "running"})
+    return entry
 
 
 def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool) -> None:
