@@ -227,9 +227,11 @@ def _main(argv: list[str]) -> int:
         return 0
     sweep_flags = (args.launcher, args.shard, args.dry_run, args.merge_only, args.slurm, args.workers, args.select)
     if args.sweep or any(sweep_flags):
+        from benchmark.logs import once_per_command
         from benchmark.run.sweep_cli import sweep_command
 
-        return sweep_command(args)
+        with once_per_command():  # the cells' workers say each warning once, not once each
+            return sweep_command(args)
     from benchmark.reporting.summary import print_headline
     from benchmark.run.runner import run
 

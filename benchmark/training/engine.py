@@ -344,7 +344,7 @@ class Engine(SupervisedTemplate):
                 f"stage {self.stage_index}: train.warmup_steps={self.cfg.warmup_steps} capped at {warm} "
                 f"(half of the stage's {total} steps)"
             )
-            log.warning(message)
+            log.warning(message, extra={"once": True})  # every method and cell caps alike: said once
 
         def factor(step: int) -> float:
             if step < warm:
