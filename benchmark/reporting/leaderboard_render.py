@@ -219,12 +219,64 @@ def _plot_name(plot_dir: Path, pattern: str, method: str) -> str:
     return pattern.format(safe_name(method.split("[", 1)[0]))
 
 
-def _html_figure(path: Path) -> str:
+KIND_NAMES = {"head": "task-head", "lp": "linear-probe", "zs": "zero-shot"}
+
+
+def figure_caption(stem: str, methods: Sequence[str]) -> str:
+    """A figure's caption in words, from its file stem and the methods on the board
+    (``heatmap_ldifs_alpha_10__lp`` -> "linear-probe accuracy after each stage: ldifs[alpha=10]")."""
+    if stem == "leaderboard_intervals":
+        return "Every leaderboard number with its 95% bootstrap confidence interval (error bars)"
+    if stem == "forgetting_curve":
+        return "Forgetting curves: mean dLP on tasks not yet trained, and average head accuracy, per stage"
+    for method in sorted(methods, key=len, reverse=True):  # the longest match: ldifs+replay before ldifs
+        names = {safe_name(method), safe_name(method.split("[", 1)[0])}
+        if stem in {f"dlp_{name}" for name in names}:
+            return f"dLP (linear-probe accuracy change from the pre-trained model) after each stage: {method}"
+        for kind, words in KIND_NAMES.items():
+            if stem in {f"heatmap_{name}_{kind}" for name in names}:
+                return f"{words} accuracy on every task after each stage: {method}"
+    return stem
+
+
+def _html_figure(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    caption = html.escape(path.stem)
+    caption = html.escape(caption)
     return (
         f'<figure><img alt="{caption}" src="data:image/png;base64,{data}"><figcaption>{caption}</figcaption></figure>'
     )
+
+
+def provenance(out_dir: Path) -> list[tuple[str, str]]:
+    """What the page says about where its numbers come from: date, commit, machine, command,
+    the runs a merge pooled, and selection.md when a sweep chose settings (from manifest.json)."""
+    import datetime
+    import json
+
+    out_dir = Path(out_dir)
+    try:
+        manifest = json.loads((out_dir / rundir.MANIFEST_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    written = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    items = [("written", manifest.get("finished_utc") or written)]
+    command = manifest.get("command")
+    fields = {
+        "commit": manifest.get("git_revision"),
+        "machine": " ".join(str(v) for v in (manifest.get("machine"), manifest.get("device_name")) if v),
+        "command": " ".join(map(str, command)) if isinstance(command, list) else command,
+        "merged from": ", ".join(map(str, manifest.get("merged_from") or [])),
+    }
+    items += [(key, str(value)) for key, value in fields.items() if value]
+    return items
+
+
+def _provenance_html(out_dir: Path) -> str:
+    items = "".join(f"<li><b>{html.escape(key)}</b>: {html.escape(value)}</li>" for key, value in provenance(out_dir))
+    if (Path(out_dir) / "selection.md").is_file():  # a sweep's choice of settings, beside this page
+        items += '<li><b>selection</b>: <a href="selection.md">selection.md</a> (how each setting was chosen)</li>'
+    return f'<ul class="provenance">{items}</ul>'
 
 
 def _legend_html() -> str:
@@ -239,14 +291,19 @@ def _legend_html() -> str:
     return '<ul class="legend">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
-def leaderboard_html(title: str, df_long: pd.DataFrame, board: pd.DataFrame, figures: Sequence[Path]) -> str:
-    """A single HTML file with everything inline: CSS, the sort script and the figures as data URIs."""
+def leaderboard_html(
+    title: str, df_long: pd.DataFrame, board: pd.DataFrame, figures: Sequence[Path], about: str = ""
+) -> str:
+    """A single HTML file with everything inline: CSS, the sort script and the figures as data
+    URIs, captioned in words; ``about``: the provenance list (:func:`provenance`)."""
     description = "".join(f"<li>{html.escape(line.removeprefix('- '))}</li>" for line in _run_description(df_long))
-    figures_html = "".join(_html_figure(path) for path in figures) or "<p>(no figures in plots/)</p>"
+    methods = list(board["method"])
+    figures_html = "".join(_html_figure(path, figure_caption(path.stem, methods)) for path in figures)
+    figures_html = figures_html or "<p>(no figures in plots/)</p>"
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Leaderboard: {html.escape(title)}</title><style>{HTML_STYLE}</style></head>\n<body>"
-        f"<h1>Leaderboard: {html.escape(title)}</h1><ul>{description}</ul>"
+        f"<h1>Leaderboard: {html.escape(title)}</h1>{about}<ul>{description}</ul>"
         f"<p>Click a column header to sort.</p>{_html_table(board)}{_legend_html()}"
         f"<h2>Figures</h2>{figures_html}<script>{HTML_SORT_SCRIPT}</script></body></html>\n"
     )
@@ -273,7 +330,7 @@ def write_leaderboard_files(
     if (out_dir / rundir.PLOTS_DIR).is_dir() and len(board):  # plots were drawn (not --no-plots)
         _plot_intervals(board, out_dir / rundir.PLOTS_DIR)
     figures = figure_paths(out_dir, list(board["method"]))
-    atomic_text(paths[2], leaderboard_html(title, df_long, board, figures))
+    atomic_text(paths[2], leaderboard_html(title, df_long, board, figures, _provenance_html(out_dir)))
     return paths
 
 

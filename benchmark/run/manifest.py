@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import platform
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmark.files import atomic_text, folder_bytes
@@ -22,6 +24,8 @@ def write_manifest(
         "device": str(setup.device),
         "device_name": device_name(setup.device),
         "git_revision": git_revision(),
+        "machine": platform.node(),  # the host name: which machine of a cluster ran it
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "model": setup.bundle.source,
         "tasks": {

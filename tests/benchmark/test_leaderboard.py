@@ -240,6 +240,24 @@ def test_html_is_self_contained_and_embeds_the_plots(tmp_path):
     assert 'data-sort="88.0"' in page and "ldifs+replay" in page
 
 
+def test_html_captions_figures_in_words_and_says_where_the_numbers_come_from(tmp_path):
+    run_dir = write_run(tmp_path / "run", OUTCOMES)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest.update(git_revision="abc123", machine="node7", device_name="cpu (x86_64)", command=["run_benchmark.py"])
+    manifest["finished_utc"] = "2026-12-04T10:00:00+00:00"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    (run_dir / "selection.md").write_text("# Selection\n")
+    (run_dir / rundir.PLOTS_DIR).mkdir()
+    (run_dir / rundir.PLOTS_DIR / "heatmap_ldifs_replay_lp.png").write_bytes(TINY_PNG)
+    leaderboard.write_leaderboard(run_dir)
+    page = (run_dir / "leaderboard.html").read_text(encoding="utf-8")
+    assert "<figcaption>linear-probe accuracy on every task after each stage: ldifs+replay</figcaption>" in page
+    assert "<figcaption>heatmap_" not in page
+    for text in ("2026-12-04T10:00:00+00:00", "abc123", "node7 cpu (x86_64)", "run_benchmark.py"):
+        assert text in page, text
+    assert '<a href="selection.md">' in page
+
+
 def test_html_without_plots_still_has_the_table(tmp_path):
     run_dir = write_run(tmp_path / "run", OUTCOMES)
     leaderboard.write_leaderboard(run_dir)
