@@ -153,6 +153,9 @@ HTML_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+td { white-space: nowrap; }
+.scroll { overflow-x: auto; }
+.provenance { color: #555; font-size: 0.9em; }
 td:first-child, th:first-child { text-align: left; }
 th { background: #f0f0f0; cursor: pointer; user-select: none; }
 th[data-order="asc"]::after { content: " \\25B2"; }
@@ -304,7 +307,7 @@ def leaderboard_html(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Leaderboard: {html.escape(title)}</title><style>{HTML_STYLE}</style></head>\n<body>"
         f"<h1>Leaderboard: {html.escape(title)}</h1>{about}<ul>{description}</ul>"
-        f"<p>Click a column header to sort.</p>{_html_table(board)}{_legend_html()}"
+        f'<p>Click a column header to sort.</p><div class="scroll">{_html_table(board)}</div>{_legend_html()}'
         f"<h2>Figures</h2>{figures_html}<script>{HTML_SORT_SCRIPT}</script></body></html>\n"
     )
 
