@@ -207,7 +207,7 @@ def figure_paths(run_dir: Path, methods: Sequence[str]) -> list[Path]:
     """
 
     plot_dir = Path(run_dir) / rundir.PLOTS_DIR
-    names = ["leaderboard_intervals.png", "forgetting_curve.png"]
+    names = ["leaderboard_intervals.png", "forgetting_curve.png", "forgetting_panels.png"]
     names += [_plot_name(plot_dir, "dlp_{}.png", method) for method in methods]
     names += [_plot_name(plot_dir, f"heatmap_{{}}_{kind}.png", method) for method in methods for kind in table.KINDS]
     return [plot_dir / name for name in names if (plot_dir / name).is_file()]
@@ -230,6 +230,8 @@ def figure_caption(stem: str, methods: Sequence[str]) -> str:
     (``heatmap_ldifs_alpha_10__lp`` -> "linear-probe accuracy after each stage: ldifs[alpha=10]")."""
     if stem == "leaderboard_intervals":
         return "Every leaderboard number with its 95% bootstrap confidence interval (error bars)"
+    if stem == "forgetting_panels":
+        return "Forgetting curves, one panel per method against fine-tuning (grey)"
     if stem == "forgetting_curve":
         return "Forgetting curves: mean dLP on tasks not yet trained, and average head accuracy, per stage"
     for method in sorted(methods, key=len, reverse=True):  # the longest match: ldifs+replay before ldifs
