@@ -357,6 +357,7 @@ def plot_forgetting_panels(df: pd.DataFrame, out_dir: Path, reference: str = "fi
         _plot_mean_band(ax, stages, curves(method), {**method_style(method), "label": method})
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_title(method, fontsize=9)
+        ax.set_xticks(stages)
         ax.grid(alpha=0.3)
     for ax in axes[len(others) :]:
         ax.set_visible(False)
