@@ -11,8 +11,8 @@ P(X > Y) (Mann-Whitney's U / nm per task, averaged over tasks).
 
 The resampling is ``scipy.stats.bootstrap`` (``method="percentile"``): given one sample per
 task and ``paired=False`` it resamples each sample independently, which is exactly the
-stratified bootstrap. rliable itself was not used: it resamples with its own code too, pulls
-in ``arch`` and would add a dependency for four statistics scipy already covers.
+stratified bootstrap. rliable itself was not used: it pins ``arch == 5.3.0`` and needs
+seaborn, for four statistics scipy already covers (docs/statistics.md).
 
 Every matrix has one row per seed and one column per task (the tasks a leaderboard metric
 averages); a NaN anywhere makes the statistic NaN (a metric on a missing number is missing,
