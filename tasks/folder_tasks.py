@@ -163,10 +163,11 @@ def folder_task(
         train_dir, test_dir = _layout(folder, name)
         folders = class_folders(train_dir)
         names = _classnames(folders, name, classnames_file, classnames, folder_to_classname)
-        train = _source(scan(train_dir, folders, name, require_all=True), image_size)
+        size = min(image_size, ctx.image_size) if ctx.image_size else image_size  # what the model needs
+        train = _source(scan(train_dir, folders, name, require_all=True), size)
         test = None
         if test_dir is not None:
-            test = _source(scan(test_dir, folders, name, require_all=False), image_size)
+            test = _source(scan(test_dir, folders, name, require_all=False), size)
         info = TaskSpec(
             name,
             names,

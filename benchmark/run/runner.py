@@ -137,6 +137,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         download=cfg.download,
         data_cache=resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir),
         val="val" in cfg.eval.splits,
+        image_size=bundle.image_size,  # image-file tasks decode at the model's size
     )
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     tasks = {name: task_factory(name, declared)(ctx) for name in sequence.all_tasks}
