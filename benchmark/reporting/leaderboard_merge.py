@@ -185,7 +185,21 @@ def merged_manifest(runs: Sequence[LoadedRun]) -> dict[str, Any]:
             entries.append(
                 {"method": method, "seed": seed, "status": statuses.get((method, seed), "ok"), "source": str(run.path)}
             )
-    return {"merged_from": [str(run.path) for run in runs], "runs": entries}
+    manifest: dict[str, Any] = {"merged_from": [str(run.path) for run in runs], "runs": entries}
+    for key in ("git_revision", "machine", "device_name"):  # each distinct value of the runs merged
+        values = dict.fromkeys(str(v) for v in (_manifest_field(run.path, key) for run in runs) if v)
+        if values:
+            manifest[key] = ", ".join(values)
+    return manifest
+
+
+def _manifest_field(run_dir: Path, key: str) -> Any:
+    """One field of a run's manifest.json (None when absent or unreadable)."""
+    try:
+        data = json.loads((Path(run_dir) / MANIFEST_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get(key) if isinstance(data, dict) else None
 
 
 def check_merge_out(out_dir: Path, inputs: Sequence[Path]) -> None:

@@ -359,8 +359,12 @@ def test_two_plain_runs_of_ldifs_with_different_alphas_merge_into_two_rows(tmp_p
     config = yaml.safe_load((alpha_70 / "config.yaml").read_text())
     config["hparams"] = {"ldifs": {"alpha": 70}}
     (alpha_70 / "config.yaml").write_text(yaml.safe_dump(config))
+    for run, revision in ((alpha_10, "abc"), (alpha_70, "def")):
+        manifest = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps({**manifest, "git_revision": revision}))
     out = tmp_path / "merged"
     assert leaderboard.main([str(alpha_10), str(alpha_70), "--out", str(out), "--no-plots"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["git_revision"] == "abc, def"  # both commits, said
     board = pd.read_csv(out / "leaderboard.csv", keep_default_na=False, na_values=[""])
     assert list(board["method"]) == ["finetune", "ldifs[alpha=10]", "ldifs[alpha=70]"]
     assert list(board["hparams"]) == ["default", "set", "set"]
