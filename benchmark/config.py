@@ -40,7 +40,9 @@ class ModelConfig:
     # "suite" (pretrained here on the procedural world, cached), an open_clip tag
     # (openai, laion2b_s34b_b79k), a checkpoint file, or "none" for random weights.
     pretrained: str = "suite"
-    cache_dir: str = ""  # suite-pretrained models; default $LDIFS_BENCH_CACHE or ~/.cache/ldifs-bench
+    cache_dir: str = (
+        ""  # suite-pretrained models; default $LDIFS_BENCH_CACHE, $XDG_CACHE_HOME/ldifs-bench or ~/.cache/ldifs-bench
+    )
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 

@@ -50,6 +50,16 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
         raise
 
 
+def suite_cache_root() -> Path:
+    """The suite's cache folder (suite-pretrained models, decoded images): $LDIFS_BENCH_CACHE,
+    else ``$XDG_CACHE_HOME/ldifs-bench`` (the XDG Base Directory spec), else ~/.cache/ldifs-bench."""
+    if os.environ.get("LDIFS_BENCH_CACHE"):
+        return Path(os.environ["LDIFS_BENCH_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the spec: a relative value is ignored
+    return base / "ldifs-bench"
+
+
 def atomic_text(path: Path, text: str) -> None:
     """Atomically replace ``path`` with ``text`` (UTF-8)."""
     atomic_write(path, lambda stream: stream.write(text))

@@ -11,9 +11,11 @@ instead of through them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -41,6 +43,62 @@ def _roots() -> list[logging.Logger]:
     return [logging.getLogger(name) for name in ROOTS]
 
 
+# A folder shared by every process of one command (a sweep's workers inherit it): a message
+# logged with ``extra={"once": True}`` or a warning is shown by the first process only.
+ONCE_DIR_ENV = "LDIFS_BENCH_ONCE_DIR"
+
+
+def first_in_command(text: str) -> bool:
+    """True the first time any process of this command asks about ``text`` (always True
+    outside :func:`once_per_command`): an exclusively created file per message."""
+    folder = os.environ.get(ONCE_DIR_ENV)
+    if not folder:
+        return True
+    path = Path(folder) / hashlib.sha256(text.encode()).hexdigest()[:20]
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True  # cannot tell: better said twice than never
+    return True
+
+
+@contextlib.contextmanager
+def once_per_command() -> Iterator[None]:
+    """Messages marked once (and warnings) are shown once by all the processes this block starts."""
+    if os.environ.get(ONCE_DIR_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="ldifs-bench-once-") as folder:
+        os.environ[ONCE_DIR_ENV] = folder
+        try:
+            yield
+        finally:
+            os.environ.pop(ONCE_DIR_ENV, None)
+
+
+class OncePerCommand(logging.Filter):
+    """Console filter: a record logged with ``extra={"once": True}`` is shown once per command
+    (the warm-up cap of every stage of every cell of a sweep: one line each); run.log keeps all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "once", False):
+            return True
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return first_in_command(text)
+
+
+ONCE_FILTER = OncePerCommand()
+
+
 def setup_console(quiet: bool = False) -> None:
     """Install (once) the console handler: INFO lines normally; with ``-q`` only warnings
     (a run moved to a new folder, a resume across suite revisions) and errors."""
@@ -52,6 +110,7 @@ def setup_console(quiet: bool = False) -> None:
             handler = TqdmHandler()
             handler.set_name(_CONSOLE_NAME)
             handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.addFilter(ONCE_FILTER)
             logger.addHandler(handler)
         handler.setLevel(logging.WARNING if quiet else logging.INFO)
 
@@ -194,10 +253,14 @@ def quiet_warnings() -> None:
     def show_once(message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, DeprecationWarning) and f"{os.sep}avalanche{os.sep}" in str(filename):
             return
+        if f"{os.sep}qpsolvers{os.sep}" in str(filename):  # "no QP solver found": only GEM (not registered) needs one
+            return
         key = (category, str(message))
         if key in seen:
             return
         seen.add(key)
+        if not first_in_command(f"{category.__name__}: {message}"):  # a sweep worker: said by another
+            return
         out = file or sys.stderr
         with contextlib.suppress(OSError, ValueError):  # a closed stream: nothing to warn on
             out.write(warnings.formatwarning(message, category, filename, lineno, line))

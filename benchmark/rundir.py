@@ -38,13 +38,18 @@ IN_USE = "is in use by process"  # the lock's message: a sweep recognises a cell
 # One path component (benchmark.files.safe_component, shared by every name that becomes a path).
 NAME_RULE = COMPONENT_RULE
 NAME_RULE_TEXT = COMPONENT_RULE_TEXT
+# results/index.csv and the results/latest link (benchmark.run.index): no run may take them.
+RESERVED_NAMES = ("index.csv", "latest")
 # A folder the suite names itself: a user's name plus "-<config hash>" (11 characters more).
 FOLDER_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
 
 def check_run_name(name: str, what: str = "--name") -> str:
     """``name`` if it is a safe run name, else a one-line UserError naming it and the rule."""
-    return safe_component(name, what)
+    safe_component(name, what)
+    if name in RESERVED_NAMES:
+        raise UserError(f"{what} {name!r} is reserved for the results folder's own files ({', '.join(RESERVED_NAMES)})")
+    return name
 
 
 def safe_name(name: str) -> str:

@@ -32,45 +32,41 @@ ViT and ResNet towers, on the CPU and on CUDA (bf16 autocast, fused AdamW):
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Union
 
 import torch
-from avalanche.training.plugins import (
-    EWCPlugin,
-    LwFPlugin,
-    MASPlugin,
-    ReplayPlugin,
-    SupervisedPlugin,
-    SynapticIntelligencePlugin,
-)
-from avalanche.training.storage_policy import ExperienceBalancedBuffer, ReservoirSamplingBuffer
-from avalanche.training.utils import ParamData
 
 from benchmark.errors import UserError
-from benchmark.training.method import Method, register_method
+from benchmark.training.method import HOOKS, Method, register_method
 
-# Every callback Avalanche may invoke on a supervised plugin (before_training, ...,
-# after_eval_iteration); the adapter forwards each of them.
-HOOKS: tuple[str, ...] = tuple(sorted(n for n in dir(SupervisedPlugin) if n.startswith(("before_", "after_"))))
+
+def plugin_type(plugin: Union[str, type]) -> type:
+    """An Avalanche plugin class from its name in ``avalanche.training.plugins`` (imported
+    here, when a method is built: listing the registry must not import Avalanche)."""
+    if isinstance(plugin, type):
+        return plugin
+    import avalanche.training.plugins as plugins
+
+    return getattr(plugins, plugin)
 
 
 class AvalancheMethod(Method):
     """Base of the adapters: builds ``plugin_class(**kwargs)`` and forwards every hook."""
 
-    plugin_class: ClassVar[type] = SupervisedPlugin
+    # The Avalanche plugin: its class, or its name in avalanche.training.plugins.
+    plugin_class: ClassVar[Union[str, type]] = "SupervisedPlugin"
 
-    def __init__(self, params: Optional[Any] = None) -> None:
-        super().__init__(params)
+    def setup(self) -> None:
+        """Build the Avalanche plugin (imports Avalanche; see ``Method.setup``)."""
+        plugin = plugin_type(self.plugin_class)
         try:
-            self.plugin = self.plugin_class(**self.plugin_kwargs())
+            self.plugin = plugin(**self.plugin_kwargs())
         except (AssertionError, ValueError, TypeError) as e:  # Avalanche checks its arguments with asserts
             raise UserError(
-                f"hparams.{self.name}: Avalanche's {self.plugin_class.__name__} refused {self.plugin_kwargs()}: {e}"
+                f"hparams.{self.name}: Avalanche's {plugin.__name__} refused {self.plugin_kwargs()}: {e}"
             ) from None
 
     def plugin_kwargs(self) -> dict[str, Any]:
@@ -92,13 +88,15 @@ class AvalancheMethod(Method):
                 buffer.copy_(saved[name])
 
     def state_dict(self) -> dict[str, Any]:
-        """The plugin's state as tensors and plain data (see ``PLUGIN_STATE``)."""
-        save, _ = PLUGIN_STATE.get(self.plugin_class, (lambda plugin: {}, None))
-        return save(self.plugin)
+        """The plugin's state as tensors and plain data (``benchmark.training.avalanche_state``)."""
+        from benchmark.training.avalanche_state import save_state
+
+        return save_state(self.plugin)
 
     def load_state_dict(self, state: dict[str, Any], context) -> None:
-        _, load = PLUGIN_STATE.get(self.plugin_class, (None, lambda plugin, state, context: None))
-        load(self.plugin, state, context)
+        from benchmark.training.avalanche_state import load_state
+
+        load_state(self.plugin, state, context)
 
 
 def _forward(hook: str) -> Callable:
@@ -148,155 +146,6 @@ def install_raw_batch_preprocessing(strategy) -> None:
         return
     hook = RawBatchPreprocessor(strategy.preprocess, strategy.device)
     model._raw_batch_hook = model.register_forward_pre_hook(hook)
-
-
-# ------------------------------------------------- plugin state as tensors and plain data
-# What each plugin carries between stages, read from Avalanche 0.6's plugin sources: EWC
-# its per-stage importances and saved parameters, SI its running path integrals, MAS its
-# importances and parameters (all ``ParamData``: a named tensor with a device), LwF the
-# model of the previous stage and the classes each task has seen, replay its buffers of
-# past samples. Saved as tensors and numbers, rebuilt into Avalanche's own objects.
-
-
-def _param_data(table: Optional[dict]) -> Optional[dict[str, dict[str, Any]]]:
-    """{name: ParamData} as {name: {"data": tensor, "device": str}}."""
-    if table is None:
-        return None
-    return {name: {"data": pd.data, "device": str(pd.device)} for name, pd in table.items()}
-
-
-def _param_data_back(table: Optional[dict]) -> Optional[dict[str, ParamData]]:
-    if table is None:
-        return None
-    return {
-        name: ParamData(name, init_tensor=e["data"].to(e["device"]), device=e["device"]) for name, e in table.items()
-    }
-
-
-def _ewc_save(plugin: EWCPlugin) -> dict[str, Any]:
-    return {
-        "saved_params": {exp: _param_data(t) for exp, t in plugin.saved_params.items()},
-        "importances": {exp: _param_data(t) for exp, t in plugin.importances.items()},
-    }
-
-
-def _ewc_load(plugin: EWCPlugin, state: dict[str, Any], context) -> None:
-    for attr in ("saved_params", "importances"):
-        table = defaultdict(dict, {int(exp): _param_data_back(t) for exp, t in state[attr].items()})
-        setattr(plugin, attr, table)
-
-
-def _si_save(plugin: SynapticIntelligencePlugin) -> dict[str, Any]:
-    return {
-        "ewc_data": [_param_data(t) for t in plugin.ewc_data],
-        "syn_data": {key: _param_data(t) for key, t in plugin.syn_data.items()},
-    }
-
-
-def _si_load(plugin: SynapticIntelligencePlugin, state: dict[str, Any], context) -> None:
-    plugin.ewc_data = tuple(_param_data_back(t) for t in state["ewc_data"])
-    plugin.syn_data = {key: _param_data_back(t) for key, t in state["syn_data"].items()}
-
-
-def _mas_save(plugin: MASPlugin) -> dict[str, Any]:
-    return {"params": _param_data(plugin.params), "importance": _param_data(plugin.importance)}
-
-
-def _mas_load(plugin: MASPlugin, state: dict[str, Any], context) -> None:
-    plugin.params = _param_data_back(state["params"])
-    plugin.importance = _param_data_back(state["importance"])
-
-
-def _lwf_save(plugin: LwFPlugin) -> dict[str, Any]:
-    lwf = plugin.lwf
-    previous = lwf.prev_model
-    return {
-        "prev_model": None if previous is None else previous.state_dict(),
-        "prev_modes": None if previous is None else {n: m.training for n, m in previous.named_modules()},
-        "expcount": int(lwf.expcount),
-        "prev_classes_by_task": {int(t): sorted(int(c) for c in cs) for t, cs in lwf.prev_classes_by_task.items()},
-    }
-
-
-def _lwf_load(plugin: LwFPlugin, state: dict[str, Any], context) -> None:
-    lwf = plugin.lwf
-    lwf.expcount = state["expcount"]
-    lwf.prev_classes_by_task = defaultdict(set, {int(t): set(cs) for t, cs in state["prev_classes_by_task"].items()})
-    if state["prev_model"] is not None:  # the previous model: the current one's architecture, its weights
-        previous = copy.deepcopy(context.model)
-        missing, _ = previous.load_state_dict(state["prev_model"], strict=False)  # (a FLYP text tower may be absent)
-        if missing:
-            raise KeyError(f"LwF's previous model lacks {missing[0]}")
-        for name, module in previous.named_modules():
-            module.training = state["prev_modes"].get(name, module.training)
-        lwf.prev_model = previous
-
-
-def _replay_save(plugin: ReplayPlugin) -> dict[str, Any]:
-    policy = plugin.storage_policy
-    if not isinstance(policy, ExperienceBalancedBuffer):
-        raise TypeError(f"replay's storage policy {type(policy).__name__} cannot be checkpointed")
-    groups = {}
-    for key, group in policy.buffer_groups.items():
-        images, labels, tasks = _samples(group.buffer)
-        groups[int(key)] = {
-            "max_size": int(group.max_size),
-            "weights": group._buffer_weights,
-            "images": images,
-            "labels": labels,
-            "task_labels": tasks,
-        }
-    return {"num_exps": int(policy._num_exps), "groups": groups}
-
-
-def _replay_load(plugin: ReplayPlugin, state: dict[str, Any], context) -> None:
-    policy = plugin.storage_policy
-    policy._num_exps = state["num_exps"]
-    policy.buffer_groups = {}
-    for key, saved in state["groups"].items():
-        group = ReservoirSamplingBuffer(saved["max_size"])
-        group.buffer = _buffer_dataset(saved["images"], saved["labels"], saved["task_labels"])
-        group._buffer_weights = saved["weights"]
-        policy.buffer_groups[int(key)] = group
-
-
-def _samples(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A buffer's (images, labels, task labels) in its order, as Avalanche's loader yields them."""
-    if len(dataset) == 0:
-        return torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-    # Item by item, not through a DataLoader: starting one draws a seed from the global RNG,
-    # and saving a checkpoint must not change what the run draws next.
-    images, labels, tasks = zip(*(dataset[i][:3] for i in range(len(dataset))))
-    return torch.stack(images), torch.stack([torch.as_tensor(y) for y in labels]), torch.tensor(tasks)
-
-
-class _SampleTensors(torch.utils.data.TensorDataset):
-    """A TensorDataset with the ``targets`` Avalanche's classification datasets need."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        super().__init__(images, labels)
-        self.targets = labels.tolist()
-
-
-def _buffer_dataset(images: torch.Tensor, labels: torch.Tensor, tasks: torch.Tensor):
-    """A replay buffer as the task-aware dataset the stage's own data was (see ``make_stream``)."""
-    from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
-    from avalanche.benchmarks.utils.data_attribute import DataAttribute, TaskLabels
-
-    return TaskAwareSupervisedClassificationDataset(
-        [_SampleTensors(images, labels)],
-        data_attributes=[DataAttribute(labels.tolist(), "targets"), TaskLabels(tasks.tolist())],
-    )
-
-
-# plugin class -> (save, load): the state the adapter checkpoints; a plugin not listed has none.
-PLUGIN_STATE: dict[type, tuple[Callable, Callable]] = {
-    EWCPlugin: (_ewc_save, _ewc_load),
-    SynapticIntelligencePlugin: (_si_save, _si_load),
-    MASPlugin: (_mas_save, _mas_load),
-    LwFPlugin: (_lwf_save, _lwf_load),
-    ReplayPlugin: (_replay_save, _replay_load),
-}
 
 
 # ----------------------------------------------------------------------------- the table
@@ -359,7 +208,7 @@ class MASParams:
 class AvalancheEntry:
     """One registered Avalanche plugin: its class, its Params, what it is and where from."""
 
-    plugin: type
+    plugin: Union[str, type]  # the class, or its name in avalanche.training.plugins (imported when built)
     params: type
     summary: str  # the one-line description --list-methods prints
     paper: str
@@ -368,32 +217,32 @@ class AvalancheEntry:
 
 AVALANCHE_METHODS: dict[str, AvalancheEntry] = {
     "ewc": AvalancheEntry(
-        EWCPlugin,
+        "EWCPlugin",
         EWCParams,
         "Elastic weight consolidation: Fisher-weighted l2 to past stages' weights (Avalanche's EWCPlugin).",
         "Kirkpatrick et al., PNAS 2017",
     ),
     "lwf": AvalancheEntry(
-        LwFPlugin,
+        "LwFPlugin",
         LwFParams,
         "Learning without forgetting: distil the previous model's old heads on new data (Avalanche's LwFPlugin).",
         "Li & Hoiem, ECCV 2016 / TPAMI 2017",
     ),
     "replay": AvalancheEntry(
-        ReplayPlugin,
+        "ReplayPlugin",
         ReplayParams,
         "Experience replay: a class-agnostic buffer of past stages mixed into every batch (Avalanche's ReplayPlugin).",
         "Chaudhry et al., 2019 (tiny episodic memories); Rolnick et al., NeurIPS 2019",
         needs_encoder_training=False,
     ),
     "si": AvalancheEntry(
-        SynapticIntelligencePlugin,
+        "SynapticIntelligencePlugin",
         SIParams,
         "Synaptic intelligence: path-integral importance-weighted l2 to past weights (Avalanche's plugin).",
         "Zenke, Poole, Ganguli, ICML 2017",
     ),
     "mas": AvalancheEntry(
-        MASPlugin,
+        "MASPlugin",
         MASParams,
         "Memory aware synapses: output-sensitivity-weighted l2 to past weights (Avalanche's MASPlugin).",
         "Aljundi et al., ECCV 2018",

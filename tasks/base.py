@@ -73,6 +73,10 @@ class TaskContext:
     # The run scores a validation split (eval.splits has "val"): a task with none of its own
     # holds one out (digits) or renders one (the procedural world); off, nothing changes.
     val: bool = False
+    # The model's input size (the runner sets it from the loaded model): image-file tasks
+    # decode and cache at most this size, not at 224 px to be shrunk on every batch. None:
+    # each task's own size (224 px for image files).
+    image_size: Optional[int] = None
 
 
 TaskFactory = Callable[[TaskContext], Task]

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import UserError
-from benchmark.files import safe_component
+from benchmark.files import safe_component, suite_cache_root
 
 CACHE_ENV = "LDIFS_BENCH_CACHE"
 FORMAT_VERSION = 2  # bump when the entry layout or the decoding changes (2: meta.json has a checksum)
@@ -52,8 +52,7 @@ DISK_MARGIN_BYTES = 256 * 2**20
 
 def default_cache_dir(suite_cache: str = "") -> Path:
     """``<suite cache>/data``: the suite cache is model.cache_dir, $LDIFS_BENCH_CACHE or ~/.cache/ldifs-bench."""
-    root = suite_cache or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ldifs-bench"
-    return Path(root) / "data"
+    return (Path(suite_cache) if suite_cache else suite_cache_root()) / "data"  # $XDG_CACHE_HOME honoured
 
 
 def resolve_cache_dir(setting: str, suite_cache: str = "") -> Optional[Path]:

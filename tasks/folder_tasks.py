@@ -171,7 +171,8 @@ def folder_task(
         train_dir, test_dir = _layout(folder, name)
         folders = class_folders(train_dir)
         names = _classnames(folders, name, classnames_file, classnames, folder_to_classname)
-        train = _source(scan(train_dir, folders, name, require_all=True), image_size)
+        size = min(image_size, ctx.image_size) if ctx.image_size else image_size  # what the model needs
+        train = _source(scan(train_dir, folders, name, require_all=True), size)
         test = None
         if test_dir is not None:
             test_items = scan(test_dir, folders, name, require_all=False)
@@ -179,7 +180,7 @@ def folder_task(
                 raise UserError(
                     f"task {name!r}: the test folder {test_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
                 )
-            test = _source(test_items, image_size)
+            test = _source(test_items, size)
         info = TaskSpec(
             name,
             names,

@@ -4,11 +4,11 @@ cache folder of the models it pretrains."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from benchmark.config import ModelConfig
+from benchmark.files import suite_cache_root
 
 SUITE_CONFIGS = Path(__file__).parent / "configs"  # the suite's own architectures, open_clip JSON
 
@@ -22,8 +22,7 @@ def suite_model_config(name: str) -> dict[str, Any]:
 
 
 def default_cache_dir(cfg: ModelConfig) -> Path:
-    root = cfg.cache_dir or os.environ.get("LDIFS_BENCH_CACHE") or Path.home() / ".cache" / "ldifs-bench"
-    return Path(root)
+    return Path(cfg.cache_dir) if cfg.cache_dir else suite_cache_root()
 
 
 def has_batch_norm_tower(cfg: ModelConfig) -> bool:

@@ -38,9 +38,9 @@ class ClipBundle:
 
 
 def check_model_config(cfg: ModelConfig) -> None:
-    """Refuse an unknown model or a missing local folder/file before any work starts."""
-    import open_clip
-
+    """Refuse an unknown model or a missing local folder/file before any work starts
+    (open_clip is imported only to check an open_clip architecture's name: a suite model's
+    check stays instant)."""
     if cfg.name.startswith("local-dir:"):  # a schema brings its own weights: pretrained is ignored
         folder = Path(cfg.name[len("local-dir:") :])
         if not (folder / "open_clip_config.json").is_file():
@@ -55,6 +55,8 @@ def check_model_config(cfg: ModelConfig) -> None:
                 f"valid choices: {', '.join(suite_model_names())}"
             )
     elif not cfg.name.startswith("hf-hub:"):
+        import open_clip
+
         known = open_clip.list_models()
         if cfg.name not in known:
             raise UserError(

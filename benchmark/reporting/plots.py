@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
@@ -46,7 +47,10 @@ PINNED_COLOURS = {
     "si": 1,  # light blue
     "mas": 3,  # light orange
 }
-FREE_COLOURS = [i for i in range(20) if i not in PINNED_COLOURS.values()]
+# Any other name (a plugin, a composition) takes a colour of Dark2: saturated colours that
+# read on white (tab20's free entries are its pale halves).
+HASHED_PALETTE = colormaps["Dark2"]
+FREE_COLOURS = [0, 1, 2, 3, 4, 6]  # Dark2 less its gold (faint on white) and grey (zero-shot's)
 LINE_STYLES, MARKERS = ("-", "--", "-.", ":"), "os^Dv"
 
 
@@ -65,7 +69,7 @@ def method_style(method: str) -> dict[str, object]:
             "marker": MARKERS[digest // 29 % len(MARKERS)],
         }
     return {
-        "color": PALETTE(FREE_COLOURS[digest % len(FREE_COLOURS)]),
+        "color": HASHED_PALETTE(FREE_COLOURS[digest % len(FREE_COLOURS)]),
         "linestyle": LINE_STYLES[digest // 7 % len(LINE_STYLES)],
         "marker": MARKERS[digest // 29 % len(MARKERS)],
     }
@@ -93,13 +97,33 @@ def seed_mean_matrix(
 
     Cells missing in some seeds take the mean of the others; cells missing everywhere stay NaN.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice" for all-NaN cells
+        return np.nanmean(_seed_stack(df, method, kind, columns, transform), axis=0)
+
+
+def seed_std_matrix(
+    df: pd.DataFrame,
+    method: str,
+    kind: str,
+    columns: Sequence[str],
+    transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+) -> Optional[np.ndarray]:
+    """Population std over seeds of the same matrices (as summary.csv's); None for one seed."""
+    stack = _seed_stack(df, method, kind, columns, transform)
+    if len(stack) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "degrees of freedom <= 0" for all-NaN cells
+        return np.nanstd(stack, axis=0)
+
+
+def _seed_stack(df: pd.DataFrame, method: str, kind: str, columns: Sequence[str], transform) -> np.ndarray:
     matrices = []
     for seed in table.seeds_of(df, method, kind):
         matrix = table.accuracy_matrix(df, method, seed, kind, columns)
         matrices.append(transform(matrix) if transform else matrix)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice" for all-NaN cells
-        return np.nanmean(np.stack(matrices), axis=0)
+    return np.stack(matrices)
 
 
 def _labels(df: pd.DataFrame) -> tuple[list[str], list[str], list[str], int]:
@@ -121,12 +145,15 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
 
 
 def _save_as(fig: Figure, path: Path, **options: object) -> None:
-    """Atomically save the figure in the format named by the path's suffix."""
-    atomic_write(
-        path,
-        lambda stream: fig.savefig(stream, format=path.suffix[1:], bbox_inches="tight", **options),
-        binary=True,
-    )
+    """Atomically save the figure in the format named by the path's suffix. SVG element ids
+    are random unless ``svg.hashsalt`` is set: set here, for this save only (an rc context,
+    not a process-wide change), so identical figures give identical files."""
+    with matplotlib.rc_context({"svg.hashsalt": "ldifs-bench"}):
+        atomic_write(
+            path,
+            lambda stream: fig.savefig(stream, format=path.suffix[1:], bbox_inches="tight", **options),
+            binary=True,
+        )
 
 
 def _draw_matrix(
@@ -139,16 +166,21 @@ def _draw_matrix(
     vmin: float,
     vmax: float,
     signed: bool = False,
+    spread: Optional[np.ndarray] = None,
 ) -> AxesImage:
-    """Annotated heatmap with a vertical divider before the eval-only columns."""
+    """Annotated heatmap with a vertical divider before the eval-only columns; ``spread``
+    (the std over seeds) is written under each mean."""
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     for (row, col), value in np.ndenumerate(matrix):
         if np.isnan(value):
             continue
+        text = f"{value:+.1f}" if signed else f"{value:.1f}"
+        if spread is not None and not np.isnan(spread[row, col]):
+            text += f"\n±{spread[row, col]:.1f}"
         ax.text(
             col,
             row,
-            f"{value:+.1f}" if signed else f"{value:.1f}",
+            text,
             ha="center",
             va="center",
             fontsize=8,
@@ -180,11 +212,13 @@ def plot_accuracy_heatmaps(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     for method in table.methods_in_order(df):
         for kind in table.kinds_in_order(df, method):
             matrix = seed_mean_matrix(df, method, kind, columns)
+            spread = seed_std_matrix(df, method, kind, columns)
             fig, ax = _matrix_figure(len(columns), len(row_labels))
-            image = _draw_matrix(ax, matrix, row_labels, col_labels, num_sequence, "viridis", 0.0, 100.0)
+            image = _draw_matrix(ax, matrix, row_labels, col_labels, num_sequence, "viridis", 0.0, 100.0, spread=spread)
             fig.colorbar(image, ax=ax, label="accuracy (%)")
             seeds = len(table.seeds_of(df, method, kind))
-            ax.set_title(f"{method}: {kind} accuracy (%), mean of {seeds} seed(s)")
+            shown = "mean ± std" if spread is not None else "mean"
+            ax.set_title(f"{method}: {kind} accuracy (%), {shown} of {seeds} seed(s)")
             paths += _save(fig, out_dir, f"heatmap_{safe_name(method)}_{kind}")
     return paths
 
@@ -201,11 +235,15 @@ def plot_concept_forgetting_heatmaps(df: pd.DataFrame, out_dir: Path) -> list[Pa
     paths = []
     for method, deltas in zip(methods, all_deltas):
         fig, ax = _matrix_figure(len(columns), len(row_labels))
-        image = _draw_matrix(ax, deltas, row_labels, col_labels, num_sequence, "RdBu", -limit, limit, signed=True)
+        spread = seed_std_matrix(df, method, "lp", columns, transform=metrics.concept_forgetting)
+        image = _draw_matrix(
+            ax, deltas, row_labels, col_labels, num_sequence, "RdBu", -limit, limit, signed=True, spread=spread
+        )
         fig.colorbar(image, ax=ax, label="dLP (points, < 0 = forgotten)")
         seeds = len(table.seeds_of(df, method, "lp"))
+        shown = "mean ± std" if spread is not None else "mean"
         ax.set_title(
-            f"{method}: concept forgetting dLP\n(LP accuracy minus the pre-trained model's, mean of {seeds} seed(s))",
+            f"{method}: concept forgetting dLP\n(LP accuracy minus the pre-trained model's, {shown} of {seeds} seed(s))",
             fontsize=10,
         )
         paths += _save(fig, out_dir, f"dlp_{safe_name(method)}")
@@ -242,6 +280,7 @@ def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     stages = np.arange(num_sequence + 1)
     fig = Figure(figsize=(13, 4.5), layout="constrained")
     ax_dlp, ax_head = fig.subplots(1, 2)
+    finals: dict[str, float] = {}  # each method's last mean dLP: the legend's order
     for method in table.methods_in_order(df):
         kinds = table.kinds_in_order(df, method)
         style = {**method_style(method), "label": method}
@@ -254,12 +293,16 @@ def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
                 lambda A: metrics.mean_over_untrained(metrics.concept_forgetting(A), trained_stage),
             )
             _plot_mean_band(ax_dlp, stages, dlp, style)
+            finals[method] = dlp.mean(axis=0)[-1] if len(dlp) else np.nan
         if "head" in kinds and num_sequence:
             head = _seed_curves(df, method, "head", columns[:num_sequence], metrics.average_accuracy)
             _plot_mean_band(ax_head, stages[1:], head, style)
     ax_dlp.axhline(0, color="grey", linewidth=1)
     ax_dlp.set(
-        title="Concept forgetting on tasks not yet trained", xlabel="stage", ylabel="mean dLP (points)", xticks=stages
+        title="Concept forgetting on tasks not yet trained",
+        xlabel="stage",
+        ylabel="mean dLP (points) over the tasks not yet\ntrained at that stage (fewer each stage)",
+        xticks=stages,
     )
     seeds = max(len(table.seeds_of(df, m, k)) for m in table.methods_in_order(df) for k in ("head", "lp", "zs"))
     if seeds > 1:
@@ -269,8 +312,79 @@ def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     # sweep's dozen settings inside the axes would hide the curves
     legend = dict(zip(*reversed(ax_head.get_legend_handles_labels())))
     legend.update(dict(zip(*reversed(ax_dlp.get_legend_handles_labels()))))
-    if legend:
-        fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=8)
+    if legend:  # in the order of the curves' ends (top first), so the legend reads like the plot
+        order = sorted(legend, key=lambda label: -_final(finals.get(label)))
+        fig.legend([legend[k] for k in order], order, loc="outside right upper", fontsize=8)
     for ax in (ax_dlp, ax_head):
         ax.grid(alpha=0.3)
     return _save(fig, out_dir, "forgetting_curve")
+
+
+def _final(value: Optional[float]) -> float:
+    return -np.inf if value is None or np.isnan(value) else float(value)
+
+
+def plot_forgetting_panels(df: pd.DataFrame, out_dir: Path, reference: str = "finetune") -> list[Path]:
+    """Small multiples: one panel per method, its mean dLP curve (with the seed band) against
+    ``reference``'s in grey (fine-tuning, else the first method), all on one y scale: fifteen
+    methods stay readable where one panel of fifteen curves is not. Nothing with one method."""
+    df = table.usable_rows(df)
+    columns, _, _, num_sequence = _labels(df)
+    trained_stage = table.trained_stages(df, columns)
+    methods = [m for m in table.methods_in_order(df) if "lp" in table.kinds_in_order(df, m)]
+    if len(methods) < 2:
+        return []
+    reference = reference if reference in methods else methods[0]
+
+    def curves(method: str) -> np.ndarray:
+        return _seed_curves(
+            df,
+            method,
+            "lp",
+            columns,
+            lambda A: metrics.mean_over_untrained(metrics.concept_forgetting(A), trained_stage),
+        )
+
+    others = [m for m in methods if m != reference]
+    width = min(4, len(others))
+    rows = -(-len(others) // width)
+    fig = Figure(figsize=(3.2 * width, 2.6 * rows + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, width, sharex=True, sharey=True, squeeze=False)).ravel()
+    stages = np.arange(num_sequence + 1)
+    base = curves(reference)
+    for ax, method in zip(axes, others):
+        _plot_mean_band(ax, stages, base, {"color": "0.6", "linestyle": "-", "marker": None, "label": reference})
+        _plot_mean_band(ax, stages, curves(method), {**method_style(method), "label": method})
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_title(method, fontsize=9)
+        ax.set_xticks(stages)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(others) :]:
+        ax.set_visible(False)
+    fig.supxlabel("stage")
+    fig.supylabel("mean dLP over tasks not yet trained")
+    fig.suptitle(f"each method (colour) against {reference} (grey); band = mean ± std over seeds", fontsize=9)
+    return _save(fig, out_dir, "forgetting_panels")
+
+
+def plot_intervals(
+    methods: Sequence[str], panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], out_dir: Path
+) -> list[Path]:
+    """The leaderboard's numbers as points with their 95% bootstrap CIs as error bars, one
+    panel per metric (``panels``: title -> (means, CI lows, CI highs), one entry per method,
+    in the leaderboard's order, best first), as rliable's interval plots. A method without an
+    interval (one seed) is a point alone."""
+    fig = Figure(figsize=(4 * len(panels), 0.9 + 0.32 * len(methods)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    y = np.arange(len(methods))[::-1]  # best at the top
+    for ax, (title, (means, lows, highs)) in zip(axes, panels.items()):
+        for row, method, mean, low, high in zip(y, methods, means, lows, highs):
+            if np.isnan(mean):
+                continue
+            colour = method_style(method)["color"]
+            error = None if np.isnan(low) else [[mean - low], [high - mean]]
+            ax.errorbar(mean, row, xerr=error, fmt="o", color=colour, capsize=3, markersize=5)
+        ax.set(title=title, yticks=y, yticklabels=list(methods))
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle("mean and 95% stratified bootstrap CI over seeds", fontsize=9)
+    return _save(fig, out_dir, "leaderboard_intervals")

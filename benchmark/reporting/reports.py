@@ -260,6 +260,7 @@ def write_report(run_dir: Path) -> None:
         *plots.plot_accuracy_heatmaps(df, plot_dir),
         *plots.plot_concept_forgetting_heatmaps(df, plot_dir),
         *plots.plot_forgetting_curve(df, plot_dir),
+        *plots.plot_forgetting_panels(df, plot_dir),
     ]
     pngs = [image for image in images if image.suffix == ".png"]
     atomic_text(run_dir / REPORT_MD, report_markdown(run_dir, df, summary, pngs))

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from benchmark.errors import choices_error
-from benchmark.reporting import reports, table
+
+if TYPE_CHECKING:  # pandas is imported where a selection is computed: a sweep's --dry-run checks names only
+    import pandas as pd
 
 # Columns a labelled long frame carries besides the long CSV's: which method the row's
 # setting belongs to and the setting's text ("" for the base config's own values).
@@ -56,6 +58,10 @@ def _summary_value(summary: pd.DataFrame, method: str, kind: str, column: str) -
 
 def _metric_frame(df: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """Per labelled method: mean over seeds of last head acc, dLP and dZS on one split."""
+    import pandas as pd
+
+    from benchmark.reporting import reports, table
+
     usable = table.usable_rows(df)
     summary = reports.summarise(usable) if len(usable) else pd.DataFrame(columns=["method", "kind"])
     records = []
@@ -100,6 +106,10 @@ def selection_table(val: pd.DataFrame, test: pd.DataFrame, settings: pd.DataFram
 
 
 def selection_markdown(selection: pd.DataFrame) -> str:
+    import pandas as pd
+
+    from benchmark.reporting import reports
+
     """selection.md: selection.csv for reading, one row per setting, methods in alphabetical
     order and each method's settings by value, the chosen one marked; val decides, test is
     shown beside it."""

@@ -1,29 +1,45 @@
-"""The short table ``run_benchmark.py`` prints at the end of a run."""
+"""The short table ``run_benchmark.py`` prints at the end of a run.
+
+Read with the csv module, not pandas: a rerun that finds its run complete prints this
+table and nothing else, and must stay as quick as ``import torch`` (pandas adds a second)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
-import pandas as pd
+# column of the printed table -> (kind, column of summary.csv)
+HEADLINE = {
+    "last head acc": ("head", "last"),
+    "mean dLP (untrained)": ("lp", "delta_final_untrained"),
+    "mean dZS (untrained)": ("zs", "delta_final_untrained"),
+}
 
 
-def headline(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per method: final head accuracy on the trained tasks, dLP and dZS on tasks never trained."""
-    head = summary[summary.kind == "head"].set_index("method")
-    lp = summary[summary.kind == "lp"].set_index("method")
-    zs = summary[summary.kind == "zs"].set_index("method")
-    out = pd.DataFrame(
-        {
-            "last head acc": head.get("last"),
-            "mean dLP (untrained)": lp.get("delta_final_untrained"),
-            "mean dZS (untrained)": zs.get("delta_final_untrained"),
-        }
-    )
-    return out.reindex(head.index)
+def headline(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Per method (in the order of its head rows): final head accuracy on the trained tasks,
+    dLP and dZS on tasks never trained."""
+    by = {(row["method"], row["kind"]): row for row in rows}
+    methods = [row["method"] for row in rows if row["kind"] == "head"]
+    return {
+        method: {title: by.get((method, kind), {}).get(column, "") for title, (kind, column) in HEADLINE.items()}
+        for method in methods
+    }
+
+
+def _cell(text: str) -> str:
+    try:
+        return f"{float(text):7.1f}"
+    except ValueError:
+        return f"{'NaN':>7s}"
 
 
 def print_headline(run_dir: Path) -> None:
-    summary = pd.read_csv(run_dir / "summary.csv")
-    table = headline(summary)
+    with open(run_dir / "summary.csv", newline="", encoding="utf-8") as f:
+        table = headline(list(csv.DictReader(f)))
     print(f"\nresults: {run_dir}/  (report.md, accuracy_long.csv, summary.csv, plots/)")
-    print(table.to_string(float_format=lambda v: f"{v:7.1f}"))
+    width = max([len("method"), *map(len, table)])
+    print(f"{'method':{width}s}  " + "  ".join(HEADLINE))
+    for method, values in table.items():
+        cells = [f"{_cell(values[title]):>{len(title)}s}" for title in HEADLINE]
+        print(f"{method:{width}s}  " + "  ".join(cells))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -260,13 +261,16 @@ def _main(argv: list[str]) -> int:
         return 0
     sweep_flags = (args.launcher, args.shard, args.dry_run, args.merge_only, args.slurm, args.workers, args.select)
     if args.sweep or any(sweep_flags):
+        from benchmark.logs import once_per_command
         from benchmark.run.sweep_cli import sweep_command
 
-        return sweep_command(args)
+        with once_per_command():  # the cells' workers say each warning once, not once each
+            return sweep_command(args)
     from benchmark.reporting.summary import print_headline
     from benchmark.run.runner import run
 
-    run_dir = run(cfg, progress=not args.quiet, fresh=args.fresh, keep_checkpoints=args.keep_checkpoints)
+    command = shlex.join(["run_benchmark.py", *argv])  # for results/index.csv
+    run_dir = run(cfg, not args.quiet, args.fresh, args.keep_checkpoints, command=command)
     print_headline(run_dir)
     return 0
 

@@ -173,6 +173,7 @@ def _start_worker(gpu_queue, started) -> None:
     """Worker start: take one GPU for good (before CUDA initialises in this process), keep the
     queue that reports started cells, and leave with the sweep's process."""
     global _STARTED
+    _quiet_libraries()  # before anything a cell imports can warn
     gpu = gpu_queue.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import platform
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmark.determinism import cpu_kernels_in_force
@@ -23,6 +25,8 @@ def write_manifest(
         "device": str(setup.device),
         "device_name": device_name(setup.device),
         "git_revision": git_revision(),
+        "machine": platform.node(),  # the host name: which machine of a cluster ran it
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "cpu_kernels": cpu_kernels_in_force(),  # the instruction set torch's CPU kernels ran (docs/reproducibility.md)
         "model": setup.bundle.source,

@@ -1,5 +1,8 @@
 """A run: validate everything, load model and tasks, run every (seed, method) through the
-stage loop, write the results directory atomically."""
+stage loop, write the results directory atomically.
+
+The checks and the "already complete" answer import no training library: Avalanche (via
+the scheduler), pandas and the evaluation code are imported where a run trains."""
 
 from __future__ import annotations
 
@@ -9,24 +12,18 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
-import pandas as pd
 import torch
 
 from benchmark.config import RunConfig, config_hash, dump_yaml, validate
 from benchmark.errors import UserError
-from benchmark.evaluation.heads import zeroshot_weights
-from benchmark.evaluation.tracker import EvalSet, Tracker
 from benchmark.files import atomic_text, atomic_write
 from benchmark.logs import run_log, setup_console
 from benchmark.models.architectures import has_batch_norm_tower
-from benchmark.models.loading import ClipBundle, check_model_config, load_clip
-from benchmark.models.preprocess import BatchPreprocess, matmul_precision
-from benchmark.run.checkpoints import StageCheckpoints
-from benchmark.run.class_incremental import check_scenario, dataset_context, split_into_groups
-from benchmark.run.manifest import write_manifest
+from benchmark.models.loading import check_model_config
+from benchmark.run.index import forget_run, record_run
 from benchmark.run.plugins import load_plugins, normalise
-from benchmark.run.scheduler import MethodResult, RunSetup, run_method
 from benchmark.rundir import (
     AVALANCHE_LOGS,
     CHECKPOINTS_DIR,
@@ -39,12 +36,18 @@ from benchmark.rundir import (
     RunDir,
     check_run_name,
     config_hash_of,
+    safe_name,
 )
 from benchmark.training.loggers import check_logger_packages
 from methods import build_method
 from tasks import Sequence, Task, TaskContext, load_sequence
 from tasks.cache import check_cache_dir, resolve_cache_dir
 from tasks.declared import declarations, task_factory
+
+if TYPE_CHECKING:
+    from benchmark.evaluation.tracker import EvalSet
+    from benchmark.models.loading import ClipBundle
+    from benchmark.run.scheduler import MethodResult, RunSetup
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +77,18 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     validate(cfg)
     cfg.plugins = normalise(cfg.plugins)  # absolute: the saved config.yaml works from anywhere
     load_plugins(cfg.plugins)  # a no-op when the CLI already imported them
+    # check_only: no Avalanche import before the run is known to train (``run`` builds them then)
     for spec in cfg.methods:
-        build_method(spec, cfg.hparams)
+        build_method(spec, cfg.hparams, check_only=True)
     for name in cfg.hparams:
         if name not in {p for spec in cfg.methods for p in spec.split("+")}:
-            build_method(name, cfg.hparams)  # unknown name or bad value -> error, even if unused
+            build_method(name, cfg.hparams, check_only=True)  # unknown name or bad value -> error, even if unused
     sequence = load_sequence(cfg.sequence)
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     for task in sequence.loaded_tasks:
         task_factory(task, declared)
+    from benchmark.run.class_incremental import check_scenario
+
     for spec in cfg.methods:  # before any model or data: a method that cannot run this scenario
         check_scenario(spec, sequence)
     resolve_device(cfg.device)
@@ -97,9 +103,17 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
         )
     if cfg.name:
         check_run_name(cfg.name)
-    run_dir = RunDir(Path(cfg.results_dir), cfg.name or f"{sequence.name}-{config_hash(cfg)}")
+    run_dir = RunDir(Path(cfg.results_dir), cfg.name or default_run_name(cfg, sequence.name))
     _check_writable(Path(cfg.results_dir))
     return sequence, run_dir
+
+
+def default_run_name(cfg: RunConfig, sequence: str) -> str:
+    """``<sequence>-<methods>-<config hash>``: readable in a listing (micro-finetune_ldifs-1a2b3c4d5e);
+    more than three methods are counted (micro-15methods-...)."""
+    methods = "_".join(cfg.methods) if len(cfg.methods) <= 3 else f"{len(cfg.methods)}methods"
+    methods = safe_name(methods.replace("+", "-"))[:60]
+    return f"{sequence}-{methods}-{config_hash(cfg)}"
 
 
 def _check_writable(folder: Path) -> None:
@@ -113,6 +127,12 @@ def _check_writable(folder: Path) -> None:
 
 
 def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
+    from benchmark.evaluation.tracker import Tracker
+    from benchmark.models.loading import load_clip
+    from benchmark.models.preprocess import BatchPreprocess
+    from benchmark.run.class_incremental import dataset_context, split_into_groups
+    from benchmark.run.scheduler import RunSetup
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -126,6 +146,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
         download=cfg.download,
         data_cache=resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir),
         val="val" in cfg.eval.splits,
+        image_size=bundle.image_size,  # image-file tasks decode at the model's size
     )
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     tasks = {name: task_factory(name, declared)(dataset_context(ctx, sequence, name)) for name in sequence.loaded_tasks}
@@ -143,6 +164,9 @@ def _load_limit(cfg: RunConfig):
 
 
 def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.device) -> EvalSet:
+    from benchmark.evaluation.heads import zeroshot_weights
+    from benchmark.evaluation.tracker import EvalSet
+
     probe = task.train.subset(cfg.eval.lp_train_limit, seed=1)
     test = task.test.subset(cfg.eval.test_limit, seed=2)
     zs = zeroshot_weights(bundle.model, bundle.tokenizer, task.prompts(), device)
@@ -155,13 +179,22 @@ def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.devi
     return es
 
 
-def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpoints: bool = False) -> Path:
+def run(
+    cfg: RunConfig,
+    progress: bool = True,
+    fresh: bool = False,
+    keep_checkpoints: bool = False,
+    command: Optional[str] = None,
+) -> Path:
     """Run the benchmark the config describes; return the finished results directory.
 
     Work happens in ``results/.<name>.partial`` under a lock and is renamed into place when
     complete. Re-running the same config resumes from the last finished stage of every
     (method, seed); ``fresh`` discards earlier work of this config instead. Only folders
-    that hold a run of this very config are ever replaced or removed (``RunDir.remove``)."""
+    that hold a run of this very config are ever replaced or removed (``RunDir.remove``).
+
+    ``command`` (the command line's words): the run is listed in ``results/index.csv`` with
+    its status, and ``results/latest`` points at it once complete (``benchmark.run.index``)."""
     setup_console(quiet=not progress)
     sequence, rd = check_inputs(cfg)
     rd, digest = _dir_for_this_config(cfg, rd), config_hash(cfg)
@@ -173,30 +206,67 @@ def run(cfg: RunConfig, progress: bool = True, fresh: bool = False, keep_checkpo
         if (run_dir / LONG_CSV).is_file():
             log.info(f"run {run_dir} is already complete (same config); --fresh reruns it")
             return run_dir
+        for spec in cfg.methods:  # what check_only left out (Avalanche's checks of its arguments)
+            build_method(spec, cfg.hparams)
         resuming = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
         atomic_text(partial / CONFIG_YAML, f"{HASH_HEADER}{digest}\n{dump_yaml(cfg)}")
+        started = time.time()
+        entry = _index_entry(cfg, sequence, run_dir, started, command)
         try:
             with run_log(partial / RUN_LOG):
                 announce = f"{'resuming' if resuming else 'starting'} run {run_dir}"
                 _run_in(partial, cfg, sequence, progress, keep_checkpoints, announce)
-        except UserError:
-            if not any((partial / CHECKPOINTS_DIR).glob("*.pt")):  # nothing worth resuming: leave no trace
-                rd.remove(partial, digest)
+        except BaseException as error:
+            if isinstance(error, UserError) and not any((partial / CHECKPOINTS_DIR).glob("*.pt")):
+                rd.remove(partial, digest)  # nothing worth resuming: leave no trace
+                forget_run(rd.root, run_dir.name) if entry else None
+            elif entry:
+                status = "failed" if isinstance(error, Exception) else "interrupted"
+                record_run(rd.root, {**entry, "status": status, "wall_seconds": round(time.time() - started, 1)})
             raise
         if not keep_checkpoints:
             shutil.rmtree(partial / CHECKPOINTS_DIR, ignore_errors=True)
         rd.remove(run_dir, digest)  # an incomplete leftover of this config, never anything else
         partial.replace(run_dir)
+        if entry:
+            wall = round(time.time() - started, 1)
+            record_run(rd.root, {**entry, "status": "complete", "wall_seconds": wall}, latest=True)
     return run_dir
 
 
+def _index_entry(
+    cfg: RunConfig, sequence: Sequence, run_dir: Path, started: float, command: Optional[str]
+) -> Optional[dict]:
+    """The run's row of results/index.csv, written now as "running"; None when not indexed."""
+    if command is None:
+        return None
+    from datetime import datetime, timezone
+
+    entry = {
+        "folder": run_dir.name,
+        "name": cfg.name or "",
+        "sequence": sequence.name,
+        "methods": cfg.methods,
+        "seeds": cfg.seeds,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    }
+    record_run(run_dir.parent, {**entry, "status": "running"})
+    return entry
+
+
 def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool, announce: str) -> None:
+    from benchmark.models.preprocess import matmul_precision
+
     with matmul_precision(cfg.train.amp, resolve_device(cfg.device)):  # TF32 on or off for the run (train.amp)
         _run_stages(folder, cfg, sequence, progress, keep, announce)
 
 
 def _run_stages(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool, announce: str) -> None:
+    from benchmark.run.checkpoints import StageCheckpoints
+    from benchmark.run.scheduler import run_method
+
     started = time.time()
     setup = prepare(cfg, sequence, progress)
     log.info(announce)  # after the model and data loaded: a missing dataset never names a folder it removes
@@ -246,8 +316,11 @@ def _read_stage0(path: Path):
 def _write_outputs(
     folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float, keep_checkpoints: bool
 ) -> None:
+    import pandas as pd
+
     from benchmark.reporting.leaderboard import write_leaderboard
     from benchmark.reporting.reports import write_report
+    from benchmark.run.manifest import write_manifest
 
     rows = [{**row, "status": r.status} for r in results for row in r.rows]
     table = pd.DataFrame(rows, columns=COLUMNS)

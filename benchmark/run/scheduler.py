@@ -19,6 +19,7 @@ from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run import class_incremental as cil
 from benchmark.run.checkpoints import StageCheckpoints, capture_stage, restore_stage, set_rng_state
 from benchmark.run.tracking import log_stage_accuracies, log_summary
+from benchmark.rundir import safe_name
 from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
 from benchmark.training.method import RestoreContext
 from methods import Method, build_method
@@ -131,7 +132,7 @@ def run_method(
         first, result.rows, result.stages = saved.stage + 1, saved.rows, saved.stages
         set_rng_state(saved.rng)  # after restore_stage: rebuilding the heads drew from the RNG
         log.info(f"[{spec} seed {seed}] resuming after stage {saved.stage} from {checkpoints.path}")
-    engine = _make_engine(setup, model, plugins, seed, saved)
+    engine = _make_engine(setup, model, plugins, seed, saved, spec)
     if first == 1:
         log_stage_accuracies(engine.evaluator.loggers, f"{spec}/seed{seed}/", stage0, 0)
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed, seq.class_incremental)
@@ -164,7 +165,7 @@ def _restore(setup: RunSetup, spec: str, seed: int, saved, model, plugins: list,
         return fresh, build_method(spec, setup.cfg.hparams), None
 
 
-def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: int, saved) -> Engine:
+def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: int, saved, spec: str) -> Engine:
     engine = Engine(
         model,
         setup.cfg.train,
@@ -176,6 +177,7 @@ def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: in
         loggers=setup.cfg.loggers,
         log_dir=setup.log_dir,
         bundle=setup.bundle,
+        run_name=f"{safe_name(spec)}-seed{seed}",  # one TensorBoard / wandb run per method and seed
     )
     if any(p.freeze_encoder for p in plugins):  # after the engine: its first optimiser needs a parameter
         model.visual.requires_grad_(False)  # each stage's optimiser only takes what requires grad

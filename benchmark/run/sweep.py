@@ -227,7 +227,7 @@ def _override(cfg: RunConfig, key: str, value: Any) -> None:
         from methods import METHODS, build_method
 
         METHODS.get(parts[1])  # unknown method -> the valid choices
-        build_method(parts[1], {parts[1]: {parts[2]: value}})  # unknown name or wrong type -> one line
+        build_method(parts[1], {parts[1]: {parts[2]: value}}, check_only=True)  # unknown name or wrong type -> one line
     if _is_list_key(key) and not isinstance(value, list):
         value = [value]
     apply_override(cfg, key, value)
@@ -255,7 +255,7 @@ def _check_cell(cfg: RunConfig) -> None:
     validate(cfg)
     sequence = load_sequence(cfg.sequence)
     for spec in cfg.methods:
-        build_method(spec, cfg.hparams)
+        build_method(spec, cfg.hparams, check_only=True)  # the cell's own run builds its plugins
         check_scenario(spec, sequence)
     for task in sequence.loaded_tasks:
         TASKS.get(task)

@@ -16,7 +16,6 @@ from benchmark import rundir
 from benchmark.errors import UserError, choices_error
 from benchmark.run.launchers import run_cells, slurm_options
 from benchmark.run.sweep import LAUNCHERS, SWEEP_JSON, Sweep, describe, load_sweep, shard_cells, write_sweep_json
-from benchmark.run.sweep_merge import merge_sweep
 from benchmark.rundir import RunDir
 
 
@@ -126,6 +125,8 @@ def _finish(sweep: Sweep, errors: dict[str, str], merge_only: bool) -> int:
         print(f"merging {len(sweep.cells) - len(missing)} complete cells; missing: {' '.join(c.key for c in missing)}")
     if len(missing) == len(sweep.cells):
         raise UserError(f"sweep {sweep.name}: no complete cell to merge in {sweep.folder / 'cells'}")
+    from benchmark.run.sweep_merge import merge_sweep  # pandas and the reports: only when merging
+
     for path in merge_sweep(sweep):
         print(f"wrote {path}")
     return 1 if errors else 0

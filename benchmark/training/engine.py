@@ -173,9 +173,13 @@ def has_batch_norm(model: nn.Module) -> bool:
 LOGGERS = ("tensorboard", "csv", "wandb", "text")
 
 
-def make_evaluator(loggers: Sequence[str], log_dir: Optional[str]) -> EvaluationPlugin:
+def make_evaluator(loggers: Sequence[str], log_dir: Optional[str], run_name: Optional[str] = None) -> EvaluationPlugin:
     """Avalanche's evaluator: silent by default; with ``loggers``, the training loss per
-    epoch and per stage goes to Avalanche's own loggers (optional experiment trackers)."""
+    epoch and per stage goes to Avalanche's own loggers (optional experiment trackers).
+
+    ``run_name`` (``<method>-seed<seed>``: one engine trains one method and seed) makes one
+    TensorBoard run (``tensorboard/<run_name>``) and one named wandb run per method and
+    seed, so each has its own loss curve instead of every method's losses on one."""
     import warnings
 
     if not loggers:
@@ -185,13 +189,13 @@ def make_evaluator(loggers: Sequence[str], log_dir: Optional[str]) -> Evaluation
     from avalanche.evaluation.metrics import loss_metrics
     from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger
 
-    from benchmark.training.loggers import OfflineWandBLogger
+    from benchmark.training.wandb_logger import OfflineWandBLogger
 
     folder = log_dir or "avalanche_logs"
     make = {
-        "tensorboard": lambda: TensorboardLogger(f"{folder}/tensorboard"),
+        "tensorboard": lambda: TensorboardLogger(f"{folder}/tensorboard" + (f"/{run_name}" if run_name else "")),
         "csv": lambda: CSVLogger(f"{folder}/csv"),
-        "wandb": lambda: OfflineWandBLogger(f"{folder}/wandb"),
+        "wandb": lambda: OfflineWandBLogger(f"{folder}/wandb", run_name),
         "text": lambda: TextLogger(open(f"{folder}/avalanche.txt", "a")),
     }
     return EvaluationPlugin(loss_metrics(epoch=True, experience=True), loggers=[make[name]() for name in loggers])
@@ -236,6 +240,7 @@ class Engine(SupervisedTemplate):
         loggers: Sequence[str] = (),
         log_dir: Optional[str] = None,
         bundle: Optional[ClipBundle] = None,
+        run_name: Optional[str] = None,
     ) -> None:
         self.cfg = train_cfg
         self.seed = seed
@@ -259,7 +264,7 @@ class Engine(SupervisedTemplate):
             eval_mb_size=train_cfg.batch_size,
             device=device,
             plugins=plugins,
-            evaluator=make_evaluator(loggers, log_dir),
+            evaluator=make_evaluator(loggers, log_dir, run_name),
             eval_every=-1,
         )
 
@@ -339,7 +344,7 @@ class Engine(SupervisedTemplate):
                 f"stage {self.stage_index}: train.warmup_steps={self.cfg.warmup_steps} capped at {warm} "
                 f"(half of the stage's {total} steps)"
             )
-            log.warning(message)
+            log.warning(message, extra={"once": True})  # every method and cell caps alike: said once
 
         def factor(step: int) -> float:
             if step < warm:

@@ -1,22 +1,65 @@
 """What a method is: a named set of Avalanche plugin hooks on the shared engine, and what
-those hooks may see of the engine (``EngineView``)."""
+those hooks may see of the engine (``EngineView``).
+
+Light on purpose: this module (and so the method registry, ``--list-methods``,
+``--print-config``) imports neither Avalanche nor the engine. ``Method`` declares the hooks
+of Avalanche's ``SupervisedPlugin`` itself, and Avalanche calls a plugin's hooks by name
+(``avalanche.training.utils.trigger_plugins``), so it needs no Avalanche base class;
+``tests/benchmark/test_fast_commands.py`` checks the list against Avalanche's."""
 
 from __future__ import annotations
 
 import dataclasses
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Protocol
 
 import torch
-from avalanche.training.plugins import SupervisedPlugin
 
 from benchmark.config import _coerce, _fields
 from benchmark.errors import UserError
-from benchmark.models.loading import ClipBundle
 from benchmark.registry import Registry
-from benchmark.training.engine import ClipClassifier
-from tasks import Task
+
+if TYPE_CHECKING:  # the engine imports Avalanche: only type checkers follow these
+    from benchmark.models.loading import ClipBundle
+    from benchmark.training.engine import ClipClassifier
+    from tasks import Task
+
+# Every callback Avalanche 0.6 may invoke on a supervised plugin (dir(SupervisedPlugin)).
+HOOKS: tuple[str, ...] = tuple(
+    f"{when}_{what}"
+    for when in ("before", "after")
+    for what in (
+        "backward",
+        "eval",
+        "eval_dataset_adaptation",
+        "eval_exp",
+        "eval_forward",
+        "eval_iteration",
+        "forward",
+        "train_dataset_adaptation",
+        "training",
+        "training_epoch",
+        "training_exp",
+        "training_iteration",
+        "update",
+    )
+)
+
+
+def _no_op(self: Any, strategy: Any, *args: Any, **kwargs: Any) -> None:
+    """A hook that does nothing (what Avalanche's ``BasePlugin`` hooks do)."""
+
+
+class PluginHooks:
+    """Avalanche's ``SupervisedPlugin`` interface without importing Avalanche: every hook a
+    no-op, ``supports_distributed`` False, as in ``avalanche.core.BasePlugin``."""
+
+    supports_distributed: ClassVar[bool] = False
+
+
+for _hook in HOOKS:
+    setattr(PluginHooks, _hook, _no_op)
 
 
 class EngineView(Protocol):
@@ -48,7 +91,7 @@ class EngineView(Protocol):
         ...
 
 
-class Method(SupervisedPlugin):
+class Method(PluginHooks):
     """Base class of registered methods. Subclasses override Avalanche hooks
     (``before_training_exp``, ``before_backward``, ``after_backward``, ...) and declare
     their hyperparameters as a ``Params`` dataclass; the docstring's first line is the
@@ -77,8 +120,12 @@ class Method(SupervisedPlugin):
     refuses: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: Optional[Method.Params] = None) -> None:
-        super().__init__()
         self.params = params if params is not None else self.Params()
+
+    def setup(self) -> None:
+        """Build what needs a heavy library (an Avalanche plugin: ``methods.avalanche_plugins``).
+        ``build_method`` calls it unless only checking a config (``check_only``: a sweep's
+        dry run, a rerun that finds its run complete), which must not import Avalanche."""
 
     def task_loss(self, strategy: EngineView) -> Optional[torch.Tensor]:
         """The step's task loss in place of cross-entropy on the head's logits, or None to
@@ -141,8 +188,9 @@ def build_params(cls: type, values: dict[str, Any]) -> Any:
     return cls.Params(**{k: _coerce(v, fields[k], f"hparams.{cls.name}.{k}") for k, v in values.items()})
 
 
-def build_method(spec: str, hparams: dict[str, dict[str, Any]]) -> list[Method]:
-    """Instantiate ``"ldifs"`` or a composition ``"ldifs+replay"`` as a list of plugins."""
+def build_method(spec: str, hparams: dict[str, dict[str, Any]], check_only: bool = False) -> list[Method]:
+    """Instantiate ``"ldifs"`` or a composition ``"ldifs+replay"`` as a list of plugins;
+    ``check_only``: every check, but no ``Method.setup`` (no heavy library imported)."""
     parts = spec.split("+")
     if not all(parts):  # "+", "ldifs+", "a++b": an empty part is a typo, not a method
         raise UserError(f"method {spec!r} has an empty part; write methods as NAME or NAME+NAME, e.g. ldifs+replay")
@@ -168,4 +216,5 @@ def build_method(spec: str, hparams: dict[str, dict[str, Any]]) -> list[Method]:
     methods = [c(build_params(c, hparams.get(c.name, {}))) for c in classes]
     for m in methods:
         m.validate() if hasattr(m, "validate") else None
+        m.setup() if not check_only else None
     return methods

@@ -10,6 +10,7 @@ import yaml
 
 from benchmark.config import dump_yaml
 from benchmark.models.loading import load_clip, weights_digest
+from benchmark.run.index import read_index
 from run_benchmark import main
 
 
@@ -133,6 +134,16 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
     assert manifest["model_weights_sha256"] == weights_digest(started_from)
     assert manifest["cpu_kernels"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+    # results/index.csv lists the run, results/latest points at it
+    (row,) = read_index(run.parent)
+    assert (row["folder"], row["status"], row["sequence"], row["methods"]) == (
+        "e2e",
+        "complete",
+        "micro",
+        "zeroshot finetune ldifs",
+    )
+    assert "--name e2e" in row["command"] and float(row["wall_seconds"]) > 0 and row["started"]
+    assert (run.parent / "latest").resolve() == run.resolve()
 
 
 def test_print_config_shows_the_resolved_config_and_runs_nothing(tmp_path, capsys):

@@ -327,7 +327,9 @@ def test_a_last_batch_of_one_image_trains_on_a_batchnorm_tower(finished_run):
 def test_loggers_receive_every_stages_accuracies_and_the_summary(finished_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(finished_run / "avalanche_logs" / "tensorboard"))
+    # one TensorBoard run per method and seed
+    assert [p.name for p in (finished_run / "avalanche_logs" / "tensorboard").iterdir()] == ["finetune-seed0"]
+    events = EventAccumulator(str(finished_run / "avalanche_logs" / "tensorboard" / "finetune-seed0"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
     long = pd.read_csv(finished_run / "accuracy_long.csv")
@@ -608,6 +610,9 @@ def test_wandb_works_offline_and_gets_the_accuracies(finished_run, tmp_path, cap
     data = record.read_bytes()
     for key in ("finetune/seed0/accuracy/lp/textures", "finetune/seed0/summary/head/last", "Loss_Epoch"):
         assert key.encode() in data, key
+    assert "less than the current step" not in capsys.readouterr().err  # wandb's steps are monotonic
+    logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "wb").rglob("*.log"))
+    assert "less than the current step" not in logs
 
 
 # ----------------------------------------------------------------------------- sweeps

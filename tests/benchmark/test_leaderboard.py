@@ -196,7 +196,7 @@ def test_write_leaderboard_files(tmp_path):
     assert board_row(board, "ldifs")[["status", "failed_seeds"]].tolist() == ["failed", "7"]
     assert board_row(board, "finetune")["last_head_acc_std"] == pytest.approx(2.0)
     markdown = (run_dir / "leaderboard.md").read_text(encoding="utf-8")
-    assert "| ldifs+replay | ok | default | 2 | 88.0 ± 0.0 | 1 | best |" in markdown
+    assert "| ldifs+replay | ok | default | 2 | 88.0 ± 0.0 [88.0, 88.0] | 1 | best |" in markdown
     assert "not a significance test" in markdown
     assert not list(run_dir.glob(".*.tmp"))  # atomic writes leave no temporary files
 
@@ -206,7 +206,20 @@ def test_one_seed_shows_the_mean_alone_and_staging_folders_get_the_final_name(tm
     leaderboard.write_leaderboard(run_dir)
     markdown = (run_dir / "leaderboard.md").read_text(encoding="utf-8")
     assert markdown.startswith("# Leaderboard: solo\n")  # the runner writes into .NAME.partial-PID
-    assert "| finetune | ok | default | 1 | 85.0 | 1 | best | -12.0 | 1 | best |" in markdown
+    row = "| finetune | ok | default | 1 | 85.0 | 1 | best | 85.0 | baseline | baseline | -12.0 | 1 | best | -12.0 |"
+    assert row in markdown
+
+
+def test_one_seed_has_no_std_and_no_interval_in_the_csv(tmp_path):
+    """leaderboard.csv writes nothing, not 0.0, for the std and the CI of a single seed."""
+    outcomes = {"finetune": {0: OUTCOMES["finetune"][0]}, "ldifs": {0: OUTCOMES["ldifs"][0]}}
+    run_dir = write_run(tmp_path / "solo", outcomes)
+    leaderboard.write_leaderboard(run_dir)
+    board = pd.read_csv(run_dir / "leaderboard.csv", keep_default_na=False, dtype=str)
+    ldifs = board_row(board, "ldifs")
+    assert ldifs["last_head_acc"] == "84.0" and ldifs["last_head_acc_diff"] == "-1.0"
+    for suffix in ("std", "ci_low", "ci_high", "iqm_ci_low", "iqm_ci_high", "diff_ci_low", "p_improve_ci_high"):
+        assert ldifs[f"last_head_acc_{suffix}"] == "", suffix
 
 
 def test_html_is_self_contained_and_embeds_the_plots(tmp_path):
@@ -220,9 +233,29 @@ def test_html_is_self_contained_and_embeds_the_plots(tmp_path):
     assert "<script>" in page and "<style>" in page
     assert "http://" not in page and "https://" not in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(?!data:)[a-z]+:""", page)  # no external resource at all
-    assert page.count("data:image/png;base64,") == 3  # the stale heatmap of a method not on the board is skipped
+    # the intervals figure (drawn here) and three of the four: a stale heatmap of a method not on the board is skipped
+    assert page.count("data:image/png;base64,") == 4
+    assert (plots / "leaderboard_intervals.svg").is_file()
     assert base64.b64encode(TINY_PNG).decode() in page
     assert 'data-sort="88.0"' in page and "ldifs+replay" in page
+
+
+def test_html_captions_figures_in_words_and_says_where_the_numbers_come_from(tmp_path):
+    run_dir = write_run(tmp_path / "run", OUTCOMES)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest.update(git_revision="abc123", machine="node7", device_name="cpu (x86_64)", command=["run_benchmark.py"])
+    manifest["finished_utc"] = "2026-12-04T10:00:00+00:00"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    (run_dir / "selection.md").write_text("# Selection\n")
+    (run_dir / rundir.PLOTS_DIR).mkdir()
+    (run_dir / rundir.PLOTS_DIR / "heatmap_ldifs_replay_lp.png").write_bytes(TINY_PNG)
+    leaderboard.write_leaderboard(run_dir)
+    page = (run_dir / "leaderboard.html").read_text(encoding="utf-8")
+    assert "<figcaption>linear-probe accuracy on every task after each stage: ldifs+replay</figcaption>" in page
+    assert "<figcaption>heatmap_" not in page
+    for text in ("2026-12-04T10:00:00+00:00", "abc123", "node7 cpu (x86_64)", "run_benchmark.py"):
+        assert text in page, text
+    assert '<a href="selection.md">' in page
 
 
 def test_html_without_plots_still_has_the_table(tmp_path):
@@ -317,9 +350,34 @@ def test_merge_refuses_a_duplicate_method_seed(tmp_path, capsys):
     assert "both hold method 'ldifs' seed 1" in message
 
 
-def test_merge_refuses_different_hparams_of_a_shared_method(tmp_path, capsys):
-    runs = split_runs(tmp_path, {"hparams__ldifs": {"alpha": 1.0}})
-    assert "hparams.ldifs differs" in refusal(capsys, [*runs, "--out", str(tmp_path / "merged")])
+def test_two_plain_runs_of_ldifs_with_different_alphas_merge_into_two_rows(tmp_path, capsys):
+    """Each plain run labels its methods with the values its config set (ldifs[alpha=10]),
+    so one method run twice with other hyperparameters, same seeds, compares on one board."""
+    outcomes = {"finetune": OUTCOMES["finetune"], "ldifs": {s: OUTCOMES["ldifs"][s] for s in (0, 1)}}
+    alpha_10 = write_run(tmp_path / "alpha-10", outcomes, hparams__ldifs={"alpha": 10.0})
+    alpha_70 = write_run(tmp_path / "alpha-70", {"ldifs": {0: (80.0, -6.0, -3.0), 1: (82.0, -4.0, -3.0)}})
+    config = yaml.safe_load((alpha_70 / "config.yaml").read_text())
+    config["hparams"] = {"ldifs": {"alpha": 70}}
+    (alpha_70 / "config.yaml").write_text(yaml.safe_dump(config))
+    for run, revision in ((alpha_10, "abc"), (alpha_70, "def")):
+        manifest = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps({**manifest, "git_revision": revision}))
+    out = tmp_path / "merged"
+    assert leaderboard.main([str(alpha_10), str(alpha_70), "--out", str(out), "--no-plots"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["git_revision"] == "abc, def"  # both commits, said
+    board = pd.read_csv(out / "leaderboard.csv", keep_default_na=False, na_values=[""])
+    assert list(board["method"]) == ["finetune", "ldifs[alpha=10]", "ldifs[alpha=70]"]
+    assert list(board["hparams"]) == ["default", "set", "set"]
+    assert board_row(board, "ldifs[alpha=70]")["last_head_acc"] == 81.0
+    assert "| ldifs[alpha=10] |" in (out / "leaderboard.md").read_text(encoding="utf-8")
+    merged = yaml.safe_load((out / "config.yaml").read_text())
+    assert "ldifs" not in merged["hparams"]  # the values the runs disagree on live in the labels
+    again = tmp_path / "again"  # a merge merges again without labelling twice
+    assert leaderboard.main([str(out), "--out", str(again), "--no-plots"]) == 0
+    assert list(pd.read_csv(again / "leaderboard.csv")["method"]) == list(board["method"])
+    # a single run's own leaderboard says which values it used
+    leaderboard.write_leaderboard(alpha_10)
+    assert "ldifs[alpha=10]" in set(pd.read_csv(alpha_10 / "leaderboard.csv")["method"])
 
 
 def test_merge_refuses_missing_inputs(tmp_path, capsys):

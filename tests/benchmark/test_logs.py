@@ -94,3 +94,25 @@ def test_a_run_logged_to_a_file_has_no_redrawn_bars(micro_cfg, tmp_path, monkeyp
 @pytest.mark.parametrize("seconds,text", [(5, "5s"), (70, "1m10s"), (3725, "1h02m")])
 def test_durations_read_like_a_clock(seconds, text):
     assert logs._duration(seconds) == text
+
+
+def test_a_once_message_is_shown_by_the_first_process_of_a_command_only(monkeypatch, tmp_path):
+    """Two filters stand for two sweep workers sharing the command's folder."""
+    import logging
+
+    from benchmark.logs import ONCE_DIR_ENV, OncePerCommand, once_per_command
+
+    def record(text: str, once: bool = True) -> logging.LogRecord:
+        item = logging.LogRecord("benchmark.x", logging.WARNING, __file__, 1, text, None, None)
+        item.once = once
+        return item
+
+    monkeypatch.delenv(ONCE_DIR_ENV, raising=False)
+    with once_per_command():
+        first, second = OncePerCommand(), OncePerCommand()
+        assert first.filter(record("stage 1: capped")) and not first.filter(record("stage 1: capped"))
+        assert not second.filter(record("stage 1: capped"))  # the other worker said it already
+        assert second.filter(record("stage 2: capped")) and second.filter(record("plain", once=False))
+    assert ONCE_DIR_ENV not in __import__("os").environ
+    alone = OncePerCommand()  # outside a command's block: once per process
+    assert alone.filter(record("stage 1: capped"))

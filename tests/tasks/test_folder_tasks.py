@@ -93,3 +93,13 @@ def test_register_folder_task_adds_it_to_the_registry(tmp_path):
         assert task.classnames == ["x", "y"] and task.templates == ["a photo of a {}."]
     finally:
         TASKS.unregister("my_folder_toy")
+
+
+def test_a_folder_task_is_decoded_at_the_models_size(tmp_path):
+    """A 48 px dataset for a 32 px model is stored at 32 px (the runner passes the model's
+    size), not at 224 px to be shrunk on every batch; a larger model keeps the task's 224."""
+    _tree(tmp_path / "resisc45" / "train", ["airplane", "sea_ice"], per_class=4, size=(48, 48))
+    small = TASKS.get("resisc45")(TaskContext(data_root=tmp_path, image_size=32))
+    assert small.train.images.shape[1:] == (3, 32, 32)
+    large = TASKS.get("resisc45")(TaskContext(data_root=tmp_path, image_size=336))
+    assert large.train.images.shape[1:] == (3, 224, 224)
