@@ -17,12 +17,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Optional
 
 import torch
-from avalanche.training.regularization import ACECriterion
-from avalanche.training.storage_policy import ClassBalancedBuffer, ReservoirSamplingBuffer
 
 from benchmark.config import Range
 from benchmark.training.method import EngineView, Method, register_method
-from methods.avalanche_plugins import _buffer_dataset, _samples
 
 
 @register_method("er_ace")
@@ -38,12 +35,22 @@ class ERACE(Method):
 
     def __init__(self, params: Optional[ERACE.Params] = None) -> None:
         super().__init__(params)
-        self.storage = ClassBalancedBuffer(max_size=self.params.mem_size, adaptive_size=True)
-        self.criterion = ACECriterion()
+        self.storage: Any = None  # Avalanche's ClassBalancedBuffer, built in setup()
+        self.criterion: Any = None  # Avalanche's ACECriterion
         self.buffer: Optional[list[torch.Tensor]] = None  # (images, labels, task labels) on the device
         self.generator = torch.Generator()
 
+    def setup(self) -> None:
+        """Avalanche's buffer and loss (imported only when a stage trains)."""
+        from avalanche.training.regularization import ACECriterion
+        from avalanche.training.storage_policy import ClassBalancedBuffer
+
+        self.storage = ClassBalancedBuffer(max_size=self.params.mem_size, adaptive_size=True)
+        self.criterion = ACECriterion()
+
     def before_training_exp(self, strategy: EngineView, **kwargs) -> None:
+        from benchmark.training.avalanche_state import _samples
+
         self.storage.post_adapt(strategy, strategy.experience)  # before training: the stage's classes too
         images, labels, tasks = _samples(self.storage.buffer)
         replay = strategy.stage_index > 1 and len(labels) >= self.params.batch_size_mem
@@ -64,18 +71,11 @@ class ERACE(Method):
 
     def state_dict(self) -> dict[str, Any]:
         """The buffer per class, as tensors (rebuilt into Avalanche's buffers on load)."""
-        groups = {}
-        for label, group in self.storage.buffer_groups.items():
-            images, labels, tasks = _samples(group.buffer)
-            groups[int(label)] = {"max_size": int(group.max_size), "weights": group._buffer_weights}
-            groups[int(label)].update(images=images, labels=labels, task_labels=tasks)
-        return {"groups": groups, "seen": sorted(int(c) for c in self.storage.seen_classes)}
+        from benchmark.training.avalanche_state import save_class_groups
+
+        return save_class_groups(self.storage)
 
     def load_state_dict(self, state: dict[str, Any], context) -> None:
-        self.storage.seen_classes = set(state["seen"])
-        self.storage.buffer_groups = {}
-        for label, saved in state["groups"].items():
-            group = ReservoirSamplingBuffer(saved["max_size"])
-            group.buffer = _buffer_dataset(saved["images"], saved["labels"], saved["task_labels"])
-            group._buffer_weights = saved["weights"]
-            self.storage.buffer_groups[int(label)] = group
+        from benchmark.training.avalanche_state import load_class_groups
+
+        load_class_groups(self.storage, state)

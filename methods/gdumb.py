@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import torch
-from avalanche.training.plugins import GDumbPlugin
-from avalanche.training.storage_policy import ReservoirSamplingBuffer
 
 from benchmark.config import Range
 from benchmark.training.method import register_method
-from methods.avalanche_plugins import AvalancheMethod, _buffer_dataset, _samples
+from methods.avalanche_plugins import AvalancheMethod
 
 
 @register_method("gdumb")
@@ -33,7 +31,7 @@ class GDumb(AvalancheMethod):
     """GDumb: retrain from the pre-trained model on a class-balanced memory each stage (Avalanche's GDumbPlugin)."""
 
     paper = "Prabhu, Torr & Dokania, ECCV 2020 (GDumb)"
-    plugin_class = GDumbPlugin
+    plugin_class = "GDumbPlugin"  # imported when a stage trains
 
     @dataclass
     class Params:
@@ -67,28 +65,15 @@ class GDumb(AvalancheMethod):
 
     def state_dict(self) -> dict[str, Any]:
         """The memory per class and the initial head rows (the initial tower is the pre-trained one)."""
-        policy = self.plugin.storage_policy
-        groups = {}
-        for label, group in policy.buffer_groups.items():
-            images, labels, tasks = _samples(group.buffer)
-            groups[int(label)] = {"max_size": int(group.max_size), "weights": group._buffer_weights}
-            groups[int(label)].update(images=images, labels=labels, task_labels=tasks)
-        return {
-            "groups": groups,
-            "seen": sorted(int(c) for c in policy.seen_classes),
-            "rows": self.initial_rows,
-            "started": self.plugin.init_model is not None,
-        }
+        from benchmark.training.avalanche_state import save_class_groups
+
+        state = save_class_groups(self.plugin.storage_policy)
+        return {**state, "rows": self.initial_rows, "started": self.plugin.init_model is not None}
 
     def load_state_dict(self, state: dict[str, Any], context) -> None:
-        policy = self.plugin.storage_policy
-        policy.seen_classes = set(state["seen"])
-        policy.buffer_groups = {}
-        for label, saved in state["groups"].items():
-            group = ReservoirSamplingBuffer(saved["max_size"])
-            group.buffer = _buffer_dataset(saved["images"], saved["labels"], saved["task_labels"])
-            group._buffer_weights = saved["weights"]
-            policy.buffer_groups[int(label)] = group
+        from benchmark.training.avalanche_state import load_class_groups
+
+        load_class_groups(self.plugin.storage_policy, state)
         self.initial_rows = {k: (w.to(context.device), b.to(context.device)) for k, (w, b) in state["rows"].items()}
         if state["started"]:  # the plugin's initial model: the pre-trained tower
             initial = copy.deepcopy(context.model)

@@ -217,7 +217,6 @@ def export(cfg: ModelConfig, out: Path, progress: bool = True) -> dict:
     from safetensors.torch import save_file
 
     from benchmark.models.architectures import default_cache_dir
-    from benchmark.run.provenance import git_revision
 
     cached = ensure_pretrained(cfg, default_cache_dir(cfg), progress)
     state = torch.load(cached / WEIGHTS, map_location="cpu", weights_only=True)
@@ -241,7 +240,6 @@ def export(cfg: ModelConfig, out: Path, progress: bool = True) -> dict:
             "open_clip": open_clip.__version__,
             "machine": f"{platform.machine()} {platform.processor()}".strip(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "suite_commit": git_revision(),
         },
         "sha256": file_sha256(tmp / SHIPPED_WEIGHTS),
     }

@@ -160,6 +160,27 @@ def _buffer_dataset(images: torch.Tensor, labels: torch.Tensor, tasks: torch.Ten
     )
 
 
+def save_class_groups(policy) -> dict[str, Any]:
+    """A class-balanced storage policy's buffer per class, as tensors (GDumb's, ER-ACE's)."""
+    groups = {}
+    for label, group in policy.buffer_groups.items():
+        images, labels, tasks = _samples(group.buffer)
+        groups[int(label)] = {"max_size": int(group.max_size), "weights": group._buffer_weights}
+        groups[int(label)].update(images=images, labels=labels, task_labels=tasks)
+    return {"groups": groups, "seen": sorted(int(c) for c in policy.seen_classes)}
+
+
+def load_class_groups(policy, state: dict[str, Any]) -> None:
+    """The inverse of :func:`save_class_groups`, rebuilt into Avalanche's buffers."""
+    policy.seen_classes = set(state["seen"])
+    policy.buffer_groups = {}
+    for label, saved in state["groups"].items():
+        group = ReservoirSamplingBuffer(saved["max_size"])
+        group.buffer = _buffer_dataset(saved["images"], saved["labels"], saved["task_labels"])
+        group._buffer_weights = saved["weights"]
+        policy.buffer_groups[int(label)] = group
+
+
 # plugin class -> (save, load): the state the adapter checkpoints; a plugin not listed has none.
 PLUGIN_STATE: dict[type, tuple[Callable, Callable]] = {
     EWCPlugin: (_ewc_save, _ewc_load),

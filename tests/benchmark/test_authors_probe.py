@@ -144,7 +144,8 @@ def test_the_scheduler_asks_for_a_train_only_head(monkeypatch):
             asked.append(head_init)
             return torch.nn.Linear(2, 2)
 
-    setup = type("Setup", (), {"tracker": Tracker()})()
+    sequence = type("Sequence", (), {"class_incremental": False})()  # task-incremental: a head per task
+    setup = type("Setup", (), {"tracker": Tracker(), "sequence": sequence})()
     model = type("Model", (), {"visual": None, "add_head": lambda self, *a: None})()
     scheduler._add_head(model, setup, "t", 0, "lp")
     assert asked == [True]
