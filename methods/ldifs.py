@@ -74,7 +74,7 @@ class LDIFS(Method):
         reference: Literal["previous", "pretrained"] = "previous"
         # authors: l2-normalise each tap along dim 1 (tokens of a ViT), as their code does
         norm_axis: Literal["authors", "features"] = "authors"
-        # Speed paths (README "Performance"); each gives the plain path's numbers up to rounding.
+        # Speed paths (docs/performance.md); each gives the plain path's numbers up to rounding.
         reference_stream: bool = False  # CUDA: the reference's forward on a second stream, beside the trained one
         cuda_graph: bool = False  # CUDA: replay the reference's forward from a CUDA graph (elsewhere: warned, eager)
         # the reference's taps computed once per image and stage, reused in later epochs

@@ -18,7 +18,7 @@ shapes, dtypes, count and a sampled checksum). docs/data_cache_reliability.md sa
 
 Readers never load a whole split: ``MappedImages`` is a lazy [N, 3, H, W] view whose batches
 are gathered on demand (``gather``), so resident memory stays bounded by the batch, not the
-dataset (see docs in README, "Decoded-image cache").
+dataset (docs/datasets.md, "Decoded-image cache").
 """
 
 from __future__ import annotations

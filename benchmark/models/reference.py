@@ -2,7 +2,7 @@
 
 LDIFS (Mukhoti et al., TMLR 2024, Eq. 2) compares the trained tower's intermediate features
 with those of a frozen copy, so every step pays one more forward pass. Three ways to pay
-less, each exact up to float rounding (docs in README.md, "Performance"):
+less, each exact up to float rounding (docs/performance.md):
 
 - a second CUDA stream: the reference's forward is queued before the trained tower's and
   runs beside it on an under-used GPU; the penalty waits for it (``ReferenceRunner``);

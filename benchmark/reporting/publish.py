@@ -2,7 +2,7 @@
 ``--readme PATH``) splice its leaderboard into that README, so the numbers a README shows
 are written by the suite, never typed.
 
-    python -m benchmark.reporting.publish results/embedded_tuned docs/reference/embedded-tuned --readme README.md
+    python -m benchmark.reporting.publish results/embedded_tuned docs/reference/embedded-tuned --readme docs/embedded_default.md
 
 Nothing is written until everything is checked (the source is complete, its sweep.json is
 valid, every file copied lies inside the source folder, DEST is new, empty or an earlier

@@ -1,7 +1,7 @@
 """Sweeps: a grid of ordinary runs ("cells"), each resumable in its own folder, merged into
 one leaderboard, optionally with every method at its best setting chosen on the val split.
 
-A sweep file (README "Sweeps")::
+A sweep file (docs/sweeps.md)::
 
     name: my-sweep                 # default: the file's stem
     base: {sequence: micro, ...}   # a run config, or the path of one (relative to this file)

@@ -1,5 +1,5 @@
 """The sweep command: ``run_benchmark.py --sweep FILE [--launcher local|slurm] [--workers N]
-[--shard i/n] [--dry-run] [--merge-only] [--slurm.KEY VALUE ...]`` (README "Sweeps")."""
+[--shard i/n] [--dry-run] [--merge-only] [--slurm.KEY VALUE ...]`` (docs/sweeps.md)."""
 
 from __future__ import annotations
 
