@@ -107,28 +107,34 @@ def _replay_save(plugin: ReplayPlugin) -> dict[str, Any]:
     policy = plugin.storage_policy
     if not isinstance(policy, ExperienceBalancedBuffer):
         raise TypeError(f"replay's storage policy {type(policy).__name__} cannot be checkpointed")
-    groups = {}
-    for key, group in policy.buffer_groups.items():
-        images, labels, tasks = _samples(group.buffer)
-        groups[int(key)] = {
-            "max_size": int(group.max_size),
-            "weights": group._buffer_weights,
-            "images": images,
-            "labels": labels,
-            "task_labels": tasks,
-        }
-    return {"num_exps": int(policy._num_exps), "groups": groups}
+    return {"num_exps": int(policy._num_exps), "groups": _groups_state(policy.buffer_groups)}
 
 
 def _replay_load(plugin: ReplayPlugin, state: dict[str, Any], context) -> None:
     policy = plugin.storage_policy
     policy._num_exps = state["num_exps"]
-    policy.buffer_groups = {}
-    for key, saved in state["groups"].items():
+    policy.buffer_groups = _groups_from(state["groups"])
+
+
+def _groups_state(buffer_groups: dict) -> dict[int, dict[str, Any]]:
+    """A storage policy's reservoir buffers (by experience or class) as tensors and plain data."""
+    groups = {}
+    for key, group in buffer_groups.items():
+        images, labels, tasks = _samples(group.buffer)
+        groups[int(key)] = {"max_size": int(group.max_size), "weights": group._buffer_weights}
+        groups[int(key)].update(images=images, labels=labels, task_labels=tasks)
+    return groups
+
+
+def _groups_from(groups: dict[int, dict[str, Any]]) -> dict[int, ReservoirSamplingBuffer]:
+    """The inverse of :func:`_groups_state`: Avalanche's reservoir buffers rebuilt."""
+    rebuilt = {}
+    for key, saved in groups.items():
         group = ReservoirSamplingBuffer(saved["max_size"])
         group.buffer = _buffer_dataset(saved["images"], saved["labels"], saved["task_labels"])
         group._buffer_weights = saved["weights"]
-        policy.buffer_groups[int(key)] = group
+        rebuilt[int(key)] = group
+    return rebuilt
 
 
 def _samples(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -162,23 +168,13 @@ def _buffer_dataset(images: torch.Tensor, labels: torch.Tensor, tasks: torch.Ten
 
 def save_class_groups(policy) -> dict[str, Any]:
     """A class-balanced storage policy's buffer per class, as tensors (GDumb's, ER-ACE's)."""
-    groups = {}
-    for label, group in policy.buffer_groups.items():
-        images, labels, tasks = _samples(group.buffer)
-        groups[int(label)] = {"max_size": int(group.max_size), "weights": group._buffer_weights}
-        groups[int(label)].update(images=images, labels=labels, task_labels=tasks)
-    return {"groups": groups, "seen": sorted(int(c) for c in policy.seen_classes)}
+    return {"groups": _groups_state(policy.buffer_groups), "seen": sorted(int(c) for c in policy.seen_classes)}
 
 
 def load_class_groups(policy, state: dict[str, Any]) -> None:
     """The inverse of :func:`save_class_groups`, rebuilt into Avalanche's buffers."""
     policy.seen_classes = set(state["seen"])
-    policy.buffer_groups = {}
-    for label, saved in state["groups"].items():
-        group = ReservoirSamplingBuffer(saved["max_size"])
-        group.buffer = _buffer_dataset(saved["images"], saved["labels"], saved["task_labels"])
-        group._buffer_weights = saved["weights"]
-        policy.buffer_groups[int(label)] = group
+    policy.buffer_groups = _groups_from(state["groups"])
 
 
 # plugin class -> (save, load): the state the adapter checkpoints; a plugin not listed has none.
