@@ -247,7 +247,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def _main(argv: list[str]) -> int:
     check_own_packages()
-    check_torch_pair()
     args, cfg = parse_config(argv)
     if args.print_config:
         if args.sweep:  # the sweep's base, with the command line's overrides
@@ -259,6 +258,8 @@ def _main(argv: list[str]) -> int:
     if args.list_methods or args.list_tasks or args.list_sequences:
         print_registries(args)
         return 0
+    if not args.dry_run:  # importing torchvision costs a second: only where work will run
+        check_torch_pair()
     sweep_flags = (args.launcher, args.shard, args.dry_run, args.merge_only, args.slurm, args.workers, args.select)
     if args.sweep or any(sweep_flags):
         from benchmark.logs import once_per_command

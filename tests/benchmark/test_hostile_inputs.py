@@ -866,9 +866,10 @@ def test_a_run_folder_remembers_the_hash_it_ran_under(tmp_path):
     ],
     ids=["ops-missing", "import-fails"],
 )
-def test_a_torch_and_torchvision_built_apart_is_one_line_with_the_fix(broken, capsys, monkeypatch):
+def test_a_torch_and_torchvision_built_apart_is_one_line_with_the_fix(broken, capsys, monkeypatch, tmp_path):
     broken(monkeypatch)
-    code = main(["--print-config"])
+    code = main(["--results-dir", str(tmp_path)])  # a run: checked before any work
+    assert not list(tmp_path.iterdir())
     assert_one_line(code, capsys.readouterr().err, 2, "pip install --force-reinstall torch torchvision")
 
 
