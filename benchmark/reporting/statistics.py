@@ -112,22 +112,23 @@ def _iqm_of(*columns: np.ndarray, axis: int = -1) -> np.ndarray:
     return trim_mean(np.concatenate(columns, axis=axis), IQM_TRIM, axis=axis)
 
 
-def mean_interval(X: np.ndarray, seed: int = SEED) -> Interval:
-    """The stratified mean with its percentile-bootstrap CI over seeds (none for one seed)."""
+def _interval(X: np.ndarray, value_of, statistic, seed: int) -> Interval:
+    """``value_of(X)`` with the stratified percentile-bootstrap CI of ``statistic`` (none for one seed)."""
     X = _matrix(X)
-    value = stratified_mean(X)
+    value = value_of(X)
     if X.shape[0] < 2:
         return Interval(value)
-    return Interval(value, *_bootstrap(_columns(X), _mean_of_means, seed))
+    return Interval(value, *_bootstrap(_columns(X), statistic, seed))
+
+
+def mean_interval(X: np.ndarray, seed: int = SEED) -> Interval:
+    """The stratified mean with its percentile-bootstrap CI over seeds (none for one seed)."""
+    return _interval(X, stratified_mean, _mean_of_means, seed)
 
 
 def iqm_interval(X: np.ndarray, seed: int = SEED) -> Interval:
     """The IQM over seed x task runs with its stratified bootstrap CI (none for one seed)."""
-    X = _matrix(X)
-    value = interquartile_mean(X)
-    if X.shape[0] < 2:
-        return Interval(value)
-    return Interval(value, *_bootstrap(_columns(X), _iqm_of, seed))
+    return _interval(X, interquartile_mean, _iqm_of, seed)
 
 
 def difference_interval(X: np.ndarray, B: np.ndarray, paired: bool, seed: int = SEED) -> Interval:
