@@ -1,11 +1,9 @@
 """The GPU self-check's CPU parts: the plan, the refusal without CUDA, the report assembly,
 and the precision-floor measurement on a tiny tower."""
 
-import pandas as pd
 import pytest
 import torch
 
-from benchmark.reporting.criterion import criterion_table, render
 from benchmark.run import gpu_check
 
 
@@ -132,25 +130,3 @@ def test_budget_split_gives_the_last_step_what_is_left(monkeypatch):
     assert seen["gpu_tests"] == pytest.approx(22, abs=0.5) and seen["criterion"] == pytest.approx(100, abs=0.5)
 
 
-def _long(rows):
-    return pd.DataFrame(rows, columns=["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy"])
-
-
-def test_criterion_on_a_hand_made_run():
-    rows = []
-    # two trained tasks a, b and one eval-only task e; R[stage, task] laid out by hand
-    head = {"finetune": [[10, 10], [80, 20], [50, 90]], "ldifs": [[10, 10], [78, 20], [49, 88]]}
-    lp = {"finetune": [90, 80, 60], "ldifs": [90, 85, 80]}
-    for m in head:
-        for stage in range(3):
-            trained = ["", "a", "b"][stage]
-            rows += [(m, 0, stage, trained, t, "head", head[m][stage][j]) for j, t in enumerate("ab")]
-            rows.append((m, 0, stage, trained, "e", "lp", lp[m][stage]))
-    table = criterion_table(_long(rows)).set_index("method")
-    assert table.loc["finetune", "last"] == 70 and table.loc["finetune", "diagonal"] == 85
-    assert table.loc["finetune", "dlp"] == -30 and table.loc["ldifs", "dlp"] == -10
-    assert table.loc["ldifs", "last_gap"] == pytest.approx(1.5) and table.loc["ldifs", "diagonal_gap"] == pytest.approx(
-        2.0
-    )
-    assert table.loc["ldifs", "recovered"] == pytest.approx(2 / 3)
-    assert "67%" in render(table.reset_index())
