@@ -73,3 +73,45 @@ def test_run_benchmark_lines_resolve(page, line, tmp_path, capsys, monkeypatch):
 def test_module_lines_name_a_command(page, line):
     module = shlex.split(line)[2]
     assert callable(getattr(importlib.import_module(module), "main", None)), f"{page}: {line}"
+
+
+def _headline_rows(page: Path) -> dict[str, list[str]]:
+    """The README headline table's cells per method (the first table whose header names dLP)."""
+    rows, in_table = {}, False
+    for line in page.read_text().splitlines():
+        if line.startswith("| method |") and "dLP" in line:
+            in_table = True
+        elif in_table and line.startswith("| ") and not line.startswith("| ---"):
+            cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+            rows[cells[0].split(" ")[0]] = cells[1:]
+        elif in_table and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_readme_headline_is_the_published_reference_run():
+    """The headline numbers are the criterion of docs/reference/embedded-default, not typed."""
+    from benchmark.reporting.criterion import criterion_table, load_runs
+
+    table = criterion_table(load_runs([ROOT / "docs/reference/embedded-default"])).set_index("method")
+    rows = _headline_rows(ROOT / "README.md")
+    assert set(rows) == {"finetune", "ldifs"}
+    for method, cells in rows.items():
+        for key, cell in zip(("last", "diagonal", "dlp"), cells):
+            r = table.loc[method]
+            assert cell == f"{r[key]:.1f} ± {r[f'{key}_std']:.1f}", (method, key)
+
+
+def test_the_presets_alpha_is_the_published_selections_widest_margin_on_val():
+    """The embedded default's alpha is read off the committed validation sweep, not typed."""
+    import yaml
+
+    from benchmark.reporting.criterion import criterion_table, load_runs, parse_label
+
+    selection = ROOT / "docs/reference/embedded-default-selection"
+    table = criterion_table(load_runs([selection], "val"), split="val")
+    ldifs = table[table["method"].str.startswith("ldifs")]
+    assert ldifs["goal_met"].all() and len(ldifs) >= 3
+    widest = parse_label(ldifs.loc[ldifs["margin"].idxmax(), "method"])[1]["ldifs.alpha"]
+    preset = yaml.safe_load((ROOT / "benchmark/presets/embedded.yaml").read_text())
+    assert float(widest) == preset["hparams"]["ldifs"]["alpha"]

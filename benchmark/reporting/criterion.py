@@ -53,10 +53,18 @@ class Goal:
     max_diagonal_gap: float = 1.5
     min_recovered: float = 0.55
 
-    def met(self, last_gap: float, diagonal_gap: float, recovered: float) -> bool:
-        return bool(
-            last_gap <= self.max_last_gap and diagonal_gap <= self.max_diagonal_gap and recovered >= self.min_recovered
+    def margin(self, last_gap: float, diagonal_gap: float, recovered: float) -> float:
+        """The smallest distance to a threshold, in points (recovery in percentage points):
+        positive when the goal is met, and how far from failing; NaN when a number is missing."""
+        margins = (
+            self.max_last_gap - last_gap,
+            self.max_diagonal_gap - diagonal_gap,
+            100 * (recovered - self.min_recovered),
         )
+        return float("nan") if any(m != m for m in margins) else min(margins)
+
+    def met(self, last_gap: float, diagonal_gap: float, recovered: float) -> bool:
+        return self.margin(last_gap, diagonal_gap, recovered) >= 0
 
 
 def seed_numbers(df: pd.DataFrame, method: str, seed: int) -> dict[str, float]:
@@ -111,9 +119,10 @@ def criterion_table(
 ) -> pd.DataFrame:
     """One row per method (or labelled setting): mean and population std over seeds of each
     number, the number of seeds, the baseline it is paired with, the gaps to it (baseline
-    minus method), the dLP share recovered and whether ``goal`` is met."""
+    minus method), the dLP share recovered, whether ``goal`` is met and by what margin."""
     df = usable_rows(split_rows(df, split))
     methods = [m for m in methods_in_order(df) if seeds_of(df, m, "head")]
+    methods.sort(key=lambda m: parse_label(m)[0] != baseline)  # the baseline's rows first, else as they came
     table = pd.DataFrame([_seed_summary(df, m) for m in methods])
     if table.empty:
         return table
@@ -128,26 +137,27 @@ def criterion_table(
         else np.nan
         for m, b in zip(methods, paired)
     ]
+    table["margin"] = [goal.margin(r.last_gap, r.diagonal_gap, r.recovered) for r in table.itertuples()]
     met = [goal.met(r.last_gap, r.diagonal_gap, r.recovered) if b else None for r, b in zip(table.itertuples(), paired)]
     table["goal_met"] = pd.Series(met, dtype=object)  # None for rows without a baseline
     return table
 
 
-def load_runs(run_dirs: list[Path]) -> pd.DataFrame:
-    """The test rows of several runs' ``accuracy_long.csv``, concatenated."""
+def load_runs(run_dirs: list[Path], split: str = "test") -> pd.DataFrame:
+    """The rows of one split of several runs' ``accuracy_long.csv``, concatenated."""
     frames = []
     for run_dir in run_dirs:
         csv = run_dir / "accuracy_long.csv"
         if not csv.is_file():
             raise UserError(f"{run_dir}: no accuracy_long.csv (not a finished run folder)")
-        frames.append(load_long_csv(csv))
+        frames.append(load_long_csv(csv, split))
     return pd.concat(frames, ignore_index=True)
 
 
 def render(table: pd.DataFrame, goal: Goal = Goal()) -> str:
     """A markdown table of ``criterion_table``'s rows."""
     lines = [
-        "| method | seeds | last head acc | just trained (diagonal) | mean dLP | gap last / diagonal | dLP recovered | goal met |",
+        "| method | seeds | last head acc | just trained (diagonal) | mean dLP | gap last / diagonal | dLP recovered | goal met (margin) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in table.to_dict("records"):
@@ -160,10 +170,13 @@ def render(table: pd.DataFrame, goal: Goal = Goal()) -> str:
         recovered = r.get("recovered", float("nan"))
         share = f"{100 * recovered:.0f}%" if paired and recovered == recovered else ""
         met = {True: "yes", False: "no"}.get(r.get("goal_met"), "") if paired else ""
+        margin = r.get("margin", float("nan"))
+        met += f" ({margin:+.1f})" if met and margin == margin else ""
         lines.append(f"| {r['method']} | {r['seeds']} | {' | '.join(cells)} | {gaps} | {share} | {met} |")
     goal_line = (
         f"goal: gaps <= {goal.max_last_gap:g} / {goal.max_diagonal_gap:g} points, "
-        f"recovered >= {100 * goal.min_recovered:.0f}%"
+        f"recovered >= {100 * goal.min_recovered:.0f}%; margin: the smallest distance to one of them, "
+        "in points (recovery in percentage points)"
     )
     return "\n".join([*lines, "", goal_line])
 
@@ -180,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         goal = Goal(args.max_gap, args.max_gap, args.min_recovered)
         if args.split not in SPLITS:
             raise choices_error("--split", args.split, SPLITS)
-        table = criterion_table(load_runs(args.runs), args.baseline, args.split, goal)
+        table = criterion_table(load_runs(args.runs, args.split), args.baseline, args.split, goal)
         if table.empty:
             raise UserError(f"no {args.split} rows with head accuracies in {', '.join(map(str, args.runs))}")
         print(render(table, goal))

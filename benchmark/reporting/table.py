@@ -125,8 +125,9 @@ def seeds_of(df: pd.DataFrame, method: str, kind: str) -> list[int]:
     return sorted(int(seed) for seed in pd.unique(rows["seed"]))
 
 
-def load_long_csv(csv_path: Path) -> pd.DataFrame:
-    """Read and check the long CSV; every problem becomes a one-line UserError."""
+def load_long_csv(csv_path: Path, split: str = "test") -> pd.DataFrame:
+    """Read and check the long CSV's rows of one split; every problem becomes a one-line
+    UserError. Reports read test (the default); only tuning tools ask for val."""
     try:
         df = pd.read_csv(csv_path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -138,7 +139,7 @@ def load_long_csv(csv_path: Path) -> pd.DataFrame:
         unknown_splits = sorted({str(split) for split in df["split"].dropna()} - set(SPLITS))
         if unknown_splits:
             raise UserError(f"{csv_path} has unknown splits {unknown_splits}; valid: {list(SPLITS)}")
-    df = test_rows(df)  # validation rows never reach a report
+    df = split_rows(df, split)  # validation rows never reach a report: reports read test
     unknown_kinds = sorted({str(kind) for kind in df["kind"]} - set(KINDS))
     if unknown_kinds:
         raise UserError(f"{csv_path} has unknown kinds {unknown_kinds}; valid: {list(KINDS)}")

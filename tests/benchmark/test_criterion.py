@@ -36,7 +36,8 @@ def test_numbers_gaps_and_recovery_of_a_hand_made_run():
     assert table.loc["ldifs", "baseline"] == "finetune" and pd.isna(table.loc["finetune", "baseline"])
     assert criterion_table(df, goal=Goal(max_diagonal_gap=2.0)).set_index("method").loc["ldifs", "goal_met"]
     text = render(table.reset_index())
-    assert "| ldifs | 1 |" in text and "1.5 / 2.0 | 67% | no |" in text
+    assert table.loc["ldifs", "margin"] == pytest.approx(-0.5)  # the diagonal: 1.5 - 2.0
+    assert "| ldifs | 1 |" in text and "1.5 / 2.0 | 67% | no (-0.5) |" in text
 
 
 def test_seeds_give_mean_and_population_std():
@@ -89,11 +90,15 @@ def test_command_line_prints_the_table_and_refuses_bad_input_in_one_line(tmp_pat
     _write_run(tmp_path / "run", _rows("finetune", *FT) + _rows("ldifs", *LDIFS))
     assert criterion.main([str(tmp_path / "run"), "--max-gap", "2"]) == 0
     out = capsys.readouterr().out
-    assert "| yes |" in out and "goal: gaps <= 2 / 2 points, recovered >= 55%" in out
+    assert "| yes (+0.0) |" in out and "goal: gaps <= 2 / 2 points, recovered >= 55%" in out
     assert criterion.main([str(tmp_path / "run"), "--split", "train"]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown --split 'train'; valid choices: test, val"
-    assert criterion.main([str(tmp_path / "run"), "--split", "val"]) == 2
-    assert "no val rows" in capsys.readouterr().err
+    assert criterion.main([str(tmp_path / "run"), "--split", "val"]) == 2  # a plain run has no val rows
+    assert "no usable fine-tuning stage" in capsys.readouterr().err
+    val_ldifs = ([[10, 10], [80, 20], [50, 90]], [90, 85, 75])
+    _write_run(tmp_path / "sweep", _rows("finetune", *FT, split="val") + _rows("ldifs", *val_ldifs, split="val"))
+    assert criterion.main([str(tmp_path / "sweep"), "--split", "val"]) == 0
+    assert "0.0 / 0.0 | 50% | no (-5.0) |" in capsys.readouterr().out
     assert criterion.main([str(tmp_path / "missing")]) == 2
     assert criterion.main([str(tmp_path / "run"), "--max-gap", "x"]) == 2
     assert capsys.readouterr().err.count("\n") == 2  # one line each

@@ -128,5 +128,3 @@ def test_budget_split_gives_the_last_step_what_is_left(monkeypatch):
     results = gpu_check.run_steps(args, list(gpu_check.STEPS))
     assert all("result" in r for r in results.values())
     assert seen["gpu_tests"] == pytest.approx(22, abs=0.5) and seen["criterion"] == pytest.approx(100, abs=0.5)
-
-
