@@ -21,18 +21,11 @@ KINDS = ("head", "lp", "zs")
 SPLITS = ("test", "val")
 
 
-def test_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows every report counts: split=test (all rows of a CSV without a ``split`` column).
-
-    Validation rows (eval.splits with "val") exist to choose hyperparameters; no table,
-    plot or leaderboard may read them."""
-    if "split" not in df.columns:
-        return df
-    return df[df["split"].fillna("test") == "test"].reset_index(drop=True)
-
-
 def split_rows(df: pd.DataFrame, split: str) -> pd.DataFrame:
-    """Rows of one split (a CSV without a ``split`` column holds test rows only)."""
+    """Rows of one split (a CSV without a ``split`` column holds test rows only).
+
+    Every report counts split=test; validation rows (eval.splits with "val") exist to
+    choose hyperparameters, and no table, plot or leaderboard may read them."""
     if "split" not in df.columns:
         return df if split == "test" else df.iloc[0:0]
     return df[df["split"].fillna("test") == split].reset_index(drop=True)
