@@ -21,9 +21,11 @@ def make_digits(ctx: TaskContext) -> Task:
     # A fixed seeded 2:1 train/test split; the task's own data never changes with the run seed.
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1797))
     n_train = 1200
-    # With a validation split asked for, the last 10% of the train images hold it (the
-    # authors' 90/10 split); without, train keeps all 1,200 as before.
-    n_fit = n_train - n_train // 10 if ctx.val else n_train
+    # With a validation split asked for, the last quarter of the train images hold it;
+    # without, train keeps all 1,200. A quarter, not the authors' 10% of the paper's
+    # datasets: 120 images made one image 0.8 points, too coarse for the 1-point decisions
+    # that selection makes on this split (docs/embedded_default.md).
+    n_fit = n_train - n_train // 4 if ctx.val else n_train
     train = Split(x[perm[:n_fit]], y[perm[:n_fit]]).subset(ctx.train_limit, ctx.seed)
     test = Split(x[perm[n_train:]], y[perm[n_train:]]).subset(ctx.test_limit, ctx.seed)
     val = Split(x[perm[n_fit:n_train]], y[perm[n_fit:n_train]]).subset(ctx.test_limit, ctx.seed) if ctx.val else None

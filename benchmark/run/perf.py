@@ -34,9 +34,10 @@ import torch.nn.functional as F
 from benchmark.config import TrainConfig
 from benchmark.errors import UserError
 from benchmark.models.architectures import suite_model_config, suite_model_names
+from benchmark.models.classifier import ClipClassifier
 from benchmark.models.preprocess import OPENAI_MEAN, OPENAI_STD, BatchPreprocess, bf16_autocast
 from benchmark.run.provenance import device_name
-from benchmark.training.engine import ClipClassifier, Engine
+from benchmark.training.engine import Engine
 
 
 def build_visual(name: str) -> tuple[torch.nn.Module, int]:

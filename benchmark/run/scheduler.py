@@ -14,13 +14,14 @@ from torch.utils.data import TensorDataset
 from benchmark.config import RunConfig
 from benchmark.evaluation.heads import class_prototypes
 from benchmark.evaluation.tracker import Tracker
+from benchmark.models.classifier import ClipClassifier
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.run import class_incremental as cil
 from benchmark.run.checkpoints import StageCheckpoints, capture_stage, restore_stage, set_rng_state
 from benchmark.run.tracking import log_stage_accuracies, log_summary
 from benchmark.rundir import safe_name
-from benchmark.training.engine import ClipClassifier, Engine, NonFiniteLoss
+from benchmark.training.engine import Engine, NonFiniteLoss
 from benchmark.training.method import RestoreContext
 from methods import Method, build_method
 from tasks import Sequence, Split, Task

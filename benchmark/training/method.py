@@ -20,9 +20,9 @@ from benchmark.config import _coerce, _fields
 from benchmark.errors import UserError
 from benchmark.registry import Registry
 
-if TYPE_CHECKING:  # the engine imports Avalanche: only type checkers follow these
+if TYPE_CHECKING:  # these import Avalanche: only type checkers follow them
+    from benchmark.models.classifier import ClipClassifier
     from benchmark.models.loading import ClipBundle
-    from benchmark.training.engine import ClipClassifier
     from tasks import Task
 
 # Every callback Avalanche 0.6 may invoke on a supervised plugin (dir(SupervisedPlugin)).

@@ -8,7 +8,7 @@ import pytest
 import torch
 from methods_testkit import Spy, micro_setup, run, tiny_clip
 
-from benchmark.training.engine import ClipClassifier
+from benchmark.models.classifier import ClipClassifier
 from methods import build_method
 
 
