@@ -6,14 +6,24 @@ from tasks import TASKS
 from tasks.base import TaskContext
 
 
-def test_digits_hold_out_the_last_quarter_of_train_only_when_asked():
+def test_digits_validation_split_is_apart_from_train_and_only_there_when_asked():
     plain = TASKS.get("digits")(TaskContext())
     tuned = TASKS.get("digits")(TaskContext(val=True))
-    assert plain.val is None and len(plain.train) == 1200
-    assert (len(tuned.train), len(tuned.val)) == (900, 300)
-    assert torch.equal(tuned.test.images, plain.test.images)
-    assert torch.equal(tuned.train.images, plain.train.images[:900])
-    assert torch.equal(tuned.val.images, plain.train.images[900:])
+    assert plain.val is None and (len(plain.train), len(plain.test)) == (1000, 500)
+    assert (len(tuned.train), len(tuned.val), len(tuned.test)) == (1000, 297, 500)
+    assert torch.equal(tuned.train.images, plain.train.images) and torch.equal(tuned.test.images, plain.test.images)
+    # the three splits are the 1,797 images, each in exactly one of them
+    every = torch.cat([tuned.train.images, tuned.val.images, tuned.test.images]).flatten(1)
+    assert sorted(row.numpy().tobytes() for row in every) == sorted(row.numpy().tobytes() for row in all_digits())
+
+
+def all_digits() -> torch.Tensor:
+    """All 1,797 digits as the task renders them (duplicates in sklearn's data included)."""
+    from sklearn.datasets import load_digits
+
+    x = torch.from_numpy(load_digits().images).float().unsqueeze(1) * (255.0 / 16.0)
+    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    return x.clamp(0, 255).round().to(torch.uint8).expand(-1, 3, -1, -1).flatten(1)
 
 
 def test_procedural_tasks_render_a_separate_val_split():
