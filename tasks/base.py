@@ -71,7 +71,8 @@ class TaskContext:
     # Folder of the decoded-image cache (tasks/cache.py); None decodes into memory instead.
     data_cache: Optional[Path] = None
     # The run scores a validation split (eval.splits has "val"): a task with none of its own
-    # holds one out (digits) or renders one (the procedural world); off, nothing changes.
+    # returns the one it keeps apart (digits) or renders one (the procedural world); off,
+    # nothing changes.
     val: bool = False
     # The model's input size (the runner sets it from the loaded model): image-file tasks
     # decode and cache at most this size, not at 224 px to be shrunk on every batch. None:

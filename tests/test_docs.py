@@ -75,11 +75,11 @@ def test_module_lines_name_a_command(page, line):
     assert callable(getattr(importlib.import_module(module), "main", None)), f"{page}: {line}"
 
 
-def _headline_rows(page: Path) -> dict[str, list[str]]:
-    """The README headline table's cells per method (the first table whose header names dLP)."""
+def _table_rows(page: Path, header: str) -> dict[str, list[str]]:
+    """The cells per method of the first table of ``page`` whose header line starts with ``header``."""
     rows, in_table = {}, False
     for line in page.read_text().splitlines():
-        if line.startswith("| method |") and "dLP" in line:
+        if line.startswith(header):
             in_table = True
         elif in_table and line.startswith("| ") and not line.startswith("| ---"):
             cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
@@ -94,12 +94,31 @@ def test_the_readme_headline_is_the_published_reference_run():
     from benchmark.reporting.criterion import criterion_table, load_runs
 
     table = criterion_table(load_runs([ROOT / "docs/reference/embedded-default"])).set_index("method")
-    rows = _headline_rows(ROOT / "README.md")
+    rows = _table_rows(ROOT / "README.md", "| method | last head acc")
     assert set(rows) == {"finetune", "ldifs"}
     for method, cells in rows.items():
         for key, cell in zip(("last", "diagonal", "dlp"), cells):
             r = table.loc[method]
             assert cell == f"{r[key]:.1f} ± {r[f'{key}_std']:.1f}", (method, key)
+
+
+def test_the_readme_class_incremental_table_is_the_published_reference_run():
+    """The class-incremental numbers are docs/reference/objects-cil's summary, not typed."""
+    import pandas as pd
+
+    summary = pd.read_csv(ROOT / "docs/reference/objects-cil/summary.csv")
+    head, lp = (summary[summary["kind"] == kind].set_index("method") for kind in ("head", "lp"))
+    rows = _table_rows(ROOT / "README.md", "| method | Avg")
+    assert set(rows) == set(head.index)
+    for method, cells in rows.items():
+        h, p = head.loc[method], lp.loc[method]
+        expected = [
+            f"{h['inc_avg']:.1f} ± {h['inc_avg_std']:.1f}",
+            f"{h['inc_last']:.1f} ± {h['inc_last_std']:.1f}",
+            f"{h['forgetting_if__objects-g1']:.1f}",
+            f"{p['delta_final_untrained']:.1f} ± {p['delta_final_untrained_std']:.1f}",
+        ]
+        assert cells == expected, method
 
 
 def test_the_presets_settings_are_the_published_selections_widest_margin_on_val():
