@@ -4,6 +4,7 @@ import torch
 
 from tasks import TASKS
 from tasks.base import TaskContext
+from tasks.digits import render_digits
 
 
 def test_digits_validation_split_is_apart_from_train_and_only_there_when_asked():
@@ -14,16 +15,9 @@ def test_digits_validation_split_is_apart_from_train_and_only_there_when_asked()
     assert torch.equal(tuned.train.images, plain.train.images) and torch.equal(tuned.test.images, plain.test.images)
     # the three splits are the 1,797 images, each in exactly one of them
     every = torch.cat([tuned.train.images, tuned.val.images, tuned.test.images]).flatten(1)
-    assert sorted(row.numpy().tobytes() for row in every) == sorted(row.numpy().tobytes() for row in all_digits())
-
-
-def all_digits() -> torch.Tensor:
-    """All 1,797 digits as the task renders them (duplicates in sklearn's data included)."""
-    from sklearn.datasets import load_digits
-
-    x = torch.from_numpy(load_digits().images).float().unsqueeze(1) * (255.0 / 16.0)
-    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    return x.clamp(0, 255).round().to(torch.uint8).expand(-1, 3, -1, -1).flatten(1)
+    assert sorted(row.numpy().tobytes() for row in every) == sorted(
+        row.numpy().tobytes() for row in render_digits()[0].flatten(1)
+    )
 
 
 def test_procedural_tasks_render_a_separate_val_split():
