@@ -134,7 +134,7 @@ def test_the_presets_settings_are_the_published_selections_widest_margin_on_val(
     selection = ROOT / "docs/reference/embedded-default-selection"
     table = criterion_table(load_runs([selection], "val"), split="val")
     met = table[table["method"].str.startswith("ldifs") & table["goal_met"].fillna(False).astype(bool)]
-    assert len(met) >= 1
+    assert len(met) >= 3  # every alpha at lr 1e-3 meets it; lr 5e-4 meets it nowhere
     widest = parse_label(met.loc[met["margin"].idxmax(), "method"])[1]
     preset = yaml.safe_load((ROOT / "benchmark/presets/embedded.yaml").read_text())
     assert float(widest["ldifs.alpha"]) == preset["hparams"]["ldifs"]["alpha"]
