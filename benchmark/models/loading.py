@@ -79,10 +79,12 @@ def load_clip(cfg: ModelConfig, device: torch.device, progress: bool = True) -> 
         from benchmark.models.pretrain import ensure_pretrained, shipped_model
 
         folder = shipped_model(cfg)  # the repository's fixed artifact when the config is the shipped one
-        source = f"suite-shipped {cfg.name} at {folder}" if folder else ""
+        # manifests name the folder relative to the suite (shipped) or the model cache (pretrained):
+        # a published manifest must not carry one machine's absolute paths
+        source = f"suite-shipped {cfg.name} at {_suite_relative(folder)}" if folder else ""
         if folder is None:
             folder = ensure_pretrained(cfg, default_cache_dir(cfg), progress=progress)
-            source = f"suite-pretrained {cfg.name} at {folder}"
+            source = f"suite-pretrained {cfg.name} in the model cache ({Path(folder).name})"
         return _from_open_clip(f"local-dir:{folder}", None, device, source)
     pretrained = None if cfg.pretrained in ("", "none") else cfg.pretrained
     quick_gelu = tag_activation(cfg.name, pretrained)
@@ -90,6 +92,16 @@ def load_clip(cfg: ModelConfig, device: torch.device, progress: bool = True) -> 
     if quick_gelu is not None:
         source += f" ({'QuickGELU' if quick_gelu else 'GELU'}, the activation the weights were trained with)"
     return _from_open_clip(cfg.name, pretrained, device, source, quick_gelu)
+
+
+def _suite_relative(folder: os.PathLike | str) -> str:
+    """``folder`` relative to the directory holding the ``benchmark`` package (a checkout's
+    root, or site-packages for an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        return Path(folder).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return Path(folder).name
 
 
 def tag_activation(name: str, pretrained: Optional[str]) -> Optional[bool]:

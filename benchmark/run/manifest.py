@@ -7,12 +7,23 @@ import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 from benchmark.determinism import cpu_kernels_in_force
 from benchmark.files import atomic_text, folder_bytes
 from benchmark.run.plugins import plugin_records
 from benchmark.run.provenance import device_name, git_revision, versions
 from benchmark.run.scheduler import MethodResult, RunSetup
+
+
+def cpu_fingerprint(setup: RunSetup) -> Optional[str]:
+    """The digest of the fingerprint's quick lines (weights, preprocessing, forward, three
+    steps on a copy of the pre-trained tower) on this host; None on a GPU."""
+    if setup.device.type != "cpu":
+        return None
+    from benchmark.run.fingerprint import digest, header, quick_lines
+
+    return digest(header() + list(quick_lines(setup.bundle.model.visual, setup.preprocess)))
 
 
 def write_manifest(
@@ -29,6 +40,9 @@ def write_manifest(
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "cpu_kernels": cpu_kernels_in_force(),  # the instruction set torch's CPU kernels ran (docs/reproducibility.md)
+        # sha of `python -m benchmark.run.fingerprint`'s quick lines for this model: equal on two
+        # hosts when their first computations are bit-equal (CPU runs only)
+        "cpu_fingerprint": cpu_fingerprint(setup),
         "model": setup.bundle.source,
         # sha256 of the state_dict the run started from (benchmark.models.loading.weights_digest)
         "model_weights_sha256": setup.bundle.weights_sha256,

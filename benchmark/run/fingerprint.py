@@ -1,0 +1,157 @@
+"""Where do two hosts' numbers part? Bit-level hashes of the embedded default's first
+computations, to diff between machines.
+
+    python -m benchmark.run.fingerprint            # quick: weights, preprocessing, forward, 3 steps
+    python -m benchmark.run.fingerprint --full     # + every task's stage-0 features and probe (~20 s)
+    python -m benchmark.run.fingerprint --out FILE # also write the lines to FILE (a new file)
+
+Each line hashes one tensor (sha256 of its float32 bytes, 16 hex digits) after one step of
+the pipeline: the shipped model's weights, the device preprocessing of 8 random images, a
+forward of the image tower, three AdamW steps of it (quick); then, with ``--full``, each
+task's stage-0 test and probe features, the fitted probe's weights and its accuracy. Two
+hosts that compute the same thing print the same lines; the first line that differs says
+where they part (docs/reproducibility.md has the lines of the hosts the suite was checked on).
+
+Every run on a CPU records the sha256 of its quick lines in ``manifest.json``
+(``cpu_fingerprint``): two runs whose fingerprints agree computed their first steps alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+RANDOM_IMAGES = 8
+STEPS = 3
+
+
+def tensor_hash(t: torch.Tensor) -> str:
+    """16 hex digits of the sha256 of the tensor's float32 bytes (order-sensitive, bit-exact)."""
+    return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def header() -> list[str]:
+    """What decides which kernels run: torch, its thread count and CPU capability, oneDNN, the pins."""
+    from benchmark.determinism import PINS
+
+    mkldnn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    pins = ", ".join(f"{k}={os.environ.get(k, '')}" for k in PINS)
+    return [
+        f"torch {torch.__version__} threads {torch.get_num_threads()} "
+        f"capability {torch.backends.cpu.get_cpu_capability()} onednn {mkldnn}",
+        f"pins {pins}",
+    ]
+
+
+def quick_lines(visual: torch.nn.Module, preprocess) -> Iterator[str]:
+    """Weights, preprocessing and forward of 8 random images, three AdamW steps (< 1 s on a CPU).
+
+    The steps run on a copy: ``visual`` is left as it was."""
+    import copy
+
+    yield f"weights {tensor_hash(_flat(visual))}"
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (RANDOM_IMAGES, 3, 32, 32), generator=g, dtype=torch.uint8)
+    with torch.no_grad():
+        visual.eval()
+        pre = preprocess(images)
+        out = visual(pre)
+    yield f"preprocess {tensor_hash(pre)}"
+    yield f"forward {tensor_hash(out)}"
+    model = copy.deepcopy(visual).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for step in range(STEPS):
+        loss = model(pre).pow(2).mean()  # [8, D] -> scalar: any differentiable function will do
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        yield f"step {step} loss {loss.item()!r} weights {tensor_hash(_flat(model))}"
+
+
+def task_lines(setup) -> Iterator[str]:
+    """Every task's stage-0 test and probe features, fitted probe and its test accuracy."""
+    visual = setup.bundle.model.visual
+    for name, es in setup.tracker.sets.items():
+        feats = setup.tracker.features(visual, es.test_images)
+        probe_feats = setup.tracker.features(visual, es.probe_images)
+        probe = setup.tracker.fit_probe(visual, es)
+        acc = (probe(feats).argmax(-1).cpu() == es.test_labels).float().mean().item() * 100
+        yield (
+            f"task {name}: test feats {tensor_hash(feats)} probe feats {tensor_hash(probe_feats)} "
+            f"probe W {tensor_hash(probe.weight)} acc {acc:.2f}"
+        )
+
+
+def digest(lines: list[str]) -> str:
+    """The sha256 (16 hex digits) of fingerprint lines, as manifests record it."""
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def run_fingerprint(full: bool) -> list[str]:
+    """The embedded default's fingerprint lines on this host (the shipped model, one thread)."""
+    from benchmark.run.cli import parse_config
+    from benchmark.run.runner import check_inputs, prepare
+
+    _, cfg = parse_config(["--methods", "finetune", "--seeds", "0", "--device", "cpu"])
+    torch.set_num_threads(max(1, cfg.threads or 1))
+    sequence, _ = check_inputs(cfg)
+    if full:
+        setup = prepare(cfg, sequence, progress=False)
+        bundle, preprocess = setup.bundle, setup.preprocess
+    else:  # no task data: the model and its preprocessing only
+        from benchmark.models.loading import load_clip
+        from benchmark.models.preprocess import BatchPreprocess
+
+        bundle = load_clip(cfg.model, torch.device("cpu"), False)
+        preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std, cfg.train.resize)
+    quick = header() + list(quick_lines(bundle.model.visual, preprocess))
+    # the digest a run's manifest.json records as cpu_fingerprint (same lines, same threads)
+    lines = quick + [f"digest {digest(quick)}"]
+    return lines + (list(task_lines(setup)) if full else [])
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from benchmark.errors import OneLineParser
+
+    p = OneLineParser(prog="python -m benchmark.run.fingerprint", description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true", help="also every task's stage-0 features and probe")
+    p.add_argument("--out", type=Path, help="also write the lines to this new file (never replaces one)")
+    return p.parse_args(argv)
+
+
+def _fingerprint_main(argv: list[str]) -> int:
+    from benchmark.errors import UserError
+
+    args = parse_args(argv)
+    if args.out is not None and (args.out.exists() or args.out.is_symlink()):
+        raise UserError(f"--out {args.out} exists; name a new file (fingerprint never replaces one)")
+    if args.out is not None and not args.out.parent.is_dir():
+        raise UserError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    lines = run_fingerprint(args.full)
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    if args.out is not None:
+        with open(args.out, "x") as f:  # exclusive create: checked above, and never replaces a file
+            f.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command (the suite's one error boundary: benchmark.errors.command)."""
+    from benchmark.errors import command
+
+    return command(_fingerprint_main)(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
