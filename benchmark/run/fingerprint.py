@@ -147,10 +147,11 @@ def _fingerprint_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command (the suite's one error boundary: benchmark.errors.command)."""
-    from benchmark.errors import command
+    """The command, under the suite's one error boundary (benchmark.errors.run_command)."""
+    from benchmark.errors import run_command
 
-    return command(_fingerprint_main)(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run_command(lambda: _fingerprint_main(args), debug="--debug" in args)
 
 
 if __name__ == "__main__":
