@@ -10,7 +10,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 
@@ -70,6 +70,25 @@ class TrainConfig:
     # model's): torch_bicubic (a=-0.75, unclamped; the default, so earlier numbers hold) or
     # pil_bicubic (PIL's, as CLIP's preprocessing; 32 -> 224 px inputs differ by 3.9%).
     resize: Literal["torch_bicubic", "pil_bicubic"] = "torch_bicubic"
+    # Cross-entropy label smoothing of the task loss (0: none, the suite's default); ZSCL
+    # trains with 0.2 (their --ls 0.2 / ls: 0.2).
+    label_smoothing: float = 0.0
+    # Class-incremental sequences only: which classes the task loss runs over. "seen": every
+    # class seen so far, the one head's rows (the suite's default); "current": the stage's own
+    # group only, targets shifted by its first class, as ZSCL's cil/ code does; a sample of an
+    # earlier group (a replay buffer's) is scored over all seen classes
+    # (docs/class_incremental.md, "The loss").
+    loss_classes: Literal["seen", "current"] = "seen"
+
+
+@dataclass
+class PromptConfig:
+    """The zero-shot prompts of every task: zero-shot heads and rows, ZS-init, text-using methods."""
+
+    templates: list[str] = field(default_factory=list)  # empty: each task's own; each has one "{}"
+    # "task": the task's names (CLIP's published ones where there are); "raw": the dataset's
+    # own names where it has them (torchvision's "aquarium_fish"), as ZSCL's cil/ code prompts.
+    classnames: Literal["task", "raw"] = "task"
 
 
 @dataclass
@@ -93,6 +112,10 @@ class EvalConfig:
     probe: Literal["fast", "authors"] = "fast"
     probe_lrs: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])  # authors' grid
     probe_steps: int = 1000  # full-batch AdamW steps of the authors' probe
+    # Per-layer feature drift after every stage (benchmark/evaluation/drift.py, docs/feature_drift.md):
+    # this many test images of each task, the same every stage; 0 = off. 128 keeps its cost near 5%
+    # of a stage's evaluation on the embedded default (256: 11-12%, measured).
+    drift_images: Annotated[int, Range(low=0)] = 128
 
 
 @dataclass
@@ -114,6 +137,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
     # Per-method hyperparameters, e.g. {"ldifs": {"alpha": 10.0}}; checked against each
     # method's Params dataclass when the method is built.
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -124,6 +148,9 @@ class RunConfig:
     # importable modules (benchmark/run/plugins.py). Not hashed: the manifest records each
     # file's sha256, and a moved file must not orphan a run's checkpoints.
     plugins: list[str] = field(default_factory=list)
+    # Set by --smoke (benchmark/run/smoke.py): this config is the CPU-minutes rehearsal of
+    # another (the embedded model, a few steps and images), not a result.
+    smoke: bool = False
 
 
 # ----------------------------------------------------------------------------- coercion
@@ -131,22 +158,34 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class Range:
-    """A bound on a number, declared on the field: ``alpha: Annotated[float, Range(low=0)]``."""
+    """A bound on a number, declared on the field: ``alpha: Annotated[float, Range(low=0)]``;
+    ``open_low``: the low bound itself is refused (a temperature > 0)."""
 
     low: Optional[float] = None
     high: Optional[float] = None
+    open_low: bool = False
 
     def check(self, value: float, key: str) -> None:
-        below = self.low is not None and not value >= self.low  # "not >=": NaN fails too
+        below = self.low is not None and not (value > self.low if self.open_low else value >= self.low)  # NaN fails
         above = self.high is not None and not value <= self.high
         if below or above:
+            low = f"{'(' if self.open_low else '['}{self.low:g}"
             if self.low is not None and self.high is not None:
-                raise UserError(f"{key}={value!r} must be in [{self.low:g}, {self.high:g}]")
-            bound = f">= {self.low:g}" if self.low is not None else f"<= {self.high:g}"
+                raise UserError(f"{key}={value!r} must be in {low}, {self.high:g}]")
+            bound = f"{'>' if self.open_low else '>='} {self.low:g}" if self.low is not None else f"<= {self.high:g}"
             raise UserError(f"{key}={value!r} must be {bound}")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def check_flags(args: Any, spec: type) -> None:
+    """A command's numeric and choice flags, checked and converted in place by ``spec``'s
+    field types (``Annotated[..., Range]``, ``Literal``, lists), as config keys are: a bad
+    value is one line naming ``--flag``, before the command does any work."""
+    for name, tp in field_types(spec).items():
+        if hasattr(args, name):
+            setattr(args, name, coerce(getattr(args, name), tp, f"--{name.replace('_', '-')}"))
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert ``value`` (YAML-parsed or raw CLI string) to type ``tp`` or raise UserError.
 
     ``Literal[...]`` fields accept only their choices; ``Annotated[T, Range(...)]`` fields are
@@ -154,7 +193,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         base, *extras = typing.get_args(tp)
-        value = _coerce(value, base, key)
+        value = coerce(value, base, key)
         for extra in extras:
             if isinstance(extra, Range) and value is not None:
                 extra.check(value, key)
@@ -165,7 +204,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
-        return _coerce(value, args[0], key)
+        return coerce(value, args[0], key)
     if origin is list:
         return _coerce_list(value, typing.get_args(tp)[0], key)
     if origin is dict:
@@ -173,7 +212,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise UserError(f"{key}: expected a mapping, got {value!r}")
         return {str(k): dict(v) if isinstance(v, dict) else v for k, v in value.items()}
     if tp in (bool, int, float):
-        return _coerce_number(_parse_scalar(value) if isinstance(value, str) else value, tp, key)
+        return _coerce_number(parse_scalar(value) if isinstance(value, str) else value, tp, key)
     if tp is str:
         if isinstance(value, (dict, list)):
             raise UserError(f"{key}: expected a string, got {value!r}")
@@ -183,7 +222,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def _coerce_choice(value: Any, choices: tuple, key: str) -> Any:
     if isinstance(value, str) and value not in choices:
-        parsed = _parse_scalar(value)
+        parsed = parse_scalar(value)
         value = parsed if parsed in choices else value
     if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
         raise UserError(f"{key}={value!r} is not valid; valid choices: {', '.join(map(str, choices))}")
@@ -201,7 +240,7 @@ def _coerce_list(value: Any, item_tp: Any, key: str) -> list:
             if v not in choices:
                 raise UserError(f"{key}: unknown {item} {v!r}; valid choices: {', '.join(map(str, choices))}")
         return list(value)
-    return [_coerce(_parse_scalar(v) if isinstance(v, str) and item_tp is not str else v, item_tp, key) for v in value]
+    return [coerce(parse_scalar(v) if isinstance(v, str) and item_tp is not str else v, item_tp, key) for v in value]
 
 
 def _coerce_number(value: Any, tp: type, key: str) -> Any:
@@ -223,7 +262,7 @@ def _coerce_number(value: Any, tp: type, key: str) -> Any:
     return float(value)
 
 
-def _parse_scalar(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
     """Parse a CLI value the way YAML would ('1e-4' -> 1e-4, 'true' -> True)."""
     try:
         value = parse_yaml_text(text, "value")  # no aliases: a CLI value cannot expand either
@@ -237,7 +276,7 @@ def _parse_scalar(text: str) -> Any:
     return value
 
 
-def _fields(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
@@ -246,14 +285,14 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a nested dict; unknown keys are refused by name."""
     if not isinstance(data, dict):
         raise UserError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
-    fields = _fields(cls)
+    fields = field_types(cls)
     kwargs = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
             raise UserError(f"unknown config key {dotted!r}; valid keys: {', '.join(prefix + k for k in fields)}")
         tp = fields[key]
-        kwargs[key] = from_dict(tp, value, dotted + ".") if dataclasses.is_dataclass(tp) else _coerce(value, tp, dotted)
+        kwargs[key] = from_dict(tp, value, dotted + ".") if dataclasses.is_dataclass(tp) else coerce(value, tp, dotted)  # type: ignore[arg-type]
     return cls(**kwargs)
 
 
@@ -269,15 +308,15 @@ def apply_override(cfg: RunConfig, dotted: str, raw: Any) -> None:
         if isinstance(target, dict):
             target = target.setdefault(part, {})
             continue
-        fields = _fields(type(target))
+        fields = field_types(type(target))
         if part not in fields:
             raise UserError(f"unknown config key {'.'.join(parts[: i + 1])!r}; valid keys: {', '.join(fields)}")
         target = getattr(target, part)
     last = parts[-1]
     if isinstance(target, dict):  # free-form section (hparams.<method>.<name>)
-        target[last] = _parse_scalar(raw) if isinstance(raw, str) else raw
+        target[last] = parse_scalar(raw) if isinstance(raw, str) else raw
         return
-    fields = _fields(type(target))
+    fields = field_types(type(target))
     if last not in fields:
         prefix = ".".join(parts[:-1])
         valid = ", ".join(f"{prefix}.{k}" if prefix else k for k in fields)
@@ -285,9 +324,9 @@ def apply_override(cfg: RunConfig, dotted: str, raw: Any) -> None:
     tp = fields[last]
     if dataclasses.is_dataclass(tp):
         raise UserError(
-            f"config key {dotted!r} is a section; set one of its keys, e.g. {dotted}.{next(iter(_fields(tp)))}"
+            f"config key {dotted!r} is a section; set one of its keys, e.g. {dotted}.{next(iter(field_types(tp)))}"  # type: ignore[arg-type]
         )
-    setattr(target, last, _coerce(raw, tp, dotted))
+    setattr(target, last, coerce(raw, tp, dotted))
 
 
 PRESETS = Path(__file__).parent / "presets"
@@ -366,6 +405,8 @@ def config_hash(cfg: RunConfig) -> str:
     for key in ("name", "results_dir", "device", "loggers", "threads", "data_cache", "plugins"):
         data.pop(key)
     data["model"].pop("cache_dir")
+    if not data["smoke"]:  # off: the hash of every earlier config is unchanged
+        data.pop("smoke")
     if not data["tasks"]:  # no declared tasks: the hash of every earlier config is unchanged
         data.pop("tasks")
     else:  # relative folders resolve from where the run starts: hash where they lead
@@ -373,6 +414,13 @@ def config_hash(cfg: RunConfig) -> str:
     data["sequence"] = _resolved_sequence(data["sequence"])
     if data["eval"]["splits"] == ["test"]:  # the default: hashes (run folder names) stay as they were
         data["eval"].pop("splits")
+    if data["eval"]["drift_images"] == EvalConfig.drift_images:  # likewise: earlier folder names hold
+        data["eval"].pop("drift_images")
+    for key, default in (("label_smoothing", 0.0), ("loss_classes", "seen")):  # likewise
+        if data["train"][key] == default:
+            data["train"].pop(key)
+    if data["prompts"] == to_dict(PromptConfig()):
+        data.pop("prompts")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -380,12 +428,21 @@ def config_hash(cfg: RunConfig) -> str:
 TASK_PATH_KEYS = ("folder", "webdataset", "classnames_file")
 
 
+# tasks/sequences/ registers each *.yaml there by its stem; the hash reads the file as data
+# (no import: the kernel stays below the tasks layer).
+REGISTERED_SEQUENCES = Path(__file__).resolve().parents[1] / "tasks" / "sequences"
+
+
 def _resolved_sequence(sequence: str) -> Any:
-    """What a sequence file determines, for the hash: its content (never its name or path)
-    and where its declared tasks' relative folders lead. A registered name stays a name."""
+    """What a sequence determines, for the hash: its file's content (never its name or
+    path) and where its declared tasks' relative folders lead. A registered sequence is
+    hashed by its file's content too: an edited one is another config, never resumed."""
     path = Path(sequence)
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
-        return sequence
+        registered = REGISTERED_SEQUENCES / f"{sequence}.yaml"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", sequence) or not registered.is_file():
+            return sequence  # unknown: load_sequence says so in one line
+        path = registered
     try:
         content = path.read_bytes()
         declared = (load_yaml_file(path, "sequence file") or {}).get("tasks")
@@ -450,6 +507,12 @@ def validate(cfg: RunConfig) -> None:
         ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "must be >= 1"),
         ("train.warmup_steps", cfg.train.warmup_steps, cfg.train.warmup_steps >= 0, "must be >= 0"),
         ("train.grad_clip", cfg.train.grad_clip, cfg.train.grad_clip >= 0, "must be >= 0"),
+        (
+            "train.label_smoothing",
+            cfg.train.label_smoothing,
+            0 <= cfg.train.label_smoothing < 1,
+            "must be in [0, 1)",
+        ),
         ("train.train_limit", cfg.train.train_limit, _none_or_at_least(cfg.train.train_limit, 1), "must be >= 1"),
         ("eval.test_limit", cfg.eval.test_limit, _none_or_at_least(cfg.eval.test_limit, 1), "must be >= 1"),
         (
@@ -499,13 +562,16 @@ def validate(cfg: RunConfig) -> None:
         raise UserError(f"unknown device {cfg.device[:80]!r}; {DEVICES}")
     lists = (("seeds", cfg.seeds), ("methods", cfg.methods), ("eval.kinds", cfg.eval.kinds), ("loggers", cfg.loggers))
     for key, values in lists:
-        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})  # type: ignore[arg-type]
         if repeated:  # each would produce the same rows twice, refused only after training
             raise UserError(f"{key} names {repeated[0]!r} more than once: {values!r}")
     for name, params in cfg.hparams.items():
         if not isinstance(params, dict):
             raise UserError(f"hparams.{name}: expected a mapping of hyperparameters, got {params!r}")
     _check_strings(to_dict(cfg), "")
+    for template in cfg.prompts.templates:
+        if template.count("{}") != 1:
+            raise UserError(f"prompts.templates: {template[:80]!r} needs exactly one '{{}}' for the class name")
     if not cfg.eval.kinds:
         raise UserError("eval.kinds=[] is not valid; name at least one of: head, lp, zs")
     if "test" not in cfg.eval.splits:

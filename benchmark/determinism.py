@@ -44,3 +44,27 @@ def cpu_kernels_in_force() -> dict[str, str]:
     import torch
 
     return {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), **{k: os.environ.get(k, "") for k in PINS}}
+
+
+# What torch 2.x's ATEN_CPU_CAPABILITY accepts, by processor (aten/src/ATen/native/DispatchStub.cpp,
+# compared case-sensitively); any other value torch ignores with a warning, running its own choice.
+CAPABILITIES = {"x86_64": ("default", "avx2", "avx512"), "aarch64": ("default", "sve256")}
+CAPABILITIES.update({"amd64": CAPABILITIES["x86_64"], "arm64": CAPABILITIES["aarch64"]})
+CAPABILITIES.update({"ppc64le": ("default", "vsx"), "s390x": ("default", "zvector")})
+
+
+def check_cpu_capability() -> None:
+    """A user-set ATEN_CPU_CAPABILITY that torch does not understand is one line naming the
+    valid values: torch would ignore it and run (and the manifest record) another capability."""
+    import platform
+
+    from benchmark.errors import UserError
+
+    value = os.environ.get("ATEN_CPU_CAPABILITY")
+    valid = CAPABILITIES.get(platform.machine().lower(), ("default",))
+    pinned = value == PINS["ATEN_CPU_CAPABILITY"]  # the suite's own pin (elsewhere than x86, torch ignores it)
+    if value is not None and value not in valid and not pinned:
+        raise UserError(
+            f"ATEN_CPU_CAPABILITY={value!r} is not a value torch accepts on {platform.machine()}; "
+            f"valid choices: {', '.join(valid)} (or unset it: the suite pins avx2 on x86)"
+        )

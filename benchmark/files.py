@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import json
 import os
 import re
+import stat
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any, Optional, Union
 
 import yaml
 
@@ -33,21 +39,32 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
 
     A process killed at any moment leaves either the previous complete file or the new
     complete one, never a torn one (the rename is atomic within a filesystem; the data is
-    flushed to disk before it)."""
+    flushed to disk before it). A file replaced keeps its permission bits (a 0600 file stays
+    private); a new one is 0644."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_of(path)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     text_options = {} if binary else {"encoding": "utf-8", "newline": ""}
     try:
-        with os.fdopen(handle, "wb" if binary else "w", **text_options) as stream:
+        with os.fdopen(handle, "wb" if binary else "w", **text_options) as stream:  # type: ignore[call-overload]
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes owner-only files; results are meant to be shared
+        os.chmod(tmp_name, mode)  # mkstemp makes owner-only files; results are meant to be shared
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _mode_of(path: Path) -> int:
+    """The permission bits a write of ``path`` keeps: those of the regular file there, else 0644."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return 0o644
+    return stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else 0o644
 
 
 def suite_cache_root() -> Path:
@@ -62,7 +79,7 @@ def suite_cache_root() -> Path:
 
 def atomic_text(path: Path, text: str) -> None:
     """Atomically replace ``path`` with ``text`` (UTF-8)."""
-    atomic_write(path, lambda stream: stream.write(text))
+    atomic_write(path, lambda stream: stream.write(text))  # type: ignore[arg-type]
 
 
 def folder_bytes(folder: Path) -> int:
@@ -126,3 +143,139 @@ def parse_yaml_text(text: str, what: str, where: str = "") -> Any:
         raise UserError(f"{what} {str(path)!r} is not valid YAML: {first}") from None
     except RecursionError:
         raise UserError(f"{what} {str(path)!r} is nested too deeply to be a {what}") from None
+
+
+# ----------------------------------------------------------------------------- locks
+# The suite's one lock (run folders, the run index, the model and data caches, a sweep
+# waiting for a cell another process runs): an fcntl flock, released when its descriptor
+# closes, so a killed holder releases it too.
+
+
+@contextlib.contextmanager
+def flocked(
+    path: Union[str, Path],
+    *,
+    shared: bool = False,
+    create: bool = True,
+    follow: bool = False,
+    what: Optional[str] = None,
+    on_busy: Optional[Callable[[int], None]] = None,
+) -> Iterator[int]:
+    """Hold a flock on ``path`` for the block; yields its descriptor.
+
+    ``create``: a lock file made when absent (0644), else ``path`` must exist (a folder, or
+    a lock file another process made). ``follow=False`` opens with ``O_NOFOLLOW``: a link
+    planted where a lock file belongs is refused, never written through. ``what`` names the
+    file in a one-line UserError when it cannot be opened (None: the OSError propagates).
+    ``on_busy(fd)``: called when another process holds the lock (it may raise to refuse,
+    or log that it waits); without it the lock is simply waited for."""
+    flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
+    try:
+        fd = os.open(path, flags | (0 if follow else os.O_NOFOLLOW), 0o644)
+    except OSError as e:
+        if what is None:
+            raise
+        why = "it is a symbolic link, which the suite never makes or follows; remove it"
+        raise UserError(f"cannot use the {what} {path}: {why if e.errno == errno.ELOOP else e.strerror}") from None
+    try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        if on_busy is None:
+            fcntl.flock(fd, mode)
+        else:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                on_busy(fd)
+                fcntl.flock(fd, mode)
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+# ----------------------------------------------------------------------------- tool folders
+# One rule for every file a tool writes outside a run folder (pretrain --out, gpu_check
+# --out, publish --readme, the run index): it writes only into a folder it created (its
+# marker file there, recognised by its content) or an empty one; it replaces only the files
+# it writes; it never follows a symbolic link it did not make; a file it replaces keeps its
+# permission bits (atomic_write).
+
+
+def check_tool_folder(
+    folder: Union[str, Path],
+    tool: str,
+    marker: str,
+    is_marker: Callable[[Any], bool],
+    owned: Collection[str],
+    whole: bool = False,
+) -> bool:
+    """Raise a one-line UserError unless ``tool`` may write the files ``owned`` into
+    ``folder``; True when the folder exists (an earlier output of the tool), False when it is
+    absent or empty.
+
+    Allowed: an absent folder (not under a file), an empty real folder, or a real folder
+    holding ``marker``, a JSON file that ``is_marker`` recognises as the tool's. No owned
+    file there may be a link. ``whole``: the tool replaces the folder whole, so it may hold
+    nothing but ``owned`` (anything else would be lost)."""
+    folder = Path(folder)
+    where = f"{tool}: {str(folder)!r}"
+    for above in folder.parents:
+        if os.path.lexists(above) and not above.is_dir():
+            raise UserError(f"{where} lies under {str(above)!r}, which is a file; give a folder")
+    if folder.is_symlink():
+        raise UserError(f"{where} is a symbolic link, which {tool} never follows; give the folder itself")
+    if not folder.exists():
+        return False
+    if not folder.is_dir():
+        raise UserError(f"{where} is a file, not a folder; give a new or empty folder (or one {tool} wrote)")
+    entries = sorted(p.name for p in folder.iterdir())
+    if not entries:
+        return False
+    if not _is_marker_file(folder / marker, is_marker):
+        raise UserError(
+            f"{where} holds files {tool} did not write ({entries[0]!r}{', ...' if len(entries) > 1 else ''}) "
+            f"and no {marker} of its own; give a new or empty folder"
+        )
+    for name in entries:
+        if name in owned and (folder / name).is_symlink():
+            raise UserError(f"{where}: {name} is a symbolic link, which {tool} never follows or replaces; remove it")
+        if whole and name not in owned:
+            raise UserError(
+                f"{where} holds {name!r}, which {tool} did not write and would be lost when the folder is "
+                "replaced; move it or give another folder"
+            )
+    return True
+
+
+def _is_marker_file(path: Path, is_marker: Callable[[Any], bool]) -> bool:
+    """Is ``path`` a regular file (not a link) whose JSON ``is_marker`` recognises."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        return bool(is_marker(json.loads(read_text_file(path, "marker"))))
+    except (UserError, ValueError):
+        return False
+
+
+def check_replaceable_file(path: Union[str, Path], what: str) -> None:
+    """A file a tool edits in place (publish --readme) must be a regular file, not a link:
+    replacing a link with a file would cut the user's link, writing through it would follow it."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UserError(
+            f"{what} {str(path)!r} is a symbolic link, which the suite never follows or replaces; "
+            "give the file it points to"
+        )
+
+
+def move_aside(path: Union[str, Path]) -> Path:
+    """Rename a damaged file to ``<name>.damaged-<UTC time>`` beside it (never delete it: it
+    may hold history only it has) and return the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    suffix = 0
+    while os.path.lexists(target):  # two in one second: never over an earlier one
+        suffix += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{suffix}")
+    os.rename(path, target)
+    return target

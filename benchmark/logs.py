@@ -170,7 +170,7 @@ class LineProgress:
         file: Optional[TextIO] = None,
     ) -> None:
         self.iterable = iterable
-        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)  # type: ignore[arg-type]
         self.desc, self.unit, self.n = desc.strip(), unit, 0
         self.interval = LINE_INTERVAL_S if interval is None else interval
         self.file = file

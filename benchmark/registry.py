@@ -35,6 +35,10 @@ class Registry(Generic[T]):
         """Decorator: ``@REGISTRY.register("name")``. Refuses a name registered twice."""
 
         def wrap(obj: T) -> T:
+            if not isinstance(name, str) or not name or not name.isprintable():  # names become rows and paths
+                raise ValueError(
+                    f"{self.kind} name {name!r} from {source_of(obj)} is empty or holds a control character"
+                )
             if name in self._items:
                 raise DuplicateName(
                     f"{self.kind} {name!r} is already registered by {source_of(self._items[name])}; "

@@ -9,7 +9,7 @@ holds a run of the same config (its config.yaml has the same config hash).
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
 import re
 import shutil
@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Optional
 
 from benchmark.errors import UserError
-from benchmark.files import COMPONENT_RULE, COMPONENT_RULE_TEXT, safe_component
+from benchmark.files import COMPONENT_RULE, COMPONENT_RULE_TEXT, flocked, safe_component
 
 LONG_CSV = "accuracy_long.csv"
+FEATURE_DRIFT_CSV = "feature_drift.csv"  # per-layer feature drift (benchmark.evaluation.drift)
 SUMMARY_CSV = "summary.csv"
 REPORT_MD = "report.md"
 PLOTS_DIR = "plots"
@@ -69,31 +70,27 @@ class RunLock:
 
     def __init__(self, lock_path: Path) -> None:
         self.path = lock_path
-        self._fd: Optional[int] = None
+        self._held: Optional[contextlib.ExitStack] = None
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # never through a symlink: the lock file is truncated and then removed
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as e:
-            raise UserError(f"cannot use the lock file {self.path}: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise UserError(
-                f"run {self.path.stem.lstrip('.')!r} {IN_USE} {holder} "
-                f"(lock {self.path}); wait for it or use another --name"
-            ) from None
+        held = contextlib.ExitStack()
+        # never through a symlink (flocked's O_NOFOLLOW): the lock file is truncated and then removed
+        fd = held.enter_context(flocked(self.path, what="lock file", on_busy=self._refuse))
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
+        self._held = held
         return self
 
+    def _refuse(self, fd: int) -> None:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+        raise UserError(
+            f"run {self.path.stem.lstrip('.')!r} {IN_USE} {holder} (lock {self.path}); wait for it or use another --name"
+        )
+
     def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock; a killed process releases it too
+        if self._held is not None:
+            self._held.close()  # closing releases the flock; a killed process releases it too
             self.path.unlink(missing_ok=True)
 
 

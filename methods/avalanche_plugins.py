@@ -25,7 +25,7 @@ ViT and ResNet towers, on the CPU and on CUDA (bf16 autocast, fused AdamW):
 | ReplayPlugin | registered ``replay`` | swaps the engine's loader for its ReplayDataLoader (per-sample Python collation, CPU tensors moved by the engine); mixed-task batches padded |
 | SynapticIntelligencePlugin | registered ``si`` | path integral over every step; keeps CPU copies of every parameter and refreshes them twice a step, so slow on large towers |
 | MASPlugin | registered ``mas`` | importance pass like EWC's |
-| AGEMPlugin | not registered | flattens gradients with ``p.grad.view(-1)``, which fails on the channels-last convolution weights ``load_clip`` gives (ResNet towers, the ViT patch embedding): "view size is not compatible with input tensor's size and stride"; it ran on a contiguous model |
+| AGEMPlugin | not registered (``agem``: methods/agem.py) | flattens gradients with ``p.grad.view(-1)``, which fails on the channels-last convolution weights ``load_clip`` gives (ResNet towers, the ViT patch embedding): "view size is not compatible with input tensor's size and stride"; it ran on a contiguous model. ``agem`` is the same rule on the engine, with ``reshape`` |
 | GEMPlugin | not registered | needs a QP solver (``quadprog``) that is not a dependency, and solves a QP on the CPU over the full gradient every step: impractical for CLIP |
 | GDumbPlugin | registered ``gdumb`` (methods/gdumb.py) | the plugin replaces ``strategy.model`` with a copy of the first model each stage; the adapter copies the copy's image tower back into the scheduler's model (heads added to and evaluated on that object) and resets head rows to their initial values |
 """
@@ -35,10 +35,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 import torch
 
+from benchmark.config import Range
 from benchmark.errors import UserError
 from benchmark.training.method import HOOKS, Method, register_method
 
@@ -165,9 +166,9 @@ class EWCParams:
     # on the embedded default's stage 2 (mean over its steps): a no-op. 30 puts it near the
     # ratio LDIFS works at there (alpha 100: 19%). A working range, not a tuned value: sweep
     # it per sequence (at ViT-B scale the ratio at 1 is about 1e-4). See REGULARISER_RATIOS.
-    ewc_lambda: float = 30.0
-    mode: str = "separate"  # separate (one penalty per past stage) | online (decayed sum)
-    decay_factor: Optional[float] = None  # online mode only
+    ewc_lambda: Annotated[float, Range(low=0)] = 30.0
+    mode: Literal["separate", "online"] = "separate"  # one penalty per past stage | a decayed sum
+    decay_factor: Optional[Annotated[float, Range(low=0, high=1)]] = None  # online mode only
     keep_importance_data: bool = False
 
 
@@ -175,15 +176,16 @@ class EWCParams:
 class LwFParams:
     # Li & Hoiem's 1; on the embedded default's stage 2 the distillation term is already 20%
     # of the cross-entropy at 1, LDIFS's ratio (about 0.02 at ViT-B scale: sweep it there).
-    alpha: float = 1.0
-    temperature: float = 2.0  # Li & Hoiem: 2
+    alpha: Annotated[float, Range(low=0)] = 1.0
+    temperature: Annotated[float, Range(low=0, open_low=True)] = 2.0  # Li & Hoiem: 2
 
 
 @dataclass
 class ReplayParams:
-    mem_size: int = 200  # Avalanche's default; balanced over past stages
-    batch_size: Optional[int] = None  # current-stage samples per step; None: train.batch_size
-    batch_size_mem: Optional[int] = None  # buffer samples per step; None: train.batch_size
+    mem_size: Annotated[int, Range(low=1)] = 200  # Avalanche's default; balanced over past stages
+    # current-stage samples per step; None: train.batch_size
+    batch_size: Optional[Annotated[int, Range(low=1)]] = None
+    batch_size_mem: Optional[Annotated[int, Range(low=1)]] = None  # buffer samples per step; None: train.batch_size
     task_balanced_dataloader: bool = False
 
 
@@ -191,8 +193,8 @@ class ReplayParams:
 class SIParams:
     # At 1 the penalty was 3.2% of the cross-entropy on the embedded default's stage 2; 5
     # brings it near LDIFS's 19% there (REGULARISER_RATIOS). Not tuned: sweep it.
-    si_lambda: float = 5.0
-    eps: float = 1e-7
+    si_lambda: Annotated[float, Range(low=0)] = 5.0
+    eps: Annotated[float, Range(low=0, open_low=True)] = 1e-7
     excluded_parameters: list[str] = field(default_factory=list)  # name globs, e.g. heads.*
 
 
@@ -200,8 +202,8 @@ class SIParams:
 class MASParams:
     # At 1 the penalty was 76% of the cross-entropy on the embedded default's stage 2, four
     # times LDIFS's ratio; 0.3 brings it near (REGULARISER_RATIOS). Not tuned: sweep it.
-    lambda_reg: float = 0.3
-    alpha: float = 0.5  # weight of the old importance when merging with the new one
+    lambda_reg: Annotated[float, Range(low=0)] = 0.3
+    alpha: Annotated[float, Range(low=0, high=1)] = 0.5  # weight of the old importance when merging with the new one
 
 
 @dataclass(frozen=True)

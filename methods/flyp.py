@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.evaluation.heads import zeroshot_weights
-from benchmark.training.method import EngineView, Method, register_method
+from benchmark.training.method import EngineView, HeadRows, HeadTools, Method, register_method
 from tasks import Task
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp of the learned temperature
@@ -47,12 +47,21 @@ class FLYP(Method):
     """Contrastive fine-tuning of image and text towers on class prompts; heads rebuilt from the text tower."""
 
     paper = "Goyal, Kumar, Garg, Kolter, Raghunathan, CVPR 2023 (Finetune like you pretrain)"
-    head_init = "zeroshot"  # the head is rebuilt from the text tower anyway: an LP would be wasted
-    refuses = {
-        "class_incremental": "it rebuilds each task's head from that task's own class prompts, "
-        "so it has no head over the classes of all groups seen so far"
-    }
     needs_encoder_training = True
+
+    @classmethod
+    def refuse(cls, scenario: str) -> Optional[str]:
+        if scenario == "class_incremental":
+            return (
+                "it rebuilds each task's head from that task's own class prompts, "
+                "so it has no head over the classes of all groups seen so far"
+            )
+        return None
+
+    def init_head(self, heads: HeadTools, task: Task) -> HeadRows:
+        """The zero-shot head, whatever train.head_init says: the head is rebuilt from the
+        text tower at the stage's end anyway, so a probe would be fitted for nothing."""
+        return heads.zeroshot(task)
 
     def __init__(self, params: Optional[Method.Params] = None) -> None:
         super().__init__(params)
@@ -98,7 +107,7 @@ class FLYP(Method):
         tokens = strategy.bundle.tokenizer(prompts).to(strategy.device)
         self.prompt_tokens[label] = tokens.view(task.num_classes, len(task.templates), -1)
         self._live_visual = strategy.model.visual
-        self._hook = self._live_visual.register_forward_hook(self._keep)
+        self._hook = self._live_visual.register_forward_hook(self._keep)  # type: ignore[assignment]
 
     def _keep(self, module: nn.Module, _inputs, output: torch.Tensor) -> None:
         if module is self._live_visual:  # not a deep copy of it (LwF's teacher copies hooks along)
@@ -113,10 +122,10 @@ class FLYP(Method):
         """CLIP's symmetric InfoNCE between the batch's images and their class prompts."""
         tokens = self.batch_prompts(strategy.mb_y, strategy.mb_task_id, strategy)
         with strategy.autocast():
-            text = self.text.encode_text(tokens)
+            text = self.text.encode_text(tokens)  # type: ignore[operator]
         images = F.normalize(self.image_embeddings.float(), dim=-1)
         texts = F.normalize(text.float(), dim=-1)
-        logits = self.text.logit_scale.exp() * images @ texts.T
+        logits = self.text.logit_scale.exp() * images @ texts.T  # type: ignore[operator]
         targets = torch.arange(len(logits), device=logits.device)
         return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
@@ -133,18 +142,18 @@ class FLYP(Method):
 
     @torch.no_grad()
     def after_update(self, strategy: EngineView, **kwargs) -> None:
-        self.text.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        self.text.logit_scale.clamp_(0, MAX_LOGIT_SCALE)  # type: ignore[operator]
 
     # ---- the end of a stage
     @torch.no_grad()
     def after_training_exp(self, strategy: EngineView, **kwargs) -> None:
-        self._hook.remove()
+        self._hook.remove()  # type: ignore[attr-defined]
         self.image_embeddings = None
         self.text.eval()
         for label, task in self.tasks.items():
             head = strategy.model.heads[str(label)]
-            head.weight.copy_(zeroshot_weights(self.text, strategy.bundle.tokenizer, task.prompts(), strategy.device))
-            head.bias.zero_()
+            head.weight.copy_(zeroshot_weights(self.text, strategy.bundle.tokenizer, task.prompts(), strategy.device))  # type: ignore[operator]
+            head.bias.zero_()  # type: ignore[operator]
         self.text.train()
 
 

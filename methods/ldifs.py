@@ -9,41 +9,12 @@ from typing import Annotated, Literal, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from benchmark.config import Range
 from benchmark.errors import UserError
 from benchmark.models.reference import ReferenceRunner, TapCache, log, stochastic_or_batch_dependent
-from benchmark.models.taps import Tap, TapRecorder, image_taps
+from benchmark.models.taps import TapRecorder, image_taps, ldifs_distance, norm_dim  # noqa: F401  re-exported
 from benchmark.training.method import EngineView, Method, register_method
-
-
-def norm_dim(tap: Tap, axis: str) -> int:
-    """The axis each tap is l2-normalised along: dim 1 (the authors', an LPIPS habit: tokens
-    of a ViT [B, tokens, width], channels of a conv map [B, C, H, W]) or the feature axis
-    (width of a ViT, channels of a conv map)."""
-    return -1 if (axis == "features" and tap.token_major) else 1
-
-
-def ldifs_distance(
-    feats: list[torch.Tensor], ref_feats: list[torch.Tensor], taps: list[Tap], axis: str = "authors"
-) -> torch.Tensor:
-    """Mean over the batch of the mean over taps of the mean squared difference of the
-    l2-normalised taps (Mukhoti et al., TMLR 2024, Eq. 2).
-
-    For unit vectors |a - b|^2 = 2 - 2 cos(a, b), so each tap costs one cosine similarity
-    along the normalised axis (one read of each tensor) instead of materialising both
-    normalised tensors, their difference and its square. Equal to the direct formula up to
-    float rounding (tested). (Writing the cosine as three sums of products was measured 3x
-    faster on CPU taps, but it moves results at rounding level, which a 6-epoch run amplifies
-    into a different dLP: the published numbers keep this form.)
-    """
-    per_tap = []
-    for f, r, tap in zip(feats, ref_feats, taps):
-        dim = norm_dim(tap, axis)
-        cos = F.cosine_similarity(f.float(), r.float(), dim=dim, eps=1e-10)  # [B, ...] without `dim`
-        per_tap.append((2 - 2 * cos).flatten(1).mean(1) / f.shape[dim])  # [B]: mean over all entries
-    return torch.stack(per_tap).mean(0).mean()
 
 
 def frozen_like_training(encoder: nn.Module) -> nn.Module:

@@ -170,7 +170,7 @@ def inject(visual: nn.Module, p: LoRA.Params) -> Any:
     if others:
         import peft
 
-        cfg = peft.LoraConfig(r=p.rank, lora_alpha=p.alpha, lora_dropout=p.dropout, target_modules=others, bias="none")
+        cfg = peft.LoraConfig(r=p.rank, lora_alpha=p.alpha, lora_dropout=p.dropout, target_modules=others, bias="none")  # type: ignore[arg-type]
         try:
             tuner = peft.LoraModel(visual, cfg, "default")
         except (ValueError, TypeError) as e:  # peft: a module type it cannot adapt

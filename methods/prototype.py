@@ -1,6 +1,7 @@
 """A prototype classifier on the frozen pre-trained encoder: class means, cosine similarity."""
 
-from benchmark.training.method import Method, register_method
+from benchmark.training.method import HeadRows, HeadTools, Method, register_method
+from tasks import Task
 
 
 @register_method("prototype")
@@ -16,8 +17,16 @@ class Prototype(Method):
     """
 
     paper = "Mensink et al., TPAMI 2013 (nearest class mean); Zhou et al., arXiv 2303.07338 (SimpleCIL)"
-    freeze_encoder = True
-    prototype_head = True
+
+    def trains_encoder(self) -> bool:
+        return False
+
+    def takes_steps(self) -> bool:
+        """The class means are the head: the stage computes them and takes no step."""
+        return False
+
+    def init_head(self, heads: HeadTools, task: Task) -> HeadRows:
+        return heads.prototypes(task)
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         strategy.model.visual.eval()  # never trained: BatchNorm statistics stay the pre-trained ones

@@ -185,12 +185,12 @@ class ZSCL(Method):
 
     def _build_reference(self, strategy: EngineView) -> None:
         bundle = strategy.bundle
-        self.teacher = frozen_like_training(bundle.model.visual).to(strategy.device)
+        self.teacher = frozen_like_training(bundle.model.visual).to(strategy.device)  # type: ignore[arg-type]
         images, texts = reference_set(self.params, bundle.image_size)
         self.ref_images = images.to(strategy.device)
         with torch.no_grad():
             self.text_feats = encode_texts(bundle.model, bundle.tokenizer, texts, strategy.device)
-            self.scale = float(bundle.model.logit_scale.exp())
+            self.scale = float(bundle.model.logit_scale.exp())  # type: ignore[operator]
 
     # ---- every step
     def before_backward(self, strategy: EngineView, **kwargs) -> None:
@@ -250,7 +250,7 @@ def bn_stats_frozen(module: nn.Module):
     layers = batchnorms(module)
     saved = [m.momentum for m in layers]
     for m in layers:
-        m.momentum = 0.0
+        m.momentum = 0.0  # type: ignore[assignment]
     try:
         yield
     finally:
@@ -269,7 +269,7 @@ def recalibrate_bn(strategy) -> None:
         return
     saved = [m.momentum for m in layers]
     for m in layers:
-        m.reset_running_stats()
+        m.reset_running_stats()  # type: ignore[operator]
         m.momentum = None  # a cumulative average over the pass
     was_training = visual.training
     visual.train()
@@ -344,5 +344,5 @@ def caption_file(path: Path) -> list[str]:
 @torch.no_grad()
 def encode_texts(model: nn.Module, tokenizer, texts: list[str], device: torch.device) -> torch.Tensor:
     """The original text tower's normalised features of ``texts``, in chunks: [N, D]."""
-    feats = [model.encode_text(tokenizer(texts[i : i + 256]).to(device)).float() for i in range(0, len(texts), 256)]
+    feats = [model.encode_text(tokenizer(texts[i : i + 256]).to(device)).float() for i in range(0, len(texts), 256)]  # type: ignore[operator]
     return F.normalize(torch.cat(feats), dim=-1)

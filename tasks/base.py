@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ class Task:
     description: str = ""
     source: str = ""  # where the data came from, for the manifest
     val: Optional[Split] = None  # held out of the train split (the authors' 10%), e.g. to pick LP's lr
+    # The dataset's own class names where they differ from ``classnames`` (torchvision's
+    # "aquarium_fish" where CLIP says "aquarium fish"); None: it has none of its own.
+    raw_classnames: Optional[list[str]] = None
 
     @property
     def num_classes(self) -> int:
@@ -78,6 +82,19 @@ class TaskContext:
     # decode and cache at most this size, not at 224 px to be shrunk on every batch. None:
     # each task's own size (224 px for image files).
     image_size: Optional[int] = None
+    # Limits draw per class, keeping each class's share of the split (where the source knows
+    # its labels before decoding): a class-incremental dataset's groups then hold the split's
+    # proportions (benchmark/run/class_incremental.py). Off: one uniform draw, as always.
+    stratified: bool = False
+
+
+def with_prompts(task: Task, templates: list[str], classnames: str) -> Task:
+    """``task`` with other zero-shot prompts: ``templates`` (empty: its own) on its names
+    (``classnames`` "task") or on the dataset's own names ("raw", where it has them; ZSCL's
+    class-incremental code prompts torchvision's raw CIFAR-100 names)."""
+    raw = task.raw_classnames if task.raw_classnames and len(task.raw_classnames) == task.num_classes else None
+    names = raw if classnames == "raw" and raw else task.classnames
+    return dataclasses.replace(task, classnames=list(names), templates=list(templates or task.templates))
 
 
 TaskFactory = Callable[[TaskContext], Task]

@@ -24,7 +24,6 @@ dataset (docs/datasets.md, "Decoded-image cache").
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import UserError
-from benchmark.files import safe_component, suite_cache_root
+from benchmark.files import flocked, safe_component, suite_cache_root
 
 CACHE_ENV = "LDIFS_BENCH_CACHE"
 FORMAT_VERSION = 2  # bump when the entry layout or the decoding changes (2: meta.json has a checksum)
@@ -167,7 +166,7 @@ class MappedImages:
             while end < len(rows) and rows[end] == rows[end - 1] + 1:
                 end += 1
             want = (end - start) * self.row_bytes
-            got = os.preadv(fd, [flat[start:end]], self.offset + int(rows[start]) * self.row_bytes)
+            got = os.preadv(fd, [flat[start:end]], self.offset + int(rows[start]) * self.row_bytes)  # type: ignore[list-item]
             if got != want:
                 raise UserError(f"decoded-image cache file {self.path} is truncated; delete its folder to rebuild it")
             start = end
@@ -212,7 +211,7 @@ class RowWriter:
         data = np.ascontiguousarray(value, dtype=np.uint8)
         if data.size % self.row_bytes or start + data.size // self.row_bytes > self.count:
             raise ValueError(f"rows of {self.row_shape} at {start} do not fit {self.count} rows")
-        os.pwrite(self.fd, memoryview(data).cast("B"), self.offset + start * self.row_bytes)
+        os.pwrite(self.fd, memoryview(data).cast("B"), self.offset + start * self.row_bytes)  # type: ignore[arg-type]
 
 
 def batches(images: Union[torch.Tensor, MappedImages], size: int, pin: bool = False) -> Iterable[torch.Tensor]:
@@ -288,12 +287,8 @@ def prepare_cache(cache: Path) -> Path:
 def file_lock(path: Path):
     """An exclusive ``fcntl`` lock: a second process blocks here until the first is done."""
     prepare_cache(path.parent)
-    fd = open_nofollow(path, os.O_RDWR | os.O_CREAT, "lock file of the decoded-image cache")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with flocked(path, what="lock file of the decoded-image cache"):  # never through a link
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def is_complete(entry: Path, key: str) -> bool:
@@ -363,7 +358,7 @@ def checksum(images: Path, labels: np.ndarray) -> str:
     count, row_bytes = shape[0], int(np.prod(shape[1:]))
     digest = hashlib.sha256(f"{shape} {labels.dtype} {labels.shape}".encode())
     digest.update(np.ascontiguousarray(labels).tobytes())
-    rows = np.unique(np.linspace(0, count - 1, min(count, CHECKSUM_ROWS)).astype(np.int64)) if count else []
+    rows = np.unique(np.linspace(0, count - 1, min(count, CHECKSUM_ROWS)).astype(np.int64)) if count else []  # type: ignore[var-annotated]
     fd = open_nofollow(images, os.O_RDONLY)
     try:
         for row in rows:

@@ -22,6 +22,12 @@ from benchmark.errors import UserError
 from tasks.base import Split, Task
 
 SCENARIOS = ("task_incremental", "class_incremental")
+# Bounds on every count a file gives, checked before anything is built from it: a stage per
+# group (ImageNet-1k's classes one by one is the largest split the field runs), class
+# indices, and a seed torch's generator takes as the run's seeds are (benchmark.config).
+MAX_GROUPS = 1000
+MAX_CLASS_INDEX = 2**31 - 1
+MAX_SEED = 2**32 - 1
 KEYS = ("name", "description", "scenario", "dataset", "steps", "initial", "groups", "order", "epochs", "eval_only")
 
 
@@ -91,6 +97,9 @@ class ClassGroup(Task):
 
     offset: int = 0  # position of the group's first class in the head over all seen classes
     classes: list[int] = field(default_factory=list)  # the dataset's class indices, in group order
+    # split -> how many times a per-group limit the group may use: steps x the group's share
+    # of the loaded split (benchmark/run/class_incremental.py, group_limit); empty: the limit
+    limit_scale: dict[str, float] = field(default_factory=dict)
 
 
 def group_tasks(task: Task, spec: ClassIncremental) -> dict[str, ClassGroup]:
@@ -135,12 +144,14 @@ def parse_class_incremental(data: dict[str, Any], source: str) -> tuple[ClassInc
     if "dataset" not in data:
         raise UserError(f"sequence file {source!r}: scenario class_incremental needs 'dataset: TASK'")
     groups = _groups(data.get("groups"), source)
-    steps = _positive(data.get("steps"), "steps", source) if "steps" in data else None
+    steps = _positive(data.get("steps"), "steps", source, MAX_GROUPS) if "steps" in data else None
     if groups is None and steps is None:
         raise UserError(f"sequence file {source!r}: say 'steps: N' or list 'groups' of class indices")
     if groups is not None and (steps not in (None, len(groups)) or "order" in data or "initial" in data):
         raise UserError(f"sequence file {source!r}: explicit 'groups' fix steps, order and initial; drop the others")
-    initial = _positive(data["initial"], "initial", source) if data.get("initial") is not None else None
+    initial = (
+        _positive(data["initial"], "initial", source, MAX_CLASS_INDEX) if data.get("initial") is not None else None
+    )
     order, order_seed = _order(data.get("order"), source)
     epochs = _positive(data["epochs"], "epochs", source) if data.get("epochs") is not None else None
     spec = ClassIncremental(
@@ -149,26 +160,47 @@ def parse_class_incremental(data: dict[str, Any], source: str) -> tuple[ClassInc
     return spec, epochs
 
 
-def _positive(value: Any, key: str, source: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"sequence file {source!r}: {key}={value!r} must be an integer >= 1")
+def _positive(value: Any, key: str, source: str, high: int = MAX_CLASS_INDEX) -> int:
+    if not _integer(value) or value < 1:
+        raise UserError(f"sequence file {source!r}: {key}={value!r}"[:200] + " must be an integer >= 1")
+    if value > high:  # checked before anything is built from it (a name per stage, say)
+        raise UserError(f"sequence file {source!r}: {key}={value} is too large; at most {high}")
     return value
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # YAML's true is not 1
+
+
+def _class_indices(values: list, source: str, what: str) -> None:
+    """Class indices are integers in [0, 2**31): a bigger one cannot be a class of any dataset."""
+    bad = next((c for c in values if not _integer(c) or not 0 <= c <= MAX_CLASS_INDEX), None)
+    if bad is not None:
+        raise UserError(f"sequence file {source!r}: {what} holds {bad!r}"[:200] + "; class indices are integers >= 0")
 
 
 def _groups(raw: Any, source: str) -> Optional[list[list[int]]]:
     if raw is None:
         return None
     ok = isinstance(raw, list) and raw and all(isinstance(g, list) and g for g in raw)
-    if not ok or not all(isinstance(c, int) and not isinstance(c, bool) for g in raw for c in g):
+    if not ok or not all(_integer(c) for g in raw for c in g):
         raise UserError(f"sequence file {source!r}: groups must be a list of non-empty lists of class indices")
+    if len(raw) > MAX_GROUPS:
+        raise UserError(f"sequence file {source!r}: {len(raw)} groups; at most {MAX_GROUPS}")
+    _class_indices([c for g in raw for c in g], source, "groups")
     return [list(g) for g in raw]
 
 
 def _order(raw: Any, source: str) -> tuple[Optional[list[int]], Optional[int]]:
     if raw is None:
         return None, None
-    if isinstance(raw, dict) and set(raw) == {"seed"} and isinstance(raw["seed"], int):
+    if isinstance(raw, dict) and set(raw) == {"seed"} and _integer(raw["seed"]):
+        if not 0 <= raw["seed"] <= MAX_SEED:
+            raise UserError(
+                f"sequence file {source!r}: order seed {raw['seed']}"[:200] + f" must be in [0, {MAX_SEED}]"
+            )
         return None, int(raw["seed"])
-    if isinstance(raw, list) and raw and all(isinstance(c, int) and not isinstance(c, bool) for c in raw):
+    if isinstance(raw, list) and raw and all(_integer(c) for c in raw):
+        _class_indices(raw, source, "order")
         return list(raw), None
     raise UserError(f"sequence file {source!r}: order={raw!r}"[:200] + "; write a list of class indices or {seed: N}")

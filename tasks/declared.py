@@ -20,7 +20,7 @@ from typing import Any, Optional
 from benchmark.errors import UserError
 from benchmark.files import read_text_file, safe_component
 from tasks.base import TASKS, TaskFactory
-from tasks.folder_tasks import DEFAULT_TEMPLATES, _layout, class_folders, folder_task
+from tasks.folder_tasks import DEFAULT_TEMPLATES, class_folders, folder_layout, folder_task
 from tasks.webdataset_tasks import CLASSNAMES_FILE, SPLITS, read_lines, shard_paths, webdataset_task
 
 KINDS = ("folder", "webdataset")
@@ -111,7 +111,7 @@ def _check_folder(decl: Declaration) -> None:
     if not root.is_dir():
         raise UserError(f"{decl.at('folder')}: no folder {root}")
     try:
-        train, _ = _layout(root, decl.name)
+        train, _ = folder_layout(root, decl.name)
     except UserError as e:
         raise UserError(f"{decl.at('folder')}: {e}") from None
     if "classnames_file" in decl.spec:

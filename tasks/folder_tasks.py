@@ -72,7 +72,7 @@ def class_folders(folder: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
-def _images_in(folder: Path, task: str) -> list[str]:
+def images_in(folder: Path, task: str) -> list[str]:
     """Image files below ``folder``, sorted; one named like an image that is not a regular file
     (a FIFO would block the decoder forever, a device would read without end) is refused."""
     found = []
@@ -95,7 +95,7 @@ def scan(folder: Path, classes: list[str], task: str, require_all: bool) -> list
         raise UserError(f"task {task!r}: class folder {unknown[0]!r} in {folder} is not a class of the train folder")
     items: list[tuple[str, int]] = []
     for label, name in enumerate(classes):
-        paths = _images_in(folder / name, task) if (folder / name).is_dir() else []
+        paths = images_in(folder / name, task) if (folder / name).is_dir() else []
         if not paths and require_all:
             raise UserError(
                 f"task {task!r}: class folder {folder / name} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
@@ -104,7 +104,7 @@ def scan(folder: Path, classes: list[str], task: str, require_all: bool) -> list
     return items
 
 
-def _layout(root: Path, task: str) -> tuple[Path, Optional[Path]]:
+def folder_layout(root: Path, task: str) -> tuple[Path, Optional[Path]]:
     """(train folder, test folder or None) of a dataset root."""
     if not root.is_dir():
         raise UserError(
@@ -168,11 +168,11 @@ def folder_task(
 
     def make(ctx: TaskContext) -> Task:
         folder = Path(root) if root is not None else Path(ctx.data_root) / name
-        train_dir, test_dir = _layout(folder, name)
+        train_dir, test_dir = folder_layout(folder, name)
         folders = class_folders(train_dir)
         names = _classnames(folders, name, classnames_file, classnames, folder_to_classname)
         size = min(image_size, ctx.image_size) if ctx.image_size else image_size  # what the model needs
-        train = _source(scan(train_dir, folders, name, require_all=True), size)
+        train = decode_source(scan(train_dir, folders, name, require_all=True), size)
         test = None
         if test_dir is not None:
             test_items = scan(test_dir, folders, name, require_all=False)
@@ -180,7 +180,7 @@ def folder_task(
                 raise UserError(
                     f"task {name!r}: the test folder {test_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
                 )
-            test = _source(test_items, size)
+            test = decode_source(test_items, size)
         info = TaskSpec(
             name,
             names,
@@ -194,7 +194,7 @@ def folder_task(
     return make
 
 
-def _source(items: list[tuple[str, int]], image_size: int) -> DecodeSource:
+def decode_source(items: list[tuple[str, int]], image_size: int) -> DecodeSource:
     # the cache key follows the file list, sizes and mtimes (and the labels, through the order)
     labelled = [f"{label}:{path}" for path, label in items]
     return DecodeSource(
@@ -255,3 +255,7 @@ def make_imagenet(ctx: TaskContext) -> Task:
     return folder_task(
         "imagenet", templates=prompts.templates, classnames=prompts.classnames, description=make_imagenet.__doc__
     )(ctx)
+
+
+# The former private names, still imported by tasks/tinyimagenet.py (to move to the public ones).
+_images_in, _source = images_in, decode_source

@@ -70,11 +70,52 @@ def held_out_indices(n: int, fraction: float = HELD_OUT_TEST_FRACTION) -> tuple[
     return perm[n_held:], perm[:n_held]
 
 
-def limit_indices(indices: torch.Tensor, limit: Optional[int], seed: int) -> torch.Tensor:
-    """At most ``limit`` of ``indices``: the same draw as ``Split.subset(limit, seed)``."""
+def limit_indices(
+    indices: torch.Tensor, limit: Optional[int], seed: int, labels: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """At most ``limit`` of ``indices``: the same draw as ``Split.subset(limit, seed)``; with
+    ``labels`` (of the whole source), drawn per class instead (``stratified_indices``)."""
     if limit is None or limit >= len(indices):
         return indices
+    if labels is not None:
+        return stratified_indices(indices, labels[indices], limit, seed)
     return indices[_seeded_perm(len(indices), seed)[:limit]]
+
+
+def stratified_indices(indices: torch.Tensor, labels: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """``limit`` of ``indices`` (labels ``labels``), each class's share of them kept: class c
+    gets limit * n_c / n images, rounded by largest remainder (ties in a seeded random order,
+    not by class index) so that the shares sum to ``limit``; within a class, the first ones
+    of one seeded permutation."""
+    classes, counts = torch.unique(labels, return_counts=True)
+    exact = counts.double() * limit / len(labels)
+    quota = exact.floor().long()
+    left = limit - int(quota.sum())
+    tie = torch.rand(len(classes), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    remainder = (exact - quota) + tie * 1e-6  # remainders differ by >= 1/n where they differ at all
+    quota[torch.argsort(remainder, descending=True)[:left]] += 1
+    perm = _seeded_perm(len(indices), seed)
+    cls = torch.searchsorted(classes, labels[perm])  # class position of each permuted item
+    order = torch.argsort(cls, stable=True)  # permuted items grouped by class, permutation order kept
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order)) - starts[cls[order]]
+    return indices[perm[rank < quota[cls]]]
+
+
+def source_labels(source: Any) -> Optional[torch.Tensor]:
+    """Every label of a source without decoding an image, where it keeps them: an array
+    source's, a folder's (path, label) list, a torchvision dataset's ``targets``; else None."""
+    if isinstance(source, ArraySource):
+        return source.labels
+    dataset = getattr(source, "dataset", None)
+    items = getattr(dataset, "items", None)
+    if isinstance(items, list) and all(isinstance(i, tuple) and len(i) == 2 for i in items[:1]):
+        return torch.as_tensor([label for _, label in items], dtype=torch.long)
+    targets = getattr(dataset, "targets", None)
+    if targets is not None and len(targets) == len(dataset):
+        return torch.as_tensor(list(targets), dtype=torch.long)
+    return None
 
 
 # ----------------------------------------------------------------------------- sources
@@ -263,6 +304,7 @@ class TaskSpec:
     templates: list[str]
     description: str
     source: str
+    raw_classnames: Optional[list[str]] = None  # the dataset's own names (Task.raw_classnames)
 
 
 class Decodable(Protocol):
@@ -304,10 +346,13 @@ def build_task(spec: TaskSpec, ctx: TaskContext, train: Source, test: Optional[S
     else:
         test_pool = torch.arange(len(test))
     train_pos, val_pos = train_val_indices(len(pool))
+    # ctx.stratified (a class-incremental dataset): limits keep every class's share
+    train_labels = source_labels(train) if ctx.stratified else None
+    test_labels = train_labels if test is train else source_labels(test) if ctx.stratified else None
     chosen = {
-        "train": limit_indices(pool[train_pos], ctx.train_limit, ctx.seed),
-        "val": limit_indices(pool[val_pos], ctx.test_limit, ctx.seed),
-        "test": limit_indices(test_pool, ctx.test_limit, ctx.seed),
+        "train": limit_indices(pool[train_pos], ctx.train_limit, ctx.seed, train_labels),
+        "val": limit_indices(pool[val_pos], ctx.test_limit, ctx.seed, train_labels),
+        "test": limit_indices(test_pool, ctx.test_limit, ctx.seed, test_labels),
     }
     if not len(chosen["test"]):  # scored, it would be NaN accuracies in every table
         raise UserError(f"task {spec.name!r}: its test split holds no images ({spec.source}); add test images")
@@ -328,6 +373,7 @@ def build_task(spec: TaskSpec, ctx: TaskContext, train: Source, test: Optional[S
         spec.description,
         spec.source,
         val=splits["val"] if len(splits["val"]) else None,
+        raw_classnames=spec.raw_classnames,
     )
 
 
@@ -360,7 +406,7 @@ def _cached_splits(
         images, labels = cached_arrays(cache, name, parts, len(needed), source.image_size, fill, what)
         for k in roles:
             at = np.searchsorted(needed, chosen[k].numpy())
-            splits[k] = Split(images[at], labels[torch.from_numpy(at)])
+            splits[k] = Split(images[at], labels[torch.from_numpy(at)])  # type: ignore[arg-type]
     return splits
 
 

@@ -173,11 +173,11 @@ def make_objects(ctx: TaskContext) -> Task:
     splits = [render(n, s) for n, s in ((n_train, seed), (n_test, seed + 7919))]
     val = render(n_test, seed + 3571) if ctx.val else None
     label = lambda w: w.factors["shape"] * len(COLOURS) + w.factors["colour"]  # noqa: E731
-    return Task(
+    return Task(  # type: ignore[misc]
         "objects",
         [f"{c} {s}" for s in SHAPES for c in COLOURS],
         ["a {}.", "a photo of a {}."],
-        *(Split(w.images, label(w)) for w in splits),
+        *(Split(w.images, label(w)) for w in splits),  # type: ignore[arg-type]
         description="Procedural world: which of 36 shape x colour classes.",
         source="procedural (tasks/synthetic.py)",
         val=Split(val.images, label(val)) if val else None,

@@ -6,11 +6,15 @@ Expected under ``<data_root>/tiny-imagenet-200`` (the unzipped ``tiny-imagenet-2
     train/<wnid>/images/*.JPEG           500 a class
     val/images/*.JPEG + val/val_annotations.txt   50 a class (the test split here)
 
-Labels are the positions of the sorted WordNet ids (ImageFolder's order over ``train``),
-the indexing ZSCL's class order for this dataset refers to (tasks/sequences/tinyimagenet_cil.yaml).
+Label i is the WordNet id on line i of ``wnids.txt`` (not the sorted ids): the order
+continuum's ``TinyImageNet200`` gives, through which ZSCL (Thunderbeee/ZSCL, ``cil/``) loads
+this dataset, so ZSCL's class order (tasks/sequences/tinyimagenet_cil.yaml) indexes the
+same classes here; their ``cil/dataset_reqs/tinyimagenet_classes.txt`` lists the ids in that
+order (n02124075, n04067472, ...). Every listed id needs its ``train/<wnid>/images`` folder,
+and a train folder that ``wnids.txt`` does not list is refused.
 Class names: the first synonym ``words.txt`` gives each WordNet id ("goldfish"); ZSCL's own
-names list (``cil/dataset_reqs/tinyimagenet_classes.txt`` in Thunderbeee/ZSCL) differs in
-places, so zero-shot numbers are comparable in protocol, not to the decimal.
+names list (the third column of that file) differs in places, so zero-shot numbers are
+comparable in protocol, not to the decimal.
 """
 
 from __future__ import annotations
@@ -44,6 +48,27 @@ def _names(root: Path, wnids: list[str]) -> list[str]:
     return [table.get(w, w) for w in wnids]
 
 
+def read_wnids(root: Path) -> list[str]:
+    """The WordNet ids in ``wnids.txt`` line order (label i = line i), each with a train folder."""
+    path = root / "wnids.txt"
+    if not path.is_file():
+        raise _missing(root, "no wnids.txt")
+    wnids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(set(wnids)) != len(wnids):
+        raise UserError(f"dataset 'tinyimagenet': {path} lists a WordNet id twice")
+    absent = [w for w in wnids if not (root / "train" / w / "images").is_dir()]
+    if absent:
+        raise _missing(
+            root, f"no train/{absent[0]}/images for the id on line {wnids.index(absent[0]) + 1} of wnids.txt"
+        )
+    extra = sorted(set(class_folders(root / "train")) - set(wnids))
+    if extra:
+        raise UserError(
+            f"dataset 'tinyimagenet': train folder {extra[0]!r} in {root / 'train'} is not listed in wnids.txt"
+        )
+    return wnids
+
+
 def _val_items(root: Path, wnids: list[str]) -> list[tuple[str, int]]:
     annotations = root / "val" / "val_annotations.txt"
     if not annotations.is_file():
@@ -63,8 +88,8 @@ def make_tinyimagenet(ctx: TaskContext) -> Task:
     root = Path(ctx.data_root) / FOLDER
     if not (root / "train").is_dir():
         raise _missing(root, "no train folder")
-    wnids = class_folders(root / "train")
-    train = [(p, i) for i, w in enumerate(wnids) for p in _images_in(root / "train" / w)]
+    wnids = read_wnids(root)
+    train = [(p, i) for i, w in enumerate(wnids) for p in _images_in(root / "train" / w / "images", "tinyimagenet")]
     spec = TaskSpec(
         "tinyimagenet",
         _names(root, wnids),

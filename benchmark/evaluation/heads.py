@@ -18,9 +18,9 @@ def zeroshot_weights(
     exp(logit_scale), no bias. Always from the original text tower."""
     rows = []
     for class_prompts in prompts:
-        emb = F.normalize(model.encode_text(tokenizer(class_prompts).to(device)).float(), dim=-1)
+        emb = F.normalize(model.encode_text(tokenizer(class_prompts).to(device)).float(), dim=-1)  # type: ignore[operator]
         rows.append(F.normalize(emb.mean(0), dim=-1))
-    return torch.stack(rows) * model.logit_scale.exp().float()
+    return torch.stack(rows) * model.logit_scale.exp().float()  # type: ignore[operator]
 
 
 def fit_linear_probe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -14,6 +15,7 @@ from benchmark.evaluation.authors_probe import fit_authors_probe
 from benchmark.evaluation.heads import accuracy, expected_calibration_error, fit_linear_probe
 from benchmark.logs import progress
 from benchmark.models.preprocess import BatchPreprocess, run_autocast
+from benchmark.rows import Score
 from tasks import Task
 from tasks.cache import batches
 from tasks.loading import train_val_indices
@@ -34,7 +36,7 @@ class EvalSet:
     val_images: Optional[torch.Tensor] = None
     val_labels: Optional[torch.Tensor] = None
 
-    def splits(self, names: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def splits(self, names: Sequence[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """The requested splits this task has, as name -> (images, labels); test first."""
         have = {"test": (self.test_images, self.test_labels)}
         if self.val_images is not None:
@@ -88,7 +90,7 @@ class Tracker:
         stage: int,
         desc: str = "",
         zs_heads: Optional[dict[str, nn.Module]] = None,
-    ) -> list[dict]:
+    ) -> list[Score]:
         """Rows {eval_task, kind, accuracy, ece, n} for every task; ``heads`` maps trained task ->
         head; ``zs_heads`` replaces a task's own zero-shot head (class-incremental groups are
         scored zero-shot over every seen class)."""
@@ -101,10 +103,10 @@ class Tracker:
 
     def _evaluate_task(
         self, visual: nn.Module, es: EvalSet, head: Optional[nn.Module], zs_head: Optional[nn.Module] = None
-    ) -> list[dict]:
+    ) -> list[Score]:
         """Rows for every kind on every split (test, then val when asked); the probe is fitted once."""
         probe: Optional[nn.Module] = None
-        rows = []
+        rows: list[Score] = []
         for split, (images, labels) in es.splits(self.cfg.splits).items():
             feats = self.features(visual, images)
             y = labels.to(self.device)
@@ -118,14 +120,14 @@ class Tracker:
                         probe = probe or self.fit_probe(visual, es)  # fitted once, after the test features as before
                         logits = probe(feats)
                 rows.append(
-                    {
-                        "eval_task": es.task.name,
-                        "kind": kind,
-                        "accuracy": round(accuracy(logits, y), 4),
-                        "ece": round(expected_calibration_error(logits, y), 4),  # Guo et al. 2017, 15 bins
-                        "split": split,
-                        "n": len(y),  # images scored: weights when rows are pooled (class-incremental)
-                    }
+                    Score(
+                        eval_task=es.task.name,
+                        kind=kind,
+                        accuracy=round(accuracy(logits, y), 4),
+                        ece=round(expected_calibration_error(logits, y), 4),  # Guo et al. 2017, 15 bins
+                        split=split,
+                        n=len(y),  # images scored: weights when rows are pooled (class-incremental)
+                    )
                 )
         return rows
 

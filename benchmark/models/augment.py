@@ -10,8 +10,14 @@ pair for the whole batch, whatever the boxes. Two kernels:
 * ``pil_bicubic``: PIL's ``Image.resize(BICUBIC)``, which CLIP's and open_clip's
   preprocessing use (a = -0.5, support widened by the scale when shrinking, weights
   normalised at the borders, horizontal pass first, each pass rounded and clamped to
-  0..255 as PIL's 8-bit images are); with the full image as the box this equals PIL to
-  the rounding of its fixed-point arithmetic (tested: at most 1 grey level).
+  0..255 as PIL's 8-bit images are); it equals PIL's resize of the cropped image to the
+  rounding of its fixed-point arithmetic (tested on whole images and on crops: at most 1
+  grey level) where both axes grow (every crop of a stored 224 px image) or a square
+  shrinks. Where one axis shrinks and the other grows, PIL may run its vertical pass
+  first; this kernel always runs the horizontal one first (measured: up to 24 grey levels).
+
+Both kernels read only the pixels inside each box, as torchvision's ``resized_crop`` does
+(it crops, then resizes): the box's edges are the image's borders.
 
 ``rrc_boxes`` draws torchvision's ``RandomResizedCrop`` boxes (scale, log-uniform aspect
 ratio, 10 tries, then the centre crop), which open_clip's train transform uses with scale
@@ -46,17 +52,21 @@ def resample_matrix(
     scale = (length / out_size)[:, None, None]  # [B, 1, 1]
     out_pos = torch.arange(out_size, dtype=torch.float64, device=start.device)[None, :, None]
     src = torch.arange(in_size, dtype=torch.float64, device=start.device)[None, None, :]
+    # Only pixels inside the box are read, as torchvision's resized_crop crops before it
+    # resizes: the box's edges are the borders (PIL's box= argument would read beyond them).
+    first, last = start[:, None, None], (start + length)[:, None, None] - 1  # [B, 1, 1]
     if kernel == "pil_bicubic":
         widen = scale.clamp_min(1.0)  # antialiasing: PIL stretches the kernel when shrinking
         center = start[:, None, None] + (out_pos + 0.5) * scale
-        weights = _cubic((src + 0.5 - center) / widen, -0.5)
+        inside = (src >= first) & (src <= last)
+        weights = _cubic((src + 0.5 - center) / widen, -0.5) * inside  # [B, out, in]
         return weights / weights.sum(-1, keepdim=True)
-    # torch's bicubic: 4 taps around the source coordinate, indices clamped to the border
+    # torch's bicubic: 4 taps around the source coordinate, indices clamped to the box's border
     coord = start[:, None, None] + (out_pos + 0.5) * scale - 0.5  # [B, out, 1]
     base = coord.floor()
     weights = torch.zeros(len(start), out_size, in_size, dtype=torch.float64, device=start.device)
     for tap in (-1, 0, 1, 2):
-        index = (base + tap).clamp(0, in_size - 1).long()
+        index = torch.minimum(torch.maximum(base + tap, first), last).long()
         weights.scatter_add_(2, index, _cubic(coord - (base + tap), -0.75))
     return weights
 

@@ -19,6 +19,9 @@ class ClipClassifier(MultiTaskModule):
     zero-shot text head (scaled by exp(logit_scale)) or a linear probe.
     """
 
+    visual: nn.Module  # declared: nn.Module's attribute lookup would type it Tensor | Module
+    heads: nn.ModuleDict
+
     def __init__(self, visual: nn.Module) -> None:
         super().__init__()
         self.visual = visual
@@ -43,12 +46,12 @@ class ClipClassifier(MultiTaskModule):
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
         if task_labels is None:
-            return self.forward_all_tasks(x)
+            return self.forward_all_tasks(x)  # type: ignore[return-value]
         if isinstance(task_labels, int):
             return self.forward_single_task(x, task_labels)
         feats = self.features(x)
-        width = max(h.out_features for h in self.heads.values())
-        out = feats.new_full((x.shape[0], width), PAD_LOGIT)
+        width = max(h.out_features for h in self.heads.values())  # type: ignore[type-var]
+        out = feats.new_full((x.shape[0], width), PAD_LOGIT)  # type: ignore[arg-type]
         for t in torch.unique(task_labels).tolist():  # mixed-task batches only (replay)
             mask = task_labels == t
             logits = self.heads[str(t)](feats[mask])

@@ -54,6 +54,9 @@ def check_model_config(cfg: ModelConfig) -> None:
                 f"model.pretrained=suite needs a suite model config; unknown model {cfg.name!r}; "
                 f"valid choices: {', '.join(suite_model_names())}"
             )
+        from benchmark.models.pretrain import check_shipped_record
+
+        check_shipped_record(cfg)  # a shipped model whose record is lost: one line, never a silent pretraining
     elif not cfg.name.startswith("hf-hub:"):
         import open_clip
 

@@ -75,7 +75,7 @@ class BatchPreprocess(nn.Module):
         elif self.resize == "torch_bicubic":
             x = F.interpolate(x.float(), size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
         else:
-            x = crop_resize(x, full_boxes(len(x), *x.shape[-2:], x.device), self.image_size, self.resize)
+            x = crop_resize(x, full_boxes(len(x), *x.shape[-2:], x.device), self.image_size, self.resize)  # type: ignore[call-arg]
         return self.normalise(x)
 
     @torch.no_grad()
@@ -86,4 +86,4 @@ class BatchPreprocess(nn.Module):
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         # channels_last: faster convolutions on CPUs (mkldnn) and on GPUs (tensor cores)
-        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)  # type: ignore[operator]

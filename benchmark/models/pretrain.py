@@ -18,22 +18,22 @@ version, under a lock so that parallel runs train it once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
 import shutil
+import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from benchmark.config import ModelConfig, to_dict
-from benchmark.errors import UserError
+from benchmark.errors import UserError, command
+from benchmark.files import check_tool_folder, flocked
 from benchmark.logs import progress as progress_bar
 from benchmark.logs import quiet_root_logger
 from benchmark.models.architectures import suite_model_config
@@ -74,14 +74,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def shipped_model(cfg: ModelConfig, root: Path = SHIPPED) -> Optional[Path]:
+def shipped_model(cfg: ModelConfig, root: Optional[Path] = None) -> Optional[Path]:
     """The shipped folder of this model when its record was made with ``cfg``'s pretraining
     config (same cache key), after checking the weights' sha256; None when none matches."""
-    folder = root / cfg.name
-    try:
-        record = json.loads((folder / RECORD).read_text())
-    except (OSError, ValueError):
-        return None
+    folder = (root or SHIPPED) / cfg.name
+    if not _ships(folder):
+        return None  # nothing shipped for this model: the config's pretraining runs
+    record = read_record(folder)
     if record.get("cache_key") != cache_key(cfg):
         return None
     weights = folder / SHIPPED_WEIGHTS
@@ -93,6 +92,61 @@ def shipped_model(cfg: ModelConfig, root: Path = SHIPPED) -> Optional[Path]:
             "them (python -m benchmark.models.pretrain)"
         )
     return folder
+
+
+# pretrain refuses to replace a folder without a readable record (check_out), hence "move it away".
+REPAIR = (
+    "restore it (git checkout -- {folder}), or move the folder away and regenerate the model "
+    "(python -m benchmark.models.pretrain)"
+)
+
+
+def read_record(folder: Path) -> dict:
+    """The shipped model's record; a missing or unreadable one is a one-line UserError with the
+    repair: without it a run cannot tell the shipped model from another, and would otherwise
+    pretrain its own without a word."""
+    path = folder / RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"the shipped model's record {path} is missing; {REPAIR.format(folder=folder)}") from None
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not valid JSON"
+        raise UserError(
+            f"the shipped model's record {path} is unreadable ({why}); {REPAIR.format(folder=folder)}"
+        ) from None
+    if not isinstance(record, dict):
+        raise UserError(
+            f"the shipped model's record {path} is unreadable (not a JSON object); {REPAIR.format(folder=folder)}"
+        )
+    return record
+
+
+def check_shipped_record(cfg: ModelConfig, root: Optional[Path] = None) -> None:
+    """Before any work: a shipped folder of this model whose record is missing or unreadable
+    is one line naming it and the repair (a run pretrains only a pretraining not shipped)."""
+    folder = (root or SHIPPED) / cfg.name
+    if _ships(folder):
+        read_record(folder)
+
+
+def _ships(folder: Path) -> bool:
+    """Does the repository ship a model here (its record or its weights, even one without the other)."""
+    return os.path.lexists(folder / RECORD) or os.path.lexists(folder / SHIPPED_WEIGHTS)
+
+
+def is_record(data: object) -> bool:
+    """Is this JSON a record ``export`` wrote (the marker of a folder pretrain may replace)."""
+    return isinstance(data, dict) and {"cache_key", "sha256", "model"} <= set(data)
+
+
+SHIPPED_FILES = (SHIPPED_WEIGHTS, "open_clip_config.json", RECORD)
+
+
+def check_out(out: Path) -> None:
+    """``--out`` before any pretraining: absent, empty, or a model folder export wrote (its
+    record there) holding nothing else, since it is replaced whole."""
+    check_tool_folder(out, "pretrain --out", RECORD, is_record, SHIPPED_FILES, whole=True)
 
 
 def ensure_pretrained(cfg: ModelConfig, cache_dir: Path, progress: bool = True) -> Path:
@@ -122,19 +176,14 @@ def _complete(folder: Path) -> bool:
     return (folder / WEIGHTS).is_file() and (folder / "open_clip_config.json").is_file()
 
 
-@contextlib.contextmanager
-def _entry_lock(path: Path, progress: bool) -> Iterator[None]:
-    """An exclusive flock on a cache entry; released when the holder exits or is killed."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info(f"waiting for another process pretraining the same model ({path})")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # the lock file stays: unlinking it would let a third process lock a new inode
+def _entry_lock(path: Path, progress: bool) -> contextlib.AbstractContextManager:
+    """An exclusive flock on a cache entry; released when the holder exits or is killed. The
+    lock file stays: unlinking it would let a third process lock a new inode."""
+
+    def wait(_fd: int) -> None:
+        log.info(f"waiting for another process pretraining the same model ({path})")
+
+    return flocked(path, on_busy=wait)  # an OSError: ensure_pretrained's one line about the cache
 
 
 def _build(folder: Path, cfg: ModelConfig, progress: bool) -> None:
@@ -218,67 +267,70 @@ def export(cfg: ModelConfig, out: Path, progress: bool = True) -> dict:
 
     from benchmark.models.architectures import default_cache_dir
 
+    check_out(out)  # before any pretraining
     cached = ensure_pretrained(cfg, default_cache_dir(cfg), progress)
     state = torch.load(cached / WEIGHTS, map_location="cpu", weights_only=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / SHIPPED_WEIGHTS))
-    _write_config(tmp, cfg.name)
-    stats = (
-        json.loads((cached / "pretrain_stats.json").read_text()) if (cached / "pretrain_stats.json").is_file() else {}
-    )
-    record = {
-        "model": cfg.name,
-        "cache_key": cache_key(cfg),
-        "world_version": WORLD_VERSION,
-        "pretrain": to_dict(cfg.pretrain),
-        "model_cfg": suite_model_config(cfg.name),
-        "stats": stats,
-        "made_with": {
-            "torch": torch.__version__,
-            "open_clip": open_clip.__version__,
-            "machine": f"{platform.machine()} {platform.processor()}".strip(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        },
-        "sha256": file_sha256(tmp / SHIPPED_WEIGHTS),
-    }
-    (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))  # a new folder: nobody else's
+    os.chmod(tmp, 0o755)  # mkdtemp's folder is owner-only; a model folder is meant to be shared
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / SHIPPED_WEIGHTS))
+        _write_config(tmp, cfg.name)
+        stats = (
+            json.loads((cached / "pretrain_stats.json").read_text())
+            if (cached / "pretrain_stats.json").is_file()
+            else {}
+        )
+        record = {
+            "model": cfg.name,
+            "cache_key": cache_key(cfg),
+            "world_version": WORLD_VERSION,
+            "pretrain": to_dict(cfg.pretrain),
+            "model_cfg": suite_model_config(cfg.name),
+            "stats": stats,
+            "made_with": {
+                "torch": torch.__version__,
+                "open_clip": open_clip.__version__,
+                "machine": f"{platform.machine()} {platform.processor()}".strip(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            },
+            "sha256": file_sha256(tmp / SHIPPED_WEIGHTS),
+        }
+        (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        if check_tool_folder(out, "pretrain --out", RECORD, is_record, SHIPPED_FILES, whole=True):
+            shutil.rmtree(out)  # checked again just before: it holds the model export wrote, nothing else
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return record
 
 
+@command
 def main(argv: Optional[list[str]] = None) -> int:
-    import argparse
-    import sys
-
     from benchmark.config import load_yaml
+    from benchmark.errors import OneLineParser
 
-    p = argparse.ArgumentParser(description="Regenerate (or --check) the shipped pretrained tiny CLIP")
+    p = OneLineParser(description="Regenerate (or --check) the shipped pretrained tiny CLIP")
     p.add_argument("--config", default=str(Path(__file__).parents[1] / "presets" / "embedded.yaml"))
     p.add_argument("--out", help="folder to write (default benchmark/models/weights/<model name>)")
     p.add_argument("--check", action="store_true", help="only verify the shipped files against their record")
     args = p.parse_args(argv)
-    try:
-        run_cfg = load_yaml(Path(args.config))
-        cfg = run_cfg.model
-        if run_cfg.threads:  # the preset's thread count: part of what makes the weights repeatable
-            torch.set_num_threads(run_cfg.threads)
-        if args.check:
-            folder = shipped_model(cfg)
-            if folder is None:
-                raise UserError(f"no shipped model in {SHIPPED} matches {args.config}'s model.{cfg.name} pretraining")
-            print(f"{folder}: sha256 matches its record")
-            return 0
-        record = export(cfg, Path(args.out) if args.out else SHIPPED / cfg.name)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out or SHIPPED / cfg.name} (sha256 {record['sha256']})")
+    run_cfg = load_yaml(Path(args.config))
+    cfg = run_cfg.model
+    if args.check:
+        folder = shipped_model(cfg)
+        if folder is None:
+            raise UserError(f"no shipped model in {SHIPPED} matches {args.config}'s model.{cfg.name} pretraining")
+        print(f"{folder}: sha256 matches its record")
+        return 0
+    out = Path(args.out) if args.out else SHIPPED / cfg.name
+    check_out(out)  # a user's folder or a file: refused before the minutes of pretraining
+    if run_cfg.threads:  # the preset's thread count: part of what makes the weights repeatable
+        torch.set_num_threads(run_cfg.threads)
+    record = export(cfg, out)
+    print(f"wrote {out} (sha256 {record['sha256']})")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main())  # type: ignore[call-arg]

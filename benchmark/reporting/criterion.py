@@ -25,11 +25,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import OneLineParser, UserError, choices_error
+from benchmark.config import Range, check_flags
+from benchmark.errors import OneLineParser, UserError, choices_error, command
 from benchmark.reporting.table import (
     SPLITS,
     accuracy_matrix,
@@ -150,8 +152,53 @@ def load_runs(run_dirs: list[Path], split: str = "test") -> pd.DataFrame:
         csv = run_dir / "accuracy_long.csv"
         if not csv.is_file():
             raise UserError(f"{run_dir}: no accuracy_long.csv (not a finished run folder)")
+        _check_split(csv, split)
         frames.append(load_long_csv(csv, split))
     return pd.concat(frames, ignore_index=True)
+
+
+def _check_split(csv: Path, split: str) -> None:
+    """A run that scored no ``split`` rows says so (eval.splits), not a later, stranger error."""
+    try:
+        scored = set(pd.read_csv(csv, usecols=lambda column: column == "split")["split"].dropna().astype(str))
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):  # load_long_csv names what is wrong
+        return
+    scored = scored or {"test"}  # runs from before the column scored test only
+    if split not in scored:
+        raise UserError(
+            f"{csv.parent} has no {split} rows (it scored {', '.join(sorted(scored))}); "
+            f"a run scores {split} with eval.splits=[test, {split}]"
+        )
+
+
+def check_poolable(run_dirs: list[Path]) -> None:
+    """Several runs are pooled only as the leaderboard merges them: each given once, same
+    sequence and settings, no (method, seed) twice (leaderboard_merge.check_mergeable)."""
+    resolved = [Path(run_dir).resolve() for run_dir in run_dirs]
+    repeated = next((path for index, path in enumerate(resolved) if path in resolved[:index]), None)
+    if repeated:
+        raise UserError(f"run {repeated} is given twice; give each run once")
+    if len(run_dirs) < 2:
+        return
+    from benchmark.reporting.leaderboard_merge import check_mergeable, load_run
+
+    try:
+        check_mergeable([load_run(run_dir) for run_dir in run_dirs])
+    except UserError as e:
+        raise UserError(str(e).replace("cannot merge", "cannot pool", 1)) from None
+
+
+def check_baseline(df: pd.DataFrame, baseline: str) -> None:
+    """``--baseline`` must be a method of the runs (a setting's label counts by its method)."""
+    methods = sorted({parse_label(str(m))[0] for m in df["method"].unique()})
+    if baseline not in methods:
+        raise choices_error("--baseline", baseline, methods)
+
+
+def _cell(text: object) -> str:
+    """A table cell: control characters escaped and pipes quoted, so one row stays one row."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text.replace("|", "\\|")
 
 
 def render(table: pd.DataFrame, goal: Goal = Goal()) -> str:
@@ -172,7 +219,7 @@ def render(table: pd.DataFrame, goal: Goal = Goal()) -> str:
         met = {True: "yes", False: "no"}.get(r.get("goal_met"), "") if paired else ""
         margin = r.get("margin", float("nan"))
         met += f" ({margin:+.1f})" if met and margin == margin else ""
-        lines.append(f"| {r['method']} | {r['seeds']} | {' | '.join(cells)} | {gaps} | {share} | {met} |")
+        lines.append(f"| {_cell(r['method'])} | {r['seeds']} | {' | '.join(cells)} | {gaps} | {share} | {met} |")
     goal_line = (
         f"goal: gaps <= {goal.max_last_gap:g} / {goal.max_diagonal_gap:g} points, "
         f"recovered >= {100 * goal.min_recovered:.0f}%; margin: the smallest distance to one of them, "
@@ -181,27 +228,35 @@ def render(table: pd.DataFrame, goal: Goal = Goal()) -> str:
     return "\n".join([*lines, "", goal_line])
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class Flags:
+    """The numeric and choice flags, checked as config keys are (benchmark.config.check_flags)."""
+
+    split: Literal[SPLITS] = "test"  # type: ignore[valid-type]
+    max_gap: Annotated[float, Range(low=0)] = Goal.max_last_gap
+    min_recovered: Annotated[float, Range(low=0, high=1)] = Goal.min_recovered
+
+
+@command
+def main(argv: list[str]) -> int:
     p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="run or sweep folders (their accuracy_long.csv are pooled)")
     p.add_argument("--baseline", default="finetune", help="the method gaps and recovery are measured against")
     p.add_argument("--split", default="test", help=f"which rows are scored: {', '.join(SPLITS)} (tune on val)")
     p.add_argument("--max-gap", type=float, default=Goal.max_last_gap, help="largest gap to the baseline, points")
     p.add_argument("--min-recovered", type=float, default=Goal.min_recovered, help="smallest dLP share recovered")
-    try:
-        args = p.parse_args(argv)
-        goal = Goal(args.max_gap, args.max_gap, args.min_recovered)
-        if args.split not in SPLITS:
-            raise choices_error("--split", args.split, SPLITS)
-        table = criterion_table(load_runs(args.runs, args.split), args.baseline, args.split, goal)
-        if table.empty:
-            raise UserError(f"no {args.split} rows with head accuracies in {', '.join(map(str, args.runs))}")
-        print(render(table, goal))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args = p.parse_args(argv)
+    check_flags(args, Flags)
+    goal = Goal(args.max_gap, args.max_gap, args.min_recovered)
+    check_poolable(args.runs)
+    df = load_runs(args.runs, args.split)
+    check_baseline(df, args.baseline)
+    table = criterion_table(df, args.baseline, args.split, goal)
+    if table.empty:
+        raise UserError(f"no {args.split} rows with head accuracies in {', '.join(map(str, args.runs))}")
+    print(render(table, goal))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[call-arg]

@@ -54,9 +54,11 @@ from benchmark.reporting.leaderboard_render import (  # noqa: F401  (re-exported
     figure_paths,
     leaderboard_html,
     leaderboard_markdown,
+    print_board,
     write_leaderboard,
     write_leaderboard_files,
 )
+from benchmark.rundir import LEADERBOARD_HTML
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -74,7 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:  # one line and code 2 for bad input and OS errors, 130 for Ctrl-C
         args = parser.parse_args(argv)
         paths = merge_runs(args.runs, args.out, draw_plots=not args.no_plots, baseline=args.baseline)
-        print(f"wrote {paths[-1]}")
+        print_board(args.out)
+        print(f"wrote {next(p for p in paths if p.name == LEADERBOARD_HTML)} (and leaderboard.csv, .md, .tex)")
         return 0
 
     return run_command(body)

@@ -23,6 +23,8 @@ from benchmark.reporting.leaderboard_build import (
     label_methods,
     method_label,
     read_manifest_runs,
+    read_manifest_stages,
+    read_scenario,
     resolve_baseline,
 )
 from benchmark.reporting.leaderboard_render import write_leaderboard_files
@@ -181,11 +183,14 @@ def merged_manifest(runs: Sequence[LoadedRun]) -> dict[str, Any]:
     entries = []
     for run in runs:
         statuses = {(entry["method"], entry["seed"]): entry["status"] for entry in run.manifest_runs}
+        hparams = run.config.get("hparams") if isinstance(run.config.get("hparams"), dict) else None
+        stages = {(method_label(r["method"], hparams), r["seed"]): r["stages"] for r in read_manifest_stages(run.path)}
         for method, seed in sorted(run.method_seeds()):
-            entries.append(
-                {"method": method, "seed": seed, "status": statuses.get((method, seed), "ok"), "source": str(run.path)}
-            )
+            status = statuses.get((method, seed), "ok")
+            entry = {"method": method, "seed": seed, "status": status, "source": str(run.path)}
+            entries.append(entry | ({"stages": stages[method, seed]} if stages.get((method, seed)) else {}))
     manifest: dict[str, Any] = {"merged_from": [str(run.path) for run in runs], "runs": entries}
+    manifest["scenario"] = read_scenario(runs[0].path)  # the runs share their sequence, so their scenario
     for key in ("git_revision", "machine", "device_name"):  # each distinct value of the runs merged
         values = dict.fromkeys(str(v) for v in (_manifest_field(run.path, key) for run in runs) if v)
         if values:
@@ -255,4 +260,6 @@ def merge_runs(
     if draw_plots:
         reports.write_report(out_dir)
     failed = failed_runs_of(manifest["runs"])
-    return write_leaderboard_files(out_dir, merged, failed, config["hparams"], baseline=baseline)
+    return write_leaderboard_files(
+        out_dir, merged, failed, config["hparams"], baseline=baseline, scenario=manifest["scenario"]
+    )

@@ -75,9 +75,42 @@ def method_style(method: str) -> dict[str, object]:
     }
 
 
+SHADES = (0.0, -0.45, 0.45, -0.7, 0.7)  # the family's colour, darker, lighter, ...; then repeated
+MIN_TEXT_PT = 8  # the smallest text any figure here draws (heatmap cells, legends)
+
+
+def _shade(colour: object, amount: float) -> tuple[float, float, float, float]:
+    """``colour`` mixed with black (amount < 0) or white (amount > 0)."""
+    r, g, b, a = to_rgba(colour)  # type: ignore[arg-type]
+    target = 1.0 if amount > 0 else 0.0
+    mix = abs(amount)
+    return (r + (target - r) * mix, g + (target - g) * mix, b + (target - b) * mix, a)
+
+
+def family_styles(methods: Sequence[str]) -> dict[str, dict[str, object]]:
+    """:func:`method_style` of each method, except that the settings of one method on the same
+    figure (``ldifs[alpha=10]``, ``ldifs[alpha=100]``) get distinct shades of its colour and
+    distinct markers, in the order given."""
+    styles = {method: method_style(method) for method in methods}
+    families: dict[str, list[str]] = {}
+    for method in methods:
+        families.setdefault(method.split("[", 1)[0], []).append(method)
+    for members in families.values():
+        if len(members) < 2:
+            continue
+        base = method_style(members[0].split("[", 1)[0])["color"]
+        for index, method in enumerate(members):
+            styles[method] = {
+                **styles[method],
+                "color": _shade(base, SHADES[index % len(SHADES)]),
+                "marker": MARKERS[index % len(MARKERS)],
+            }
+    return styles
+
+
 def text_colour(background: object) -> str:
     """Black or white, whichever reads better on ``background`` (WCAG relative luminance)."""
-    r, g, b, _ = to_rgba(background)
+    r, g, b, _ = to_rgba(background)  # type: ignore[arg-type]
     linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
     luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
     return "black" if luminance > 0.179 else "white"  # the contrast-ratio crossover of black vs white
@@ -151,7 +184,7 @@ def _save_as(fig: Figure, path: Path, **options: object) -> None:
     with matplotlib.rc_context({"svg.hashsalt": "ldifs-bench"}):
         atomic_write(
             path,
-            lambda stream: fig.savefig(stream, format=path.suffix[1:], bbox_inches="tight", **options),
+            lambda stream: fig.savefig(stream, format=path.suffix[1:], bbox_inches="tight", **options),  # type: ignore[arg-type]
             binary=True,
         )
 
@@ -262,7 +295,7 @@ def _plot_mean_band(ax: Axes, x: np.ndarray, curves: np.ndarray, style: dict[str
     """The seeds' mean as a line and, with several seeds, mean +- std (population, as the
     summary's) as a translucent band of the same colour."""
     mean = curves.mean(axis=0)
-    ax.plot(x, mean, **style)
+    ax.plot(x, mean, **style)  # type: ignore[arg-type]
     if len(curves) > 1:
         std = curves.std(axis=0)
         ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.2, linewidth=0)
@@ -281,9 +314,10 @@ def plot_forgetting_curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     fig = Figure(figsize=(13, 4.5), layout="constrained")
     ax_dlp, ax_head = fig.subplots(1, 2)
     finals: dict[str, float] = {}  # each method's last mean dLP: the legend's order
+    styles = family_styles(table.methods_in_order(df))
     for method in table.methods_in_order(df):
         kinds = table.kinds_in_order(df, method)
-        style = {**method_style(method), "label": method}
+        style = {**styles[method], "label": method}
         if "lp" in kinds:
             dlp = _seed_curves(
                 df,
@@ -370,21 +404,61 @@ def plot_forgetting_panels(df: pd.DataFrame, out_dir: Path, reference: str = "fi
 def plot_intervals(
     methods: Sequence[str], panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], out_dir: Path
 ) -> list[Path]:
-    """The leaderboard's numbers as points with their 95% bootstrap CIs as error bars, one
-    panel per metric (``panels``: title -> (means, CI lows, CI highs), one entry per method,
-    in the leaderboard's order, best first), as rliable's interval plots. A method without an
-    interval (one seed) is a point alone."""
-    fig = Figure(figsize=(4 * len(panels), 0.9 + 0.32 * len(methods)), layout="constrained")
+    """The leaderboard's numbers as points with their 95% intervals as error bars, one panel
+    per metric (``panels``: title -> (means, CI lows, CI highs), one entry per method, in the
+    leaderboard's order, best first), as rliable's interval plots. A method without an
+    interval (one seed) is a point alone. Each panel's axis says its unit; a point far from
+    all the others (a zero-shot dLP of 0 beside fine-tuned ones of -80) is drawn at the
+    axis's edge as an arrow with its value, so that it does not squash the others."""
+    fig = Figure(figsize=(4.5 * len(panels), 1.3 + 0.36 * len(methods)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     y = np.arange(len(methods))[::-1]  # best at the top
+    styles = family_styles(methods)
     for ax, (title, (means, lows, highs)) in zip(axes, panels.items()):
-        for row, method, mean, low, high in zip(y, methods, means, lows, highs):
-            if np.isnan(mean):
+        outlier = _outlier(means, lows, highs)
+        for index, (row, method, mean, low, high) in enumerate(zip(y, methods, means, lows, highs)):
+            if np.isnan(mean) or index == outlier:
                 continue
-            colour = method_style(method)["color"]
+            style = styles[method]
             error = None if np.isnan(low) else [[mean - low], [high - mean]]
-            ax.errorbar(mean, row, xerr=error, fmt="o", color=colour, capsize=3, markersize=5)
-        ax.set(title=title, yticks=y, yticklabels=list(methods))
+            ax.errorbar(mean, row, xerr=error, fmt=style["marker"], color=style["color"], capsize=3, markersize=6)
+        if outlier is not None:
+            _draw_outlier(ax, y[outlier], float(means[outlier]), styles[methods[outlier]]["color"])
+        unit = "change in accuracy (points)" if title in ("dLP", "dZS") else "accuracy (%)"
+        ax.set(title=title, yticks=y, yticklabels=list(methods), xlabel=unit)
         ax.grid(alpha=0.3, axis="x")
-    fig.suptitle("mean and 95% stratified bootstrap CI over seeds", fontsize=9)
+    fig.suptitle("mean and 95% Student t interval over seeds", fontsize=10)
     return _save(fig, out_dir, "leaderboard_intervals")
+
+
+def _outlier(means: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> Optional[int]:
+    """The one point farther from every other point's interval than 3 times their spread
+    (at least 5 points), or None."""
+    found = [i for i in range(len(means)) if not np.isnan(means[i])]
+    if len(found) < 3:
+        return None
+    extreme = max(found, key=lambda i: abs(means[i] - np.nanmedian(means)))
+    others = [i for i in found if i != extreme]
+    values = np.concatenate([means[others], lows[others], highs[others]])
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    gap = lo - means[extreme] if means[extreme] < lo else means[extreme] - hi
+    return extreme if gap > 3 * max(hi - lo, 5.0) else None
+
+
+def _draw_outlier(ax: Axes, row: float, value: float, colour: object) -> None:
+    """The outlier as an arrow at the axis's edge on its side, labelled with its value."""
+    left, right = ax.get_xlim()
+    ax.set_xlim(left, right)  # the others' range, fixed before the label is placed
+    at_right = value > right
+    x = right if at_right else left
+    ax.annotate(
+        f"{value:.1f}",
+        xy=(x, row),
+        xytext=(-14 if at_right else 14, 0),
+        textcoords="offset points",
+        ha="right" if at_right else "left",
+        va="center",
+        fontsize=MIN_TEXT_PT + 1,
+        color=colour,
+        arrowprops={"arrowstyle": "->", "color": colour},
+    )

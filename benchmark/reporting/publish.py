@@ -23,15 +23,17 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from benchmark.errors import OneLineParser, UserError, run_command
-from benchmark.files import COMPONENT_RULE, atomic_text, read_text_file
+from benchmark.errors import OneLineParser, UserError, command
+from benchmark.files import COMPONENT_RULE, atomic_text, check_replaceable_file, read_text_file
 from benchmark.reporting import table
+from benchmark.rundir import FEATURE_DRIFT_CSV
 
 RUN_FILES = ["config.yaml", "manifest.json", "accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
 # A sweep's merged folder: its config is the sweep file (the copy the sweep keeps as
 # sweep.yaml beside sweep.json) and its manifest is pooled from the cells' own.
 SWEEP_FILES = ["accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
 SWEEP_OPTIONAL = ["selection.csv", "selection.md", "selected_config.yaml"]  # sweeps with select:
+RUN_OPTIONAL = [FEATURE_DRIFT_CSV]  # a run that measured feature drift (eval.drift_images > 0)
 SWEEP_SOURCE = "sweep.yaml"  # the sweep file as run, kept in the sweep folder (benchmark/run/sweep.py)
 PLOTS = "plots"
 MARKER = "publish.json"  # marks a folder written by publish: what it holds
@@ -46,10 +48,12 @@ def publish(run_dir: Path, dest: Path, readme: Optional[Path] = None) -> None:
     _check_source(run_dir)
     status = _sweep_status(run_dir)
     names = RUN_FILES if status is None else SWEEP_FILES + [n for n in SWEEP_OPTIONAL if (run_dir / n).is_file()]
+    names = names + [n for n in RUN_OPTIONAL if (run_dir / n).is_file() and status is None]
     sources = {name: _inside(run_dir / name, run_dir) for name in names}
     if status is not None:
         sources["sweep.yaml"] = _inside(status["folder"] / SWEEP_SOURCE, status["folder"])
     _check_dest(dest, run_dir, status)
+    _check_traceable(run_dir, status)
     board = read_text_file(run_dir / "leaderboard.md", "leaderboard")
     if readme is not None:
         _check_readme(Path(readme))
@@ -83,6 +87,25 @@ def _check_source(run_dir: Path) -> None:
         raise UserError(f"{run_dir} is not a folder: publish a finished run or a merged sweep")
     if not (run_dir / "leaderboard.md").is_file():
         raise UserError(f"{run_dir} is not a finished run or merged sweep (no leaderboard.md)")
+
+
+def _check_traceable(run_dir: Path, status: Optional[dict[str, Any]]) -> None:
+    """A publication's numbers must trace to a commit: refuse runs made from a checkout with
+    uncommitted changes ('-dirty') or outside git ('unknown')."""
+    if status is None:
+        path = run_dir / "manifest.json"
+        try:
+            revisions = [str(json.loads(read_text_file(path, "manifest")).get("git_revision", ""))]
+        except (ValueError, AttributeError):
+            raise UserError(f"{path} is not a valid manifest; re-run, then publish") from None
+    else:
+        revisions = _pooled_manifest(status)["git_revisions"]
+    untraceable = [r for r in revisions if r.endswith("-dirty") or r in ("", "unknown")]
+    if untraceable:
+        raise UserError(
+            f"{run_dir} was made from a checkout that no commit describes (git revision "
+            f"{', '.join(sorted(set(untraceable)))!s}); commit, re-run, then publish"
+        )
 
 
 def _inside(path: Path, folder: Path) -> Path:
@@ -180,9 +203,16 @@ def _earlier_publication(dest: Path) -> Optional[set[str]]:
 
 
 def _check_readme(readme: Path) -> None:
+    """The README is a regular file (not a link: never followed, never cut) holding one
+    START marker before one END marker: anything else would be a success that changed nothing."""
+    check_replaceable_file(readme, "README")
     text = read_text_file(readme, "README")
     if START not in text or END not in text:
         raise UserError(f"{readme} has no {START} ... {END} markers")
+    if text.count(START) > 1 or text.count(END) > 1:
+        raise UserError(f"{readme} has more than one {START} or {END} marker; keep one of each")
+    if text.index(END) < text.index(START):
+        raise UserError(f"{readme} has its {END} marker before its {START} marker; put start first")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -210,6 +240,8 @@ def _draw_figures(run_dir: Path, plot_dir: Path) -> None:
     figure (and every setting a sweep did not select) is regenerable with
     ``python -m benchmark.reporting.reports`` and would bloat the repository."""
     from benchmark.reporting import plots
+    from benchmark.reporting.drift_plots import plot_cka_heatmaps
+    from benchmark.reporting.drift_table import load_drift_csv
 
     try:
         board = pd.read_csv(run_dir / "leaderboard.csv")
@@ -222,6 +254,10 @@ def _draw_figures(run_dir: Path, plot_dir: Path) -> None:
         drawn = plots.plot_concept_forgetting_heatmaps(df, Path(scratch)) + plots.plot_forgetting_curve(
             df, Path(scratch)
         )
+        if (run_dir / FEATURE_DRIFT_CSV).is_file():  # where each method's encoder moved (docs/feature_drift.md)
+            drift = load_drift_csv(run_dir / FEATURE_DRIFT_CSV)
+            shown = {str(m).split("[", 1)[0] for m in board["method"]}  # a run's board labels ldifs[alpha=100]
+            drawn += plot_cka_heatmaps(drift[drift["method"].isin(shown)], Path(scratch))
         for path in drawn:
             if path.suffix == ".png":
                 shutil.copyfile(path, plot_dir / path.name)
@@ -257,6 +293,7 @@ def _pooled_manifest(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def _splice(readme: Path, board: str, dest: Path) -> None:
+    _check_readme(readme)  # again, just before the write; atomic_text keeps the file's mode
     text = read_text_file(readme, "README")
     body = (
         f"{START}\n<!-- generated by `python -m benchmark.reporting.publish`, from {dest}/leaderboard.md -->\n\n"
@@ -269,20 +306,17 @@ def _demote_headings(markdown: str) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", markdown, flags=re.M)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="python -m benchmark.reporting.publish", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a finished run's folder or a merged sweep's folder")
     parser.add_argument("dest", help="the publication folder: new, empty or an earlier publication")
     parser.add_argument("--readme", help="also splice the leaderboard into this file's leaderboard markers")
-
-    def body() -> int:
-        args = parser.parse_args(argv)
-        publish(Path(args.run_dir), Path(args.dest), Path(args.readme) if args.readme else None)
-        print(f"published {args.run_dir} to {args.dest}")
-        return 0
-
-    return run_command(body)
+    args = parser.parse_args(argv)
+    publish(Path(args.run_dir), Path(args.dest), Path(args.readme) if args.readme else None)
+    print(f"published {args.run_dir} to {args.dest}")
+    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main())  # type: ignore[call-arg]

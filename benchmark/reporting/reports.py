@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import OneLineParser, run_command
+from benchmark.errors import OneLineParser, command
 from benchmark.files import atomic_text
 from benchmark.reporting import metrics
 from benchmark.reporting.table import (
@@ -250,6 +250,7 @@ def write_report(run_dir: Path) -> None:
     """Redraw summary.csv, plots/ and report.md of a run from its accuracy_long.csv alone."""
     # Imported here so that computing tables never pays for (or depends on) matplotlib.
     from benchmark.reporting import plots
+    from benchmark.reporting.drift_plots import plot_feature_drift
 
     run_dir = Path(run_dir)
     df = load_long_csv(run_dir / LONG_CSV)
@@ -261,24 +262,22 @@ def write_report(run_dir: Path) -> None:
         *plots.plot_concept_forgetting_heatmaps(df, plot_dir),
         *plots.plot_forgetting_curve(df, plot_dir),
         *plots.plot_forgetting_panels(df, plot_dir),
+        *plot_feature_drift(run_dir),  # feature_drift.csv, when the run measured it
     ]
     pngs = [image for image in images if image.suffix == ".png"]
     atomic_text(run_dir / REPORT_MD, report_markdown(run_dir, df, summary, pngs))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     """``python -m benchmark.reporting.reports RUN_DIR``: redraw a run's tables and figures; 2 on a bad CSV."""
     parser = OneLineParser(prog="python -m benchmark.reporting.reports", description=main.__doc__)
     parser.add_argument("run_dir", type=Path, help=f"folder holding {LONG_CSV}")
-
-    def body() -> int:
-        args = parser.parse_args(argv)
-        write_report(args.run_dir)
-        print(f"wrote {args.run_dir / REPORT_MD}")
-        return 0
-
-    return run_command(body)
+    args = parser.parse_args(argv)
+    write_report(args.run_dir)
+    print(f"wrote {args.run_dir / REPORT_MD}")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[call-arg]

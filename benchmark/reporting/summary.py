@@ -6,6 +6,7 @@ table and nothing else, and must stay as quick as ``import torch`` (pandas adds 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 # column of the printed table -> (kind, column of summary.csv)
@@ -14,17 +15,33 @@ HEADLINE = {
     "mean dLP (untrained)": ("lp", "delta_final_untrained"),
     "mean dZS (untrained)": ("zs", "delta_final_untrained"),
 }
+# A class-incremental run: the protocol's Avg and Last (accuracy on all seen classes), then dLP, dZS.
+HEADLINE_CIL = {
+    "Avg (seen classes)": ("head", "inc_avg"),
+    "Last": ("head", "inc_last"),
+    "mean dLP (untrained)": ("lp", "delta_final_untrained"),
+    "mean dZS (untrained)": ("zs", "delta_final_untrained"),
+}
 
 
-def headline(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
-    """Per method (in the order of its head rows): final head accuracy on the trained tasks,
-    dLP and dZS on tasks never trained."""
+def headline(rows: list[dict[str, str]], columns: dict[str, tuple[str, str]] = HEADLINE) -> dict[str, dict[str, str]]:
+    """Per method (in the order of its head rows): final head accuracy on the trained tasks
+    (class-incremental, with ``HEADLINE_CIL``: Avg and Last), dLP and dZS on tasks never trained."""
     by = {(row["method"], row["kind"]): row for row in rows}
     methods = [row["method"] for row in rows if row["kind"] == "head"]
     return {
-        method: {title: by.get((method, kind), {}).get(column, "") for title, (kind, column) in HEADLINE.items()}
+        method: {title: by.get((method, kind), {}).get(column, "") for title, (kind, column) in columns.items()}
         for method in methods
     }
+
+
+def headline_columns(run_dir: Path) -> dict[str, tuple[str, str]]:
+    """The columns for this run's scenario (manifest.json's ``scenario``; task-incremental when absent)."""
+    try:
+        scenario = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8")).get("scenario")
+    except (OSError, ValueError, AttributeError):
+        scenario = None
+    return HEADLINE_CIL if scenario == "class_incremental" else HEADLINE
 
 
 def _cell(text: str) -> str:
@@ -35,11 +52,12 @@ def _cell(text: str) -> str:
 
 
 def print_headline(run_dir: Path) -> None:
+    columns = headline_columns(run_dir)
     with open(run_dir / "summary.csv", newline="", encoding="utf-8") as f:
-        table = headline(list(csv.DictReader(f)))
+        table = headline(list(csv.DictReader(f)), columns)
     print(f"\nresults: {run_dir}/  (report.md, accuracy_long.csv, summary.csv, plots/)")
     width = max([len("method"), *map(len, table)])
-    print(f"{'method':{width}s}  " + "  ".join(HEADLINE))
+    print(f"{'method':{width}s}  " + "  ".join(columns))
     for method, values in table.items():
-        cells = [f"{_cell(values[title]):>{len(title)}s}" for title in HEADLINE]
+        cells = [f"{_cell(values[title]):>{len(title)}s}" for title in columns]
         print(f"{method:{width}s}  " + "  ".join(cells))

@@ -11,12 +11,14 @@ import pandas as pd
 
 from benchmark.errors import UserError
 from benchmark.reporting import metrics
+from benchmark.rows import OPTIONAL_COLUMNS as ROW_OPTIONAL_COLUMNS
+from benchmark.rows import REQUIRED_COLUMNS
 
-LONG_COLUMNS = ("method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy")
-# Written by the runner but not required of a CSV (older runs lack them): the expected
-# calibration error of the row's predictions (percent, Guo et al. 2017), the status, and
-# n, the number of images scored (weights pooling class-incremental groups).
-OPTIONAL_COLUMNS = ("ece", "status", "n")
+# The columns every CSV must have, and those the runner writes that older runs may lack (the
+# expected calibration error, the status, the split, n: images scored); benchmark/rows.py
+# holds the row's typed form and the column order.
+LONG_COLUMNS = REQUIRED_COLUMNS
+OPTIONAL_COLUMNS = ROW_OPTIONAL_COLUMNS
 KINDS = ("head", "lp", "zs")
 SPLITS = ("test", "val")
 
@@ -136,6 +138,10 @@ def load_long_csv(csv_path: Path, split: str = "test") -> pd.DataFrame:
     unknown_kinds = sorted({str(kind) for kind in df["kind"]} - set(KINDS))
     if unknown_kinds:
         raise UserError(f"{csv_path} has unknown kinds {unknown_kinds}; valid: {list(KINDS)}")
+    for column in ("method", "eval_task"):  # names become table rows and file names: one line each
+        bad = next((str(v) for v in df[column].dropna().unique() if not str(v).isprintable()), None)
+        if bad is not None:
+            raise UserError(f"{csv_path}: {column} {bad[:80]!r} holds a non-printable character (a newline?)")
     for column in ("seed", "stage", "accuracy"):
         if not pd.api.types.is_numeric_dtype(df[column]):
             raise UserError(f"{csv_path}: column {column!r} is not numeric")

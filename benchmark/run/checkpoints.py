@@ -24,8 +24,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from benchmark.errors import UserError
+from benchmark.errors import ForeignCheckpoint, UserError
 from benchmark.files import atomic_write
+from benchmark.rows import AccuracyRow
 from benchmark.run.provenance import git_revision
 from benchmark.rundir import CHECKPOINTS_DIR
 from benchmark.training.method import RestoreContext
@@ -42,7 +43,7 @@ def rng_state() -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
         "python": [version, torch.tensor(words, dtype=torch.int64), gauss],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],  # type: ignore[attr-defined]
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -64,7 +65,7 @@ class StageState:
     """What a (method, seed) needs to go on after ``stage``; saved as ``asdict(...)``."""
 
     stage: int = 0
-    rows: list[dict] = field(default_factory=list)
+    rows: list[AccuracyRow] = field(default_factory=list)
     stages: list[dict] = field(default_factory=list)  # per-stage summaries
     rng: dict[str, Any] = field(default_factory=dict)
     visual: Optional[dict[str, torch.Tensor]] = None  # the image tower's state dict
@@ -82,8 +83,8 @@ class StageState:
 def model_state(model: torch.nn.Module) -> dict[str, Any]:
     """The ClipClassifier as data: image tower and heads state dicts, Avalanche's task set."""
     return {
-        "visual": model.visual.state_dict(),
-        "heads": {label: head.state_dict() for label, head in model.heads.items()},
+        "visual": model.visual.state_dict(),  # type: ignore[union-attr]
+        "heads": {label: head.state_dict() for label, head in model.heads.items()},  # type: ignore[operator, union-attr]
         "model_extra": {
             "known_train_tasks_labels": sorted(int(t) for t in getattr(model, "known_train_tasks_labels", ())),
             "max_class_label": int(getattr(model, "max_class_label", 0)),
@@ -121,19 +122,30 @@ def restore_stage(saved: StageState, model: torch.nn.Module, plugins: list, cont
     """Load a saved stage into a freshly built model and freshly built methods.
 
     Rebuilding heads draws from the RNG, so call this before restoring the RNG state."""
-    model.visual.load_state_dict(saved.visual)
-    device = next(model.visual.parameters()).device
-    for label, head in saved.heads.items():
-        model.add_head(int(label), head["weight"].to(device), head["bias"].to(device))
+    try:
+        model.visual.load_state_dict(saved.visual)  # type: ignore[union-attr]
+    except RuntimeError as e:  # missing, unexpected or differently shaped weights
+        raise ForeignCheckpoint(f"its image tower does not fit this model: {_first_line(e)}") from e
+    device = next(model.visual.parameters()).device  # type: ignore[union-attr]
+    try:
+        heads = [(int(label), head["weight"].to(device), head["bias"].to(device)) for label, head in saved.heads.items()]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ForeignCheckpoint(f"its heads are not a stage checkpoint's ({type(e).__name__}: {e})") from e
+    for label, weight, bias in heads:
+        model.add_head(label, weight, bias)  # type: ignore[operator]
     extra = saved.model_extra
-    model.known_train_tasks_labels = set(extra.get("known_train_tasks_labels", []))
+    model.known_train_tasks_labels = set(extra.get("known_train_tasks_labels", []))  # type: ignore[assignment]
     model.max_class_label = extra.get("max_class_label", 0)
     set_module_modes(model, extra.get("training", {}))
     names = [entry["method"] for entry in saved.methods]
     if names != [p.name for p in plugins]:
-        raise ValueError(f"it holds the state of methods {names}, not of {[p.name for p in plugins]}")
+        raise ForeignCheckpoint(f"it holds the state of methods {names}, not of {[p.name for p in plugins]}")
     for plugin, entry in zip(plugins, saved.methods):
-        plugin.load_state_dict(entry["state"], context)
+        plugin.load_state_dict(entry["state"], context)  # raises ForeignCheckpoint, or a bug's own error
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def plain(value: Any, where: str = "state") -> Any:

@@ -29,7 +29,7 @@ def check_scenario(spec: str, sequence: Sequence) -> None:
     """Refuse, in one line and before any training, a method that cannot run this scenario."""
     scenario = "class_incremental" if sequence.class_incremental else "task_incremental"
     for part in spec.split("+"):
-        why = getattr(METHODS.get(part), "refuses", {}).get(scenario)
+        why = METHODS.get(part).refuse(scenario)
         if why:
             raise UserError(
                 f"method {part!r} cannot run the {scenario.replace('_', '-')} sequence {sequence.name!r}: {why}"
@@ -37,21 +37,43 @@ def check_scenario(spec: str, sequence: Sequence) -> None:
 
 
 def dataset_context(ctx: TaskContext, sequence: Sequence, name: str) -> TaskContext:
-    """Limits (train.train_limit, eval.test_limit) count per group: the dataset is loaded with
-    as many images as its groups together may use."""
+    """Limits (train.train_limit, eval.test_limit) count per group on average: the dataset
+    is loaded with limit x steps images, drawn per class (``TaskContext.stratified``) so that
+    every group keeps its share of the split, as unequal groups (TinyImageNet's 100 classes,
+    then 10 a step) have in the full split; pooled accuracies then weight groups alike."""
     if not sequence.class_incremental or name != sequence.classes.dataset:
         return ctx
     steps = sequence.classes.steps
     scale = lambda n: None if n is None else n * steps  # noqa: E731
-    return dataclasses.replace(ctx, train_limit=scale(ctx.train_limit), test_limit=scale(ctx.test_limit))
+    return dataclasses.replace(
+        ctx, train_limit=scale(ctx.train_limit), test_limit=scale(ctx.test_limit), stratified=True
+    )
 
 
 def split_into_groups(tasks: dict[str, Task], sequence: Sequence) -> dict[str, Task]:
-    """The loaded tasks with the class-incremental dataset replaced by its groups."""
+    """The loaded tasks with the class-incremental dataset replaced by its groups, each told
+    its share of every loaded split (``group_limit``)."""
     dataset = sequence.classes.dataset
     groups = group_tasks(tasks[dataset], sequence.classes)
+    steps = sequence.classes.steps
+    for group in groups.values():
+        for split in ("train", "test", "val"):
+            whole, part = getattr(tasks[dataset], split), getattr(group, split)
+            if whole is not None and part is not None and len(whole):
+                group.limit_scale[split] = steps * len(part) / len(whole)
     others = {name: task for name, task in tasks.items() if name != dataset}
     return {**groups, **others}
+
+
+def group_limit(limit: Optional[int], task: Task, split: str) -> Optional[int]:
+    """The cap a per-task limit puts on ``task``'s ``split``: the limit itself, except for a
+    class group, whose cap is its share of limit x steps (what the dataset was loaded with,
+    ``dataset_context``), so groups keep the split's proportions instead of each being cut
+    to the same count."""
+    scale = task.limit_scale.get(split) if isinstance(task, ClassGroup) else None
+    if limit is None or scale is None:
+        return limit
+    return max(1, round(limit * scale))
 
 
 def set_group_rows(model: nn.Module, group: ClassGroup, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
@@ -61,25 +83,25 @@ def set_group_rows(model: nn.Module, group: ClassGroup, weight: torch.Tensor, bi
     k = len(group.classnames)
     bias = bias if bias is not None else torch.zeros(k, device=weight.device)
     key = str(HEAD)
-    if key not in model.heads:
-        model.add_head(HEAD, weight, bias)
+    if key not in model.heads:  # type: ignore[operator]
+        model.add_head(HEAD, weight, bias)  # type: ignore[operator]
         return
-    old = model.heads[key]
-    if old.out_features not in (group.offset, group.offset + k):  # groups arrive in order, each once
-        raise ValueError(f"head has {old.out_features} rows; group {group.name} starts at row {group.offset}")
+    old = model.heads[key]  # type: ignore[index]
+    if old.out_features not in (group.offset, group.offset + k):  # type: ignore[union-attr]  # groups arrive in order, each once
+        raise ValueError(f"head has {old.out_features} rows; group {group.name} starts at row {group.offset}")  # type: ignore[union-attr]
     keep = group.offset
     with torch.no_grad():
-        w = torch.cat([old.weight[:keep], weight.to(old.weight)])
-        b = torch.cat([old.bias[:keep], bias.to(old.bias)])
-    model.add_head(HEAD, w, b)
+        w = torch.cat([old.weight[:keep], weight.to(old.weight)])  # type: ignore[union-attr]
+        b = torch.cat([old.bias[:keep], bias.to(old.bias)])  # type: ignore[union-attr]
+    model.add_head(HEAD, w, b)  # type: ignore[operator]
 
 
 def seen_heads(model: nn.Module, sets: dict, groups: list[str]) -> tuple[dict, dict]:
     """(head, zero-shot) classifiers of every seen group over all seen classes, their logits
     shifted so that a group's own labels index them (see ``ShiftedHead``)."""
-    head = model.heads[str(HEAD)]
+    head = model.heads[str(HEAD)]  # type: ignore[index]
     zeroshot = torch.cat([sets[g].zeroshot for g in groups])
     offsets = {g: sets[g].task.offset for g in groups}
-    heads = {g: ShiftedHead(head, offsets[g]) for g in groups}
-    zs = {g: ShiftedHead(lambda f, w=zeroshot: f @ w.T, offsets[g]) for g in groups}
+    heads = {g: ShiftedHead(head, offsets[g]) for g in groups}  # type: ignore[arg-type]
+    zs = {g: ShiftedHead(lambda f, w=zeroshot: f @ w.T, offsets[g]) for g in groups}  # type: ignore[misc]
     return heads, zs

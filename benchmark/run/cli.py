@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from benchmark.config import RunConfig, apply_override, dump_yaml, load_yaml
-from benchmark.errors import OneLineParser, UserError, run_command
+from benchmark.errors import OneLineParser, UserError, command
 from benchmark.files import load_yaml_file
 from benchmark.logs import quiet_warnings, setup_console
 
@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", help="where sweep cells run: local (default) or slurm (--slurm.partition P ...)")
     p.add_argument("--workers", type=int, help="sweep: parallel local workers (default: one per GPU, else 1)")
     p.add_argument("--shard", help="sweep: run only shard i of n (i/n, cells in config-hash order)")
+    p.add_argument(
+        "--multirun",
+        nargs="+",
+        metavar="KEY=V1,V2",
+        help="a grid over dotted keys, run as a sweep of this config, e.g. hparams.ldifs.alpha=10,100 seeds=0,1",
+    )
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="sweep: print the cells and exit")
     p.add_argument("--merge-only", dest="merge_only", action="store_true", help="sweep: merge finished cells only")
     p.add_argument("--select", help="sweep: the selection criterion instead of the file's select: (val_last_head, ...)")
@@ -71,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--plugins",
         help="comma-separated .py files or importable modules registering methods/tasks, e.g. mine.py,my_pkg.more",
     )
-    p.add_argument("--debug", action="store_true", help="full tracebacks (also LDIFS_BENCH_DEBUG=1)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="rehearse this config in CPU minutes: the embedded model, a few steps and images (docs/real_scale.md)",
+    )
+    p.add_argument(
+        "--plan", action="store_true", help="print the stages, images, steps and an estimated wall time; run nothing"
+    )
     p.add_argument("--list-methods", action="store_true", help="print the method registry and exit")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
     p.add_argument("--list-sequences", action="store_true", help="print the sequence registry and exit")
@@ -107,6 +120,10 @@ def parse_config(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
     for key, value in args.overrides:
         apply_override(cfg, key, value)
     _warn_shadowed(cfg, {key for key, _ in pairs} | _keys_of_file(args.config))
+    if args.smoke:  # after every override: its settings win (benchmark/run/smoke.py)
+        from benchmark.run.smoke import smoke_config
+
+        cfg = smoke_config(cfg)
     return args, cfg
 
 
@@ -171,13 +188,14 @@ def _dotted_pairs(rest: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def print_registries(args: argparse.Namespace) -> None:
+def print_registries(args: argparse.Namespace, cfg: Optional[RunConfig] = None) -> None:
     from methods import METHODS
     from tasks import SEQUENCES, TASKS, load_sequence
 
     if args.list_methods:
         for name in METHODS.names():
-            print(f"{name:14s} {METHODS.get(name).describe()}")
+            values = (cfg.hparams if cfg else {}).get(name)
+            print(f"{name:14s} {_with_config_values(METHODS.get(name).describe(), values)}")
     if args.list_tasks:
         for name in TASKS.names():
             doc = (TASKS.get(name).__doc__ or "").strip().splitlines()
@@ -186,6 +204,23 @@ def print_registries(args: argparse.Namespace) -> None:
         for name in SEQUENCES.names():
             seq = load_sequence(name)
             print(f"{name:14s} {seq.description}")
+
+
+def _with_config_values(text: str, values: Optional[dict]) -> str:
+    """A method's description with the values the config in force gives it (``alpha=100.0``
+    under the embedded default), each followed by its built-in value."""
+    import re
+
+    for key, value in (values or {}).items():
+        pattern = re.compile(rf"\b{re.escape(str(key))}=([^,\]]+)")
+        built_in = pattern.search(text)
+        note = f" (this config; built-in {built_in.group(1)})" if built_in else " (this config)"
+        if built_in:
+            replacement = f"{key}={value!r}{note}"
+            text = pattern.sub(lambda _, shown=replacement: shown, text, count=1)  # type: ignore[misc]
+        else:
+            text += f" [{key}={value!r}{note}]"
+    return text
 
 
 SUITE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding benchmark/, methods/, tasks/
@@ -235,14 +270,12 @@ def check_torch_pair() -> None:
         )
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+@command  # the suite's one boundary: one line and exit 2, 130 for Ctrl-C, --debug for the traceback
+def main(argv: list[str]) -> int:
     quiet_warnings()  # third-party internals' warnings off, every other one shown once
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs at root
     setup_console(quiet="-q" in argv or "--quiet" in argv)
-    from benchmark.run.plugins import debug_enabled
-
-    return run_command(lambda: _main(argv), debug="--debug" in argv or debug_enabled())
+    return _main(argv)
 
 
 def _main(argv: list[str]) -> int:
@@ -256,10 +289,23 @@ def _main(argv: list[str]) -> int:
         print(dump_yaml(cfg), end="")
         return 0
     if args.list_methods or args.list_tasks or args.list_sequences:
-        print_registries(args)
+        print_registries(args, cfg)
         return 0
     if not args.dry_run:  # importing torchvision costs a second: only where work will run
         check_torch_pair()
+    if args.plan:  # the cost of this config (or sweep) on this device; nothing runs
+        from benchmark.run.plan import plan_command
+
+        return plan_command(cfg, args)
+    if args.multirun:  # a grid from the command line: a sweep whose base is this config
+        from benchmark.logs import once_per_command
+        from benchmark.run.multirun import multirun_sweep
+        from benchmark.run.sweep_cli import sweep_command
+
+        if args.sweep:
+            raise UserError("--multirun and --sweep do not mix: put the grid in the sweep file's grid:")
+        with once_per_command():
+            return sweep_command(args, multirun_sweep(cfg, args.multirun, args.select))
     sweep_flags = (args.launcher, args.shard, args.dry_run, args.merge_only, args.slurm, args.workers, args.select)
     if args.sweep or any(sweep_flags):
         from benchmark.logs import once_per_command
@@ -277,4 +323,4 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[call-arg]

@@ -35,7 +35,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from benchmark.config import Range, check_flags
+from benchmark.errors import UserError, command
+from benchmark.files import atomic_text, check_tool_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = ("gpu_tests", "step_times", "precision_floor", "cache", "criterion")
@@ -48,6 +54,8 @@ PLAN = {
     "cache": "fine-tuning at 224 px from a warm decoded-image cache vs in-memory arrays (throughput ratio)",
     "criterion": "the embedded default, fine-tuning vs LDIFS over seeds on this device (numbers, not a pass)",
 }
+# --precisions: benchmark.run.perf's --amp choices (AMP_CHOICES; not imported here: it loads torch).
+PRECISIONS = ("auto", "bf16", "tf32", "off")
 # Dense peak tensor throughput (TFLOP/s) by card and precision, from the vendors' data
 # sheets (SXM parts; sparsity not counted). MFU is reported only for cards listed here.
 PEAK_TFLOPS = {
@@ -76,7 +84,7 @@ def environment(device_index: int = 0) -> dict:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(device_index)
         env["card"] = props.name
-        env["memory_gib"] = round(props.total_memory / 2**30, 1)
+        env["memory_gib"] = round(props.total_memory / 2**30, 1)  # type: ignore[assignment]
         env["driver"] = _driver_version()
     return env
 
@@ -316,7 +324,7 @@ def run_steps(args: argparse.Namespace, steps: list[str]) -> dict:
             results[name] = {"error": f"{type(e).__name__}: {e}"}
         results[name]["seconds"] = round(time.monotonic() - t0, 1)
         say(
-            f"{name}: {'error: ' + results[name]['error'] if 'error' in results[name] else 'done'} in {results[name]['seconds']} s"
+            f"{name}: {'error: ' + results[name]['error'] if 'error' in results[name] else 'done'} in {results[name]['seconds']} s"  # type: ignore[operator]
         )
     return results
 
@@ -413,7 +421,9 @@ RENDERERS = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from benchmark.errors import OneLineParser
+
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("results/gpu_check"), help="folder for gpu_check.json and .md")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--budget", type=float, default=540.0, help="seconds for all steps together (default 540)")
@@ -428,17 +438,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache-image-size", type=int, default=224)
     p.add_argument("--seeds", default="0,1,2,3,4", help="embedded-default seeds for the criterion")
     p.add_argument("--criterion-args", default="", help="extra run_benchmark.py flags for the criterion's runs")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_flags(argparse.Namespace(**vars(args)), Flags)  # on a copy: the steps read the flags as given
+    return args
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class Flags:
+    """The numeric and choice flags, checked as config keys are (benchmark.config.check_flags)."""
+
+    budget: Annotated[float, Range(low=1)] = 540.0
+    skip: list[Literal[STEPS]] = field(default_factory=list)  # type: ignore[valid-type]
+    batch_size: Annotated[int, Range(low=1)] = 128
+    steps: Annotated[int, Range(low=1)] = 16
+    repeats: Annotated[int, Range(low=1)] = 3
+    precisions: list[Literal[PRECISIONS]] = field(default_factory=list)  # type: ignore[valid-type]
+    floor_batch: Annotated[int, Range(low=1)] = 32
+    cache_image_size: Annotated[int, Range(low=1, high=4096)] = 224
+    seeds: list[Annotated[int, Range(low=0, high=2**32 - 1)]] = field(default_factory=list)
+
+
+OWNED = ("gpu_check.json", "gpu_check.md")
+
+
+def is_report(data: object) -> bool:
+    """Is this JSON a gpu_check.json (the marker of a folder gpu_check wrote)."""
+    return isinstance(data, dict) and {"environment", "steps"} <= set(data)
+
+
+@command
+def main(argv: list[str]) -> int:
     args = parse_args(argv)
     skipped = [s for s in args.skip.split(",") if s]
-    bad = [s for s in skipped if s not in STEPS]
-    if bad:
-        print(f"gpu_check: unknown step {','.join(bad)}; valid: {', '.join(STEPS)}", file=sys.stderr)
-        return 2
     steps = [s for s in STEPS if s not in skipped]
+    if not steps:
+        raise UserError(f"--skip {args.skip} leaves no step to run; valid steps: {', '.join(STEPS)}")
+    if not args.precisions.strip(","):
+        raise UserError(f"--precisions {args.precisions!r} names none; valid: {', '.join(PRECISIONS)}")
+    check_tool_folder(args.out, "gpu_check --out", "gpu_check.json", is_report, OWNED)  # before any step
     if args.dry_run:
         for i, name in enumerate(steps, 1):
             print(f"{i}. {name}: {PLAN[name]}")
@@ -447,23 +484,21 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(
-            f"gpu_check: no CUDA device here (torch {torch.__version__}, built for CUDA {torch.version.cuda}); nothing to check",
-            file=sys.stderr,
+        raise UserError(
+            f"no CUDA device here (torch {torch.__version__}, built for CUDA {torch.version.cuda}); nothing to check"
         )
-        return 2
     start = time.monotonic()
     report = {"environment": environment(), "budget_s": args.budget, "device": args.device, "model": args.model}
     if not args.device.startswith("cuda"):
         report["environment"]["device"] = args.device
     report["steps"] = run_steps(args, steps)
     report["wall_s"] = round(time.monotonic() - start, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (args.out / "gpu_check.md").write_text(render_markdown(report))
+    check_tool_folder(args.out, "gpu_check --out", "gpu_check.json", is_report, OWNED)  # again: it may have changed
+    atomic_text(args.out / "gpu_check.json", json.dumps(report, indent=2, default=str) + "\n")
+    atomic_text(args.out / "gpu_check.md", render_markdown(report))
     say(f"wrote {args.out / 'gpu_check.md'} and gpu_check.json in {report['wall_s']} s")
     return 0 if all("error" not in s for s in report["steps"].values()) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[call-arg]

@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmark.config import _parse_scalar, to_dict
+from benchmark.config import parse_scalar, to_dict
 from benchmark.errors import UserError
 from benchmark.logs import progress as progress_bar
 from benchmark.logs import quiet_warnings
@@ -211,7 +211,7 @@ def slurm_options(raw: dict[str, Any]) -> dict[str, Any]:
     options = {}
     for key, value in raw.items():
         key = key.replace("-", "_")
-        value = _parse_scalar(value) if isinstance(value, str) else value
+        value = parse_scalar(value) if isinstance(value, str) else value
         options[key if key in SUBMITIT_GENERIC else f"slurm_{key}"] = value
     options.setdefault("timeout_min", 60)
     return options

@@ -11,6 +11,7 @@ from typing import Optional
 
 from benchmark.determinism import cpu_kernels_in_force
 from benchmark.files import atomic_text, folder_bytes
+from benchmark.run.plan_record import manifest_record
 from benchmark.run.plugins import plugin_records
 from benchmark.run.provenance import device_name, git_revision, versions
 from benchmark.run.scheduler import MethodResult, RunSetup
@@ -21,9 +22,9 @@ def cpu_fingerprint(setup: RunSetup) -> Optional[str]:
     steps on a copy of the pre-trained tower) on this host; None on a GPU."""
     if setup.device.type != "cpu":
         return None
-    from benchmark.run.fingerprint import digest, header, quick_lines
+    from benchmark.models.fingerprint import digest, header, quick_lines
 
-    return digest(header() + list(quick_lines(setup.bundle.model.visual, setup.preprocess)))
+    return digest(header() + list(quick_lines(setup.bundle.model.visual, setup.preprocess)))  # type: ignore[arg-type]
 
 
 def write_manifest(
@@ -33,6 +34,7 @@ def write_manifest(
     manifest = {
         "command": sys.argv,
         "seeds": cfg.seeds,
+        "smoke": cfg.smoke,  # a --smoke rehearsal (benchmark/run/smoke.py), not a result
         "device": str(setup.device),
         "device_name": device_name(setup.device),
         "git_revision": git_revision(),
@@ -50,8 +52,11 @@ def write_manifest(
             n: {"source": t.source, "train": len(t.train), "test": len(t.test), "classes": t.num_classes}
             for n, t in setup.tasks.items()
         },
+        # the leaderboard ranks by the scenario's headline (class-incremental: Avg, then Last)
+        "scenario": "class_incremental" if setup.sequence.class_incremental else "task_incremental",
         "plugins": plugin_records(cfg.plugins),  # user code the run imported: path and sha256
         "wall_seconds": round(seconds, 2),
+        "plan": manifest_record(cfg, seconds),  # --plan's estimate of this config and how far off it was
         "runs": [
             {"method": r.method, "seed": r.seed, "status": r.status, "error": r.error, "stages": r.stages}
             for r in results

@@ -26,13 +26,15 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import TrainConfig
-from benchmark.errors import UserError
+from benchmark.config import Range, TrainConfig, check_flags
+from benchmark.errors import OneLineParser, UserError, command
 from benchmark.models.architectures import suite_model_config, suite_model_names
 from benchmark.models.classifier import ClipClassifier
 from benchmark.models.preprocess import OPENAI_MEAN, OPENAI_STD, BatchPreprocess, bf16_autocast
@@ -235,6 +237,9 @@ def measure(variants: dict[str, Callable[[], float]], repeats: int, label: str =
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+AMP_CHOICES = ("auto", "bf16", "tf32", "off")  # --amp (gpu_check's --precisions take the same)
+
+
 def set_precision(amp: str, device: torch.device) -> str:
     """``--amp``: bf16 autocast, TF32 matmuls in fp32, or strict fp32; returns train.amp."""
     if amp == "auto":
@@ -246,7 +251,7 @@ def set_precision(amp: str, device: torch.device) -> str:
 
 
 def train_config(args: argparse.Namespace, amp: str) -> TrainConfig:
-    cfg = TrainConfig(lr=1e-5, batch_size=args.batch_size, warmup_steps=0, amp=amp)
+    cfg = TrainConfig(lr=1e-5, batch_size=args.batch_size, warmup_steps=0, amp=amp)  # type: ignore[arg-type]
     if hasattr(cfg, "augment"):
         cfg.augment = args.augment
     elif args.augment != "none":
@@ -264,7 +269,7 @@ def ldifs_variants(args: argparse.Namespace, device: torch.device) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--model", default="tiny-rn", help="a suite model (tiny-rn, tiny-vit) or an open_clip name")
     p.add_argument("--batch-size", type=int, default=128)
@@ -281,7 +286,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--amp",
         default="auto",
-        choices=["auto", "bf16", "tf32", "off"],
+        choices=AMP_CHOICES,
         help="precision as train.amp has it: auto (bf16 on CUDA), bf16 autocast, TF32 matmuls, fp32",
     )
     p.add_argument("--augment", default="none", help="train.augment for the suite's variants (the bare loop: none)")
@@ -305,7 +310,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also time one task's evaluation and project the share of a paper-scale stage",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_flags(args, Flags)  # before any model is built
+    return args
+
+
+@dataclass
+class Flags:
+    """The numeric flags, checked as config keys are (benchmark.config.check_flags)."""
+
+    batch_size: Annotated[int, Range(low=1)] = 128
+    steps: Annotated[int, Range(low=1)] = 30
+    epochs: Annotated[int, Range(low=1)] = 1
+    repeats: Annotated[int, Range(low=1)] = 3
+    threads: Annotated[int, Range(low=0, high=1024)] = 0
+    image_size: Annotated[int, Range(low=1, high=4096)] = 32
+    data_prep: Annotated[int, Range(low=0)] = 0
 
 
 def build_variants(args, visual, head_w, data, cfg, prep, device) -> tuple[dict, dict[str, str]]:
@@ -363,7 +383,8 @@ def report(args, size: int, sec: dict[str, float], tiers: dict[str, str], device
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.threads:
@@ -373,24 +394,20 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(data_prep(args.data_prep, args.cache_dir or tmp), indent=2))
         return 0
     device = torch.device(args.device)
-    try:
-        amp = set_precision(args.amp, device)
-        cfg = train_config(args, amp)
-        torch.manual_seed(0)
-        visual, size = build_visual(args.model)
-        visual = visual.to(device).to(memory_format=torch.channels_last)
-        prep = BatchPreprocess(size, OPENAI_MEAN, OPENAI_STD).to(device)
-        n = args.steps * args.batch_size
-        data = (
-            torch.randint(0, 256, (n, 3, args.image_size, args.image_size), dtype=torch.uint8, device=device),
-            torch.randint(0, 10, (n,), device=device),
-        )
-        with torch.no_grad():
-            head_w = F.normalize(torch.randn(10, visual(prep(data[0][:2])).shape[-1], device=device), dim=-1) * 20
-        variants, tiers = build_variants(args, visual, head_w, data, cfg, prep, device)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    amp = set_precision(args.amp, device)
+    cfg = train_config(args, amp)
+    torch.manual_seed(0)
+    visual, size = build_visual(args.model)
+    visual = visual.to(device).to(memory_format=torch.channels_last)
+    prep = BatchPreprocess(size, OPENAI_MEAN, OPENAI_STD).to(device)
+    n = args.steps * args.batch_size
+    data = (
+        torch.randint(0, 256, (n, 3, args.image_size, args.image_size), dtype=torch.uint8, device=device),
+        torch.randint(0, 10, (n,), device=device),
+    )
+    with torch.no_grad():
+        head_w = F.normalize(torch.randn(10, visual(prep(data[0][:2])).shape[-1], device=device), dim=-1) * 20
+    variants, tiers = build_variants(args, visual, head_w, data, cfg, prep, device)
     say(
         f"perf: {device_name(device)}, {args.model} at {size} px, batch {args.batch_size}, amp {args.amp} "
         f"({'bf16 autocast' if amp == 'bf16' else 'fp32 matmuls' + (' in TF32' if args.amp == 'tf32' else '')}), "
@@ -414,4 +431,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[call-arg]

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from benchmark import errors
 from benchmark.errors import UserError
 from benchmark.registry import DuplicateName
 
@@ -113,7 +114,7 @@ def debug_hint() -> str:
 
 
 def debug_enabled() -> bool:
-    return os.environ.get("LDIFS_BENCH_DEBUG", "") not in ("", "0")
+    return errors.debug_enabled()  # the one definition, beside the boundary that reads it
 
 
 def plugin_records(specs: list[str]) -> list[dict]:

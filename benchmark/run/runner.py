@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from benchmark.config import RunConfig, config_hash, dump_yaml, validate
+from benchmark.determinism import check_cpu_capability
 from benchmark.errors import UserError
 from benchmark.files import atomic_text, atomic_write
 from benchmark.logs import run_log, setup_console
 from benchmark.models.architectures import has_batch_norm_tower
 from benchmark.models.loading import check_model_config
+from benchmark.rows import COLUMNS, WrittenRow
 from benchmark.run.index import forget_run, record_run
 from benchmark.run.plugins import load_plugins, normalise
 from benchmark.rundir import (
@@ -51,10 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# "split": test (the reported numbers) or val (eval.splits has "val"; sweeps tune on it).
-# "n": images scored (pools class-incremental groups into accuracy on all seen classes).
-COLUMNS = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "ece", "status", "split", "n"]
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -75,6 +73,7 @@ def resolve_device(name: str) -> torch.device:
 def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     """Every check that needs no model or data, so bad input fails in a second."""
     validate(cfg)
+    check_cpu_capability()  # a value torch would ignore: the run would not compute what its manifest says
     cfg.plugins = normalise(cfg.plugins)  # absolute: the saved config.yaml works from anywhere
     load_plugins(cfg.plugins)  # a no-op when the CLI already imported them
     # check_only: no Avalanche import before the run is known to train (``run`` builds them then)
@@ -92,7 +91,7 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     for spec in cfg.methods:  # before any model or data: a method that cannot run this scenario
         check_scenario(spec, sequence)
     resolve_device(cfg.device)
-    check_logger_packages(cfg.loggers)
+    check_logger_packages(cfg.loggers)  # type: ignore[arg-type]
     check_model_config(cfg.model)
     if cfg.data_cache:  # set explicitly; the default lies in the model cache, checked when it is used
         check_cache_dir(resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir))
@@ -132,6 +131,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
     from benchmark.models.preprocess import BatchPreprocess
     from benchmark.run.class_incremental import dataset_context, split_into_groups
     from benchmark.run.scheduler import RunSetup
+    from tasks.base import with_prompts
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -150,6 +150,7 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
     )
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     tasks = {name: task_factory(name, declared)(dataset_context(ctx, sequence, name)) for name in sequence.loaded_tasks}
+    tasks = {name: with_prompts(task, cfg.prompts.templates, cfg.prompts.classnames) for name, task in tasks.items()}
     if sequence.class_incremental:  # the dataset's classes in groups, one task per stage
         tasks = split_into_groups(tasks, sequence)
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
@@ -166,15 +167,16 @@ def _load_limit(cfg: RunConfig):
 def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.device) -> EvalSet:
     from benchmark.evaluation.heads import zeroshot_weights
     from benchmark.evaluation.tracker import EvalSet
+    from benchmark.run.class_incremental import group_limit
 
-    probe = task.train.subset(cfg.eval.lp_train_limit, seed=1)
-    test = task.test.subset(cfg.eval.test_limit, seed=2)
+    probe = task.train.subset(group_limit(cfg.eval.lp_train_limit, task, "train"), seed=1)
+    test = task.test.subset(group_limit(cfg.eval.test_limit, task, "test"), seed=2)
     zs = zeroshot_weights(bundle.model, bundle.tokenizer, task.prompts(), device)
     es = EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
     # The validation split is scored when eval.splits asks, and picks the authors' probe's lr
     # (eval.probe=authors) either way.
     if ("val" in cfg.eval.splits or cfg.eval.probe == "authors") and task.val is not None:
-        val = task.val.subset(cfg.eval.test_limit, seed=3)
+        val = task.val.subset(group_limit(cfg.eval.test_limit, task, "val"), seed=3)
         es.val_images, es.val_labels = val.images, val.labels
     return es
 
@@ -274,7 +276,7 @@ def _run_stages(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool
     stage0_file = folder / STAGE0_JSON
     stage0 = _read_stage0(stage0_file)
     if stage0 is None:
-        stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")
+        stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")  # type: ignore[arg-type]
         atomic_text(stage0_file, json.dumps(stage0))
     results = [
         run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep))
@@ -318,13 +320,16 @@ def _write_outputs(
 ) -> None:
     import pandas as pd
 
+    from benchmark.evaluation.drift import write_feature_drift
     from benchmark.reporting.leaderboard import write_leaderboard
     from benchmark.reporting.reports import write_report
     from benchmark.run.manifest import write_manifest
 
-    rows = [{**row, "status": r.status} for r in results for row in r.rows]
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    rows: list[WrittenRow] = [WrittenRow(**row, status=r.status) for r in results for row in r.rows]
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
     atomic_write(folder / LONG_CSV, lambda stream: table.to_csv(stream, index=False))
+    write_feature_drift(folder, setup, results)  # before the report, which draws it
     write_report(folder)
-    write_leaderboard(folder)
+    # the manifest first: the leaderboard reads its scenario, failed runs and stage costs
     write_manifest(folder / MANIFEST_JSON, setup, results, seconds, keep_checkpoints)
+    write_leaderboard(folder)

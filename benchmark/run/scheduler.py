@@ -12,17 +12,20 @@ import torch
 from torch.utils.data import TensorDataset
 
 from benchmark.config import RunConfig
-from benchmark.evaluation.heads import class_prototypes
+from benchmark.errors import ForeignCheckpoint
+from benchmark.evaluation.drift import record_drift
+from benchmark.evaluation.stage_heads import StageHeads
 from benchmark.evaluation.tracker import Tracker
 from benchmark.models.classifier import ClipClassifier
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
+from benchmark.rows import AccuracyRow, Score, label_scores
 from benchmark.run import class_incremental as cil
 from benchmark.run.checkpoints import StageCheckpoints, capture_stage, restore_stage, set_rng_state
 from benchmark.run.tracking import log_stage_accuracies, log_summary
 from benchmark.rundir import safe_name
 from benchmark.training.engine import Engine, NonFiniteLoss
-from benchmark.training.method import RestoreContext
+from benchmark.training.method import HeadRows, RestoreContext
 from methods import Method, build_method
 from tasks import Sequence, Split, Task
 
@@ -50,7 +53,7 @@ class RunSetup:
 class MethodResult:
     method: str
     seed: int
-    rows: list[dict] = field(default_factory=list)
+    rows: list[AccuracyRow] = field(default_factory=list)
     stages: list[dict] = field(default_factory=list)  # per-stage timings and loss
     status: str = "ok"  # "failed" when a stage stopped on a NaN/Inf loss or out of memory
     error: str = ""
@@ -80,9 +83,9 @@ def make_stream(tasks: list[Task], train_limit, seed: int, class_incremental: bo
 
     data = []
     for label, task in enumerate(tasks):
-        split = task.train.subset(train_limit, seed)
+        split = task.train.subset(cil.group_limit(train_limit, task, "train"), seed)
         if class_incremental:
-            label, split = cil.HEAD, Split(split.images, split.labels + task.offset)
+            label, split = cil.HEAD, Split(split.images, split.labels + task.offset)  # type: ignore[attr-defined]
         data.append(
             TaskAwareSupervisedClassificationDataset(
                 [_TensorTaskDataset(split.images, split.labels)],
@@ -100,7 +103,7 @@ def run_method(
     setup: RunSetup,
     spec: str,
     seed: int,
-    stage0: list[dict],
+    stage0: list[Score],
     checkpoints: Optional[StageCheckpoints] = None,
     plugins: Optional[list[Method]] = None,
 ) -> MethodResult:
@@ -120,13 +123,15 @@ def run_method(
     torch.manual_seed(seed)
     plugins = plugins if plugins is not None else build_method(spec, cfg.hparams)
     # zero-shot: nothing changes, so neither do the numbers (class-incremental: the head grows)
-    if not all(p.trains for p in plugins) and not seq.class_incremental:
+    if not all(p.trains() for p in _parts(plugins)) and not seq.class_incremental:
         rows = [
-            r for stage, task in enumerate(["pretrained"] + seq.tasks) for r in _label(stage0, spec, seed, stage, task)
+            r
+            for stage, task in enumerate(["pretrained"] + seq.tasks)
+            for r in label_scores(stage0, spec, seed, stage, task)
         ]
         return MethodResult(spec, seed, rows)
-    model = ClipClassifier(copy.deepcopy(setup.bundle.model.visual)).to(setup.device)
-    result, first = MethodResult(spec, seed, _label(stage0, spec, seed, 0, "pretrained")), 1
+    model = ClipClassifier(copy.deepcopy(setup.bundle.model.visual)).to(setup.device)  # type: ignore[arg-type]
+    result, first = MethodResult(spec, seed, label_scores(stage0, spec, seed, 0, "pretrained")), 1
     if saved is not None:  # resume: the state as it was right after stage saved.stage
         model, plugins, saved = _restore(setup, spec, seed, saved, model, plugins, checkpoints)
     if saved is not None:
@@ -134,18 +139,21 @@ def run_method(
         set_rng_state(saved.rng)  # after restore_stage: rebuilding the heads drew from the RNG
         log.info(f"[{spec} seed {seed}] resuming after stage {saved.stage} from {checkpoints.path}")
     engine = _make_engine(setup, model, plugins, seed, saved, spec)
+    heads = _stage_heads(setup, model)
     if first == 1:
         log_stage_accuracies(engine.evaluator.loggers, f"{spec}/seed{seed}/", stage0, 0)
     stream = make_stream([setup.tasks[t] for t in seq.tasks], cfg.train.train_limit, seed, seq.class_incremental)
     for stage, (st, exp) in enumerate(zip(seq.stages, stream), 1):
         if stage < first:
             continue
+        started = time.time()
         try:
-            _train_stage(setup, engine, plugins, stage, st, exp)
+            loss = _train_stage(setup, engine, heads, _parts(plugins), stage, st, exp)
         except (NonFiniteLoss, OUT_OF_MEMORY) as e:
             _fail(result, engine, stage, st.task, e, cfg.train.batch_size)
             break
-        _evaluate_stage(setup, engine, result, stage, st.task)
+        _evaluate_stage(setup, engine, result, stage, st.task, loss, time.time() - started)
+        record_drift(setup, engine.model, result, stage, st.task, checkpoints)  # before the checkpoint moves on
         checkpoints.save(capture_stage(stage, model, plugins, engine.clock, result))
     log_summary(engine.evaluator.loggers, f"{spec}/seed{seed}/", spec, result.rows, result.status, len(seq.stages))
     checkpoints.finish(capture_stage(len(result.stages), model, plugins, engine.clock, result))
@@ -158,11 +166,11 @@ def _restore(setup: RunSetup, spec: str, seed: int, saved, model, plugins: list,
     try:
         restore_stage(saved, model, plugins, RestoreContext(model, setup.tasks, setup.bundle, setup.device))
         return model, plugins, saved
-    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+    except ForeignCheckpoint as e:  # only a checkpoint that does not fit: a method's bug keeps its traceback
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         log.warning(f"[{spec} seed {seed}] ignoring {checkpoints.path} ({reason}); starting from stage 1")
         torch.manual_seed(seed)
-        fresh = ClipClassifier(copy.deepcopy(setup.bundle.model.visual)).to(setup.device)
+        fresh = ClipClassifier(copy.deepcopy(setup.bundle.model.visual)).to(setup.device)  # type: ignore[arg-type]
         return fresh, build_method(spec, setup.cfg.hparams), None
 
 
@@ -180,28 +188,52 @@ def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: in
         bundle=setup.bundle,
         run_name=f"{safe_name(spec)}-seed{seed}",  # one TensorBoard / wandb run per method and seed
     )
-    if any(p.freeze_encoder for p in plugins):  # after the engine: its first optimiser needs a parameter
+    if not all(p.trains_encoder() for p in _parts(plugins)):  # after the engine: its first optimiser needs a parameter
         model.visual.requires_grad_(False)  # each stage's optimiser only takes what requires grad
     if saved is not None:  # Avalanche's counters (EWC indexes its importances by them)
         engine.clock.__dict__.update(saved.clock)
     return engine
 
 
-def _train_stage(setup: RunSetup, engine: Engine, plugins: list, stage: int, st, exp) -> None:
-    head_init = next((p.head_init for p in plugins if p.head_init), setup.cfg.train.head_init)
-    if any(p.prototype_head for p in plugins):  # class means of the frozen features: no step
-        engine.stage_started = time.time()
-        _add_head(engine.model, setup, st.task, stage - 1, "prototype")
-        engine.last_loss = 0.0  # no loss to report, and no step that could have failed
-        return
-    _add_head(engine.model, setup, st.task, stage - 1, head_init)
-    if all(p.trains for p in plugins):  # zero-shot in a class-incremental sequence: the head only grows
-        engine.train_stage(stage, setup.tasks[st.task], st.epochs or setup.cfg.train.epochs, exp)
-    if any(p.probe_head for p in plugins):  # linear probing: the head is the converged probe
-        _add_head(engine.model, setup, st.task, stage - 1, "lp")
+def _parts(plugins: list) -> list[Method]:
+    """The method's parts among the engine's plugins (a test's plain Avalanche plugin has no
+    method hooks: it is asked nothing)."""
+    return [p for p in plugins if isinstance(p, Method)]
 
 
-def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage: int, task: str) -> None:
+def _stage_heads(setup: RunSetup, model: ClipClassifier) -> StageHeads:
+    """The head rules' tools on this (method, seed)'s model; a stage's images are the ones it trains on."""
+    limit = setup.cfg.train.train_limit
+    scale = float(setup.bundle.model.logit_scale.detach().exp())  # type: ignore[operator]
+    return StageHeads(
+        model, setup.tracker, scale, lambda task: task.train.subset(cil.group_limit(limit, task, "train"), 0)
+    )
+
+
+def _train_stage(setup: RunSetup, engine: Engine, heads: StageHeads, parts: list[Method], stage: int, st, exp) -> float:
+    """One stage as the method's hooks say: its head's first rows (``init_head``, else
+    train.head_init), the steps (unless a part ``takes_steps`` no), its head's last rows
+    (``final_head``). Returns the stage's final loss (0.0 when no step was taken)."""
+    task = setup.tasks[st.task]
+    start = _head_rule(parts, "init_head", heads, task) or heads.rule(setup.cfg.train.head_init, task)
+    _set_head(engine.model, setup, task, stage - 1, start)
+    steps = all(p.takes_steps() for p in parts)
+    if steps:
+        engine.train_stage(stage, task, st.epochs or setup.cfg.train.epochs, exp)
+    end = _head_rule(parts, "final_head", heads, task)
+    if end is not None:
+        _set_head(engine.model, setup, task, stage - 1, end)
+    return engine.last_loss if steps else 0.0
+
+
+def _head_rule(parts: list[Method], hook: str, heads: StageHeads, task: Task) -> Optional[HeadRows]:
+    """The rows of the first part whose ``hook`` sets the head (composition allows one)."""
+    return next((rows for p in parts if (rows := getattr(p, hook)(heads, task)) is not None), None)
+
+
+def _evaluate_stage(
+    setup: RunSetup, engine: Engine, result: MethodResult, stage: int, task: str, loss: float, train_s: float
+) -> None:
     t1 = time.time()
     seen, zs_heads = setup.sequence.tasks[:stage], None
     if setup.sequence.class_incremental:  # no task identity: one head over every seen class
@@ -209,9 +241,10 @@ def _evaluate_stage(setup: RunSetup, engine: Engine, result: MethodResult, stage
     else:
         trained = {t: engine.model.heads[str(i)] for i, t in enumerate(seen)}
     rows = setup.tracker.evaluate(engine.model.visual, trained, stage, f"{result.method} ", zs_heads)
-    result.rows += _label(rows, result.method, result.seed, stage, task)
+    result.rows += label_scores(rows, result.method, result.seed, stage, task)
     log_stage_accuracies(engine.evaluator.loggers, f"{result.method}/seed{result.seed}/", rows, stage)
-    s = _stage_summary(stage, task, engine.last_loss, rows, t1 - engine.stage_started, time.time() - t1)
+    s = _stage_summary(stage, task, loss, rows, train_s, time.time() - t1)
+    s.update(stage_costs(engine, setup.device))  # the leaderboard's cost columns
     result.stages.append(s)
     line = (
         f"[{result.method} seed {result.seed}] stage {stage} {task}: loss {s['final_loss']:.3f}, "
@@ -228,35 +261,16 @@ def _fail(result: MethodResult, engine: Engine, stage: int, task: str, err: Exce
     log.error(f"[{result.method} seed {result.seed}] FAILED at {result.error}")
 
 
-def _add_head(model: ClipClassifier, setup: RunSetup, task: str, label: int, init: str) -> None:
+def _set_head(model: ClipClassifier, setup: RunSetup, task: Task, label: int, rows: HeadRows) -> None:
     """The stage's head (task-incremental), or its classes' rows of the one head (class-incremental)."""
-    es, bias = setup.tracker.sets[task], None
-    if init == "lp":  # LP-init (Kumar et al. 2022): a probe on the current encoder's features, train split only
-        probe = setup.tracker.fit_probe(model.visual, es, head_init=True)
-        weight, bias = probe.weight.detach().clone(), probe.bias.detach().clone()
-    elif init == "prototype":
-        weight = _prototypes(model, setup, setup.tasks[task])
-    else:
-        weight = es.zeroshot.clone()
+    weight, bias = rows
     if setup.sequence.class_incremental:
-        cil.set_group_rows(model, setup.tasks[task], weight, bias)
+        cil.set_group_rows(model, task, weight, bias)  # type: ignore[arg-type]
     else:
         model.add_head(label, weight, bias)
 
 
-def _prototypes(model: ClipClassifier, setup: RunSetup, task: Task) -> torch.Tensor:
-    """Class means of the encoder's features of the stage's training images (train.train_limit)."""
-    split = task.train.subset(setup.cfg.train.train_limit, 0)
-    feats = setup.tracker.features(model.visual, split.images)
-    scale = float(setup.bundle.model.logit_scale.detach().exp())
-    return class_prototypes(feats, split.labels.to(feats.device), task.num_classes, scale)
-
-
-def _label(rows: list[dict], method: str, seed: int, stage: int, trained: str) -> list[dict]:
-    return [{"method": method, "seed": seed, "stage": stage, "trained_task": trained, **r} for r in rows]
-
-
-def _stage_summary(stage: int, task: str, loss: float, rows: list[dict], train_s: float, eval_s: float) -> dict:
+def _stage_summary(stage: int, task: str, loss: float, rows: list[Score], train_s: float, eval_s: float) -> dict:
     head = next(
         (
             r["accuracy"]
@@ -273,3 +287,18 @@ def _stage_summary(stage: int, task: str, loss: float, rows: list[dict], train_s
         "train_seconds": round(train_s, 2),
         "eval_seconds": round(eval_s, 2),
     }
+
+
+def stage_costs(engine: Engine, device: torch.device) -> dict:
+    """What the stage cost: trainable parameters, images trained on, and peak host memory (the
+    process's high-water mark) and device memory (since the last stage's, CUDA only), in MiB."""
+    import resource
+
+    trainable = sum(p.numel() for p in engine.model.parameters() if p.requires_grad)
+    images, engine.stage_images = getattr(engine, "stage_images", 0), 0  # a stage without steps trains none
+    costs = {"trainable_params": int(trainable), "train_images": int(images)}
+    costs["peak_host_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # type: ignore[assignment]  # KiB on Linux
+    if device.type == "cuda":
+        costs["peak_device_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)  # type: ignore[assignment]
+        torch.cuda.reset_peak_memory_stats(device)
+    return costs

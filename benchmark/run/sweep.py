@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import json
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -79,7 +80,7 @@ def _read_mapping(path: Path, what: str) -> dict[str, Any]:
 
 
 def load_sweep(
-    path: Path, overrides: list[tuple[str, Any]] = (), select: Optional[str] = None, name: Optional[str] = None
+    path: Path, overrides: Sequence[tuple[str, Any]] = (), select: Optional[str] = None, name: Optional[str] = None
 ) -> Sweep:
     """Parse and check a sweep file; every cell is validated before anything runs or is written.
     ``select`` (``--select``) replaces the file's criterion: cells do not depend on it, so a
@@ -105,7 +106,7 @@ def load_sweep(
     return sweep
 
 
-def sweep_base(path: Path, overrides: list[tuple[str, Any]] = ()) -> tuple[dict[str, Any], RunConfig]:
+def sweep_base(path: Path, overrides: Sequence[tuple[str, Any]] = ()) -> tuple[dict[str, Any], RunConfig]:
     """The sweep file's mapping and its base run config (with the command line's overrides),
     nothing imported or run (``--print-config --sweep`` prints it)."""
     data = _read_mapping(path, "sweep file")

@@ -3,42 +3,46 @@
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
 import shutil
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from benchmark import rundir
 from benchmark.errors import UserError, choices_error
+from benchmark.files import flocked
 from benchmark.run.launchers import run_cells, slurm_options
 from benchmark.run.sweep import LAUNCHERS, SWEEP_JSON, Sweep, describe, load_sweep, shard_cells, write_sweep_json
 from benchmark.rundir import RunDir
 
 
-def sweep_command(args: Any) -> int:
-    """``run_benchmark.py --sweep FILE [--launcher ...] [--shard i/n] [--dry-run] [--merge-only]``."""
-    if not args.sweep:
+def sweep_command(args: Any, sweep: Optional[Sweep] = None) -> int:
+    """``run_benchmark.py --sweep FILE [--launcher ...] [--shard i/n] [--dry-run] [--merge-only]``;
+    ``sweep``: one built already (``--multirun``, benchmark/run/multirun.py)."""
+    if not args.sweep and sweep is None:
         raise UserError(
-            "--launcher, --workers, --shard, --dry-run, --merge-only, --select and --slurm.* need --sweep FILE"
+            "--launcher, --workers, --shard, --dry-run, --merge-only, --select and --slurm.* need --sweep FILE "
+            "(or --multirun KEY=V1,V2)"
         )
     launcher = args.launcher or "local"
     if launcher not in LAUNCHERS:
         raise choices_error("launcher", launcher, LAUNCHERS)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} must be >= 1")
-    if args.config:
+    if args.config and sweep is None:
         raise UserError("--config and --sweep do not mix: the sweep file's base: is the config")
     if args.fresh:
         raise UserError(
             "--fresh does not apply to --sweep: to rerun cells, delete their folders under <sweep folder>/cells "
             "(--dry-run lists them), or give the sweep another --name"
         )
-    overrides = [(key, value) for key, value in args.overrides if key != "name"]  # --name names the sweep
-    sweep = load_sweep(Path(args.sweep), overrides, args.select, args.name)
+    if sweep is None:
+        overrides = [(key, value) for key, value in args.overrides if key != "name"]  # --name names the sweep
+        sweep = load_sweep(Path(args.sweep), overrides, args.select, args.name)
     claim_sweep_folder(sweep)
     mine = shard_cells(sweep.cells, args.shard)
     absent = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]  # what submitit needs
@@ -100,15 +104,9 @@ def _wait_for_other_processes(sweep: Sweep, errors: dict[str, str]) -> dict[str,
     for key in [k for k, error in errors.items() if rundir.IN_USE in error]:
         lock = RunDir(sweep.folder / "cells", key).lock_path
         print(f"cell {key} is being run by another process; waiting for it")
-        try:
-            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            fd = None  # already finished and gone
-        if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH)  # blocks until the other process releases the cell
-            finally:
-                os.close(fd)
+        with contextlib.suppress(OSError):  # OSError: already finished and gone
+            with flocked(lock, shared=True, create=False):  # blocks until the other process releases the cell
+                pass
         if by_key[key].complete():
             del errors[key]
     return errors

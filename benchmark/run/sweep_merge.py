@@ -26,6 +26,7 @@ from benchmark.reporting.leaderboard import (
     read_manifest_runs,
     write_leaderboard_files,
 )
+from benchmark.reporting.leaderboard_build import costs_of_runs, read_manifest_stages, read_scenario
 from benchmark.reporting.selection import BASE_METHOD, SETTING, selection_markdown, selection_table
 from benchmark.run.sweep import RUN_AXES, Cell, Sweep, sequence_folders
 
@@ -69,7 +70,7 @@ def _cell_rows(cell: Cell) -> tuple[pd.DataFrame, list[dict], set[tuple[str, int
 def merged_frames(cells: list[Cell]) -> tuple[pd.DataFrame, pd.DataFrame, set]:
     """All complete cells' rows stacked in hash order; a (method, seed) two cells both ran
     (a method the grid did not vary, repeated in each cell) is kept once, from the first."""
-    frames, settings, failed, seen = [], {}, set(), set()
+    frames, settings, failed, seen = [], {}, set(), set()  # type: ignore[var-annotated]
     for cell in cells:
         df, records, cell_failed = _cell_rows(cell)
         pairs = set(zip(df["method"], df["seed"]))
@@ -118,10 +119,24 @@ def merge_group(sweep: Sweep, cells: list[Cell], out: Path) -> list[Path]:
         atomic_text(out / SELECTION_MD, selection_markdown(selection))
         _write_selected(sweep, chosen, out)
     paths = write_leaderboard_files(
-        out, board_rows, failed, hparams_labels=_hparams_labels(settings, bool(sweep.select))
+        out,
+        board_rows,
+        failed,
+        hparams_labels=_hparams_labels(settings, bool(sweep.select)),
+        scenario=read_scenario(cells[0].folder),
+        costs=_cell_costs(cells),
     )
     _add_setting_columns(out / rundir.LEADERBOARD_CSV, settings)
     return paths + ([out / SELECTION_CSV, out / SELECTION_MD] if sweep.select else [])
+
+
+def _cell_costs(cells: list[Cell]) -> dict[str, dict[str, float]]:
+    """The cost columns of every labelled method, from its cells' manifest.json."""
+    runs = []
+    for cell in cells:
+        for run in read_manifest_stages(cell.folder):
+            runs.append({**run, "method": label(run["method"], setting_of(cell.overrides, run["method"]))})
+    return costs_of_runs(runs)
 
 
 def _remove_stale_selection(out: Path) -> None:

@@ -5,30 +5,59 @@ the numbers a user opens TensorBoard or W&B to look at."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 
-def log_stage_accuracies(loggers: list, prefix: str, rows: list[dict], stage: int) -> None:
+def log_stage_accuracies(loggers: list, prefix: str, rows: Sequence[Mapping[str, Any]], stage: int) -> None:
     """``<method>/seed<N>/accuracy/<kind>/<task>`` after stage ``stage`` (0: the pretrained model)."""
     metrics = {f"{prefix}accuracy/{r['kind']}/{r['eval_task']}": float(r["accuracy"]) for r in rows}
     log_metrics(loggers, metrics, stage)
 
 
-def log_summary(loggers: list, prefix: str, method: str, rows: list[dict], status: str, stage: int) -> None:
+def log_summary(
+    loggers: list, prefix: str, method: str, rows: Sequence[Mapping[str, Any]], status: str, stage: int
+) -> None:
     """The method's summary.csv rows (last accuracy, BWT, dLP, ...) as ``<prefix>summary/<kind>/<metric>``."""
     if not loggers:
         return
     if status == "ok":  # a failed method has no summary row (summary.csv leaves it out too)
         _log_summary_rows(loggers, prefix, method, rows, stage)
+        log_accuracy_matrices([x for x in loggers if hasattr(x, "log_accuracy_matrix")], prefix, method, rows)
     for logger in loggers:  # a method's loggers end with it
         wandb = getattr(logger, "wandb", None)
         if wandb is not None and wandb.run is not None:
             wandb.finish()
 
 
-def _log_summary_rows(loggers: list, prefix: str, method: str, rows: list[dict], stage: int) -> None:
+def log_accuracy_matrices(loggers: list, prefix: str, method: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Each kind's accuracy matrix of one (method, seed) as a table, and its heatmap as an
+    image (plots.plot_accuracy_heatmaps), to every logger that takes them (W&B)."""
+    if not loggers or not rows:
+        return
+    import tempfile
+
+    from benchmark.reporting import plots, table
+
+    df = pd.DataFrame([{**r, "status": "ok"} for r in rows])
+    df = df[df.get("split", pd.Series("test", index=df.index)).fillna("test") == "test"]
+    tasks = table.sequence_tasks(df) + table.eval_only_tasks(df)
+    seed = int(df["seed"].iloc[0])
+    with tempfile.TemporaryDirectory() as folder:
+        drawn = plots.plot_accuracy_heatmaps(df, Path(folder))
+        images = {path.stem: str(path) for path in drawn if path.suffix == ".png"}
+        for kind in table.kinds_in_order(df, method):
+            matrix = table.accuracy_matrix(df, method, seed, kind, tasks)
+            data = [[stage, *[None if math.isnan(v) else float(v) for v in line]] for stage, line in enumerate(matrix)]
+            image = images.get(f"heatmap_{plots.safe_name(method)}_{kind}")
+            for logger in loggers:
+                logger.log_accuracy_matrix(f"{prefix}accuracy_matrix/{kind}", ["stage", *tasks], data, image)
+
+
+def _log_summary_rows(loggers: list, prefix: str, method: str, rows: Sequence[Mapping[str, Any]], stage: int) -> None:
     from benchmark.reporting.reports import summarise
 
     summary = summarise(pd.DataFrame([{**r, "status": "ok"} for r in rows]))

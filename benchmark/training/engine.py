@@ -28,6 +28,7 @@ from benchmark.models.augment import rrc_boxes
 from benchmark.models.classifier import ClipClassifier
 from benchmark.models.loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast, resolve_precision
+from benchmark.training.losses import task_cross_entropy
 from tasks import Task
 from tasks.cache import MappedImages
 
@@ -261,7 +262,7 @@ class Engine(SupervisedTemplate):
         )
 
     def _unpack_minibatch(self) -> None:
-        self.mbatch = [t.to(self.device, non_blocking=True) for t in self.mbatch]
+        self.mbatch = [t.to(self.device, non_blocking=True) for t in self.mbatch]  # type: ignore[has-type]
         if self.mbatch[0].dtype == torch.uint8 and self.cfg.augment == "rrc":
             images = self.mbatch[0]
             boxes = rrc_boxes(len(images), images.shape[-2], images.shape[-1], self.augment_generator)
@@ -283,7 +284,9 @@ class Engine(SupervisedTemplate):
             loss = task_loss(self) if task_loss is not None else None
             if loss is not None:
                 return loss
-        return self._criterion(self.mb_output.float(), self.mb_y)
+        return task_cross_entropy(
+            self.mb_output.float(), self.mb_y, self.current_task, self.cfg.loss_classes, self.cfg.label_smoothing
+        )
 
     # ---- optimiser, schedule, clipping: fresh for every stage (authors' protocol)
     def make_optimizer(self, **kwargs) -> None:
@@ -307,6 +310,7 @@ class Engine(SupervisedTemplate):
 
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.stage_step = 0
+        self.stage_images = 0  # images trained on this stage (the leaderboard's images/s)
         task = getattr(self.current_task, "name", "")
         desc = f"  stage {self.stage_index}" + (f" {task}" if task else "")
         self._bar = progress(total, desc, enabled=self.progress, unit="step", leave=False)
@@ -332,6 +336,7 @@ class Engine(SupervisedTemplate):
         self.lr_schedule.step()
         self._bar.update(1)
         self.stage_step += 1  # the bar does not count when disabled (-q)
+        self.stage_images += len(self.mb_x)
         if self.stage_step % 25 == 0 or self.stage_step == self._bar.total:  # rare host syncs only
             self.last_loss = float(self.loss.detach())
             self._bar.set_postfix(loss=f"{self.last_loss:.3f}")

@@ -15,7 +15,8 @@ from avalanche.logging import WandBLogger
 
 
 class OfflineWandBLogger(WandBLogger):
-    """WandBLogger for wandb >= 0.18: scalar metrics only, offline by default, silent."""
+    """WandBLogger for wandb >= 0.18: scalars, and at a method's end its accuracy matrices as
+    tables and heatmaps as images (:meth:`log_accuracy_matrix`); offline by default, silent."""
 
     def __init__(self, folder: str, run_name: Optional[str] = None) -> None:
         import wandb
@@ -43,3 +44,11 @@ class OfflineWandBLogger(WandBLogger):
             self.log_metrics([value])
         self.wandb.log({"TrainingExperience": self.exp_count})
         self.exp_count += 1
+
+    def log_accuracy_matrix(self, name: str, columns: list[str], rows: list[list], image: Optional[str] = None) -> None:
+        """One accuracy matrix as a ``wandb.Table`` (a row per stage: ``stage``, then one
+        column per task) and, when ``image`` names a PNG, its heatmap as a ``wandb.Image``."""
+        logged = {f"{name}/matrix": self.wandb.Table(columns=columns, data=rows)}
+        if image is not None:
+            logged[f"{name}/heatmap"] = self.wandb.Image(image)
+        self.wandb.log(logged)

@@ -132,8 +132,9 @@ def test_the_lp_evaluation_keeps_the_authors_refit_on_train_and_val(monkeypatch)
     assert [len(rows) for rows in seen] == [60, 90]
 
 
-def test_the_scheduler_asks_for_a_train_only_head(monkeypatch):
-    from benchmark.run import scheduler
+def test_a_methods_probe_head_asks_for_a_train_only_fit():
+    """LP-init and linear_probe's head come from ``StageHeads.probe``: a head, not the lp kind."""
+    from benchmark.evaluation.stage_heads import StageHeads
 
     asked = []
 
@@ -144,8 +145,7 @@ def test_the_scheduler_asks_for_a_train_only_head(monkeypatch):
             asked.append(head_init)
             return torch.nn.Linear(2, 2)
 
-    sequence = type("Sequence", (), {"class_incremental": False})()  # task-incremental: a head per task
-    setup = type("Setup", (), {"tracker": Tracker(), "sequence": sequence})()
-    model = type("Model", (), {"visual": None, "add_head": lambda self, *a: None})()
-    scheduler._add_head(model, setup, "t", 0, "lp")
-    assert asked == [True]
+    model = type("Model", (), {"visual": None})()
+    task = type("Task", (), {"name": "t"})()
+    weight, bias = StageHeads(model, Tracker(), 1.0, lambda task: None).probe(task)
+    assert asked == [True] and weight.shape == (2, 2) and bias.shape == (2,)

@@ -133,6 +133,16 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
     started_from = load_clip(micro_cfg.model, torch.device("cpu")).model  # the cached suite model
     assert manifest["model_weights_sha256"] == weights_digest(started_from)
     assert manifest["cpu_kernels"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    # the fingerprint of the model the run started from, as `python -m benchmark.run.fingerprint` digests it
+    from benchmark.models.preprocess import BatchPreprocess
+    from benchmark.run.fingerprint import digest, header, quick_lines
+
+    with torch.no_grad():
+        prep = BatchPreprocess(32, (0.5,) * 3, (0.25,) * 3)
+    bundle = load_clip(micro_cfg.model, torch.device("cpu"))
+    prep = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std, micro_cfg.train.resize)
+    assert manifest["cpu_fingerprint"] == digest(header() + list(quick_lines(bundle.model.visual, prep)))
+    assert "/" not in manifest["model"].split(" at ")[-1].split("benchmark/")[0]  # no machine's absolute path
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
     # results/index.csv lists the run, results/latest points at it
     (row,) = read_index(run.parent)

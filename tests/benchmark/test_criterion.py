@@ -92,9 +92,9 @@ def test_command_line_prints_the_table_and_refuses_bad_input_in_one_line(tmp_pat
     out = capsys.readouterr().out
     assert "| yes (+0.0) |" in out and "goal: gaps <= 2 / 2 points, recovered >= 55%" in out
     assert criterion.main([str(tmp_path / "run"), "--split", "train"]) == 2
-    assert capsys.readouterr().err.strip() == "error: unknown --split 'train'; valid choices: test, val"
+    assert capsys.readouterr().err.strip() == "error: --split='train' is not valid; valid choices: test, val"
     assert criterion.main([str(tmp_path / "run"), "--split", "val"]) == 2  # a plain run has no val rows
-    assert "no usable fine-tuning stage" in capsys.readouterr().err
+    assert "has no val rows (it scored test)" in capsys.readouterr().err
     val_ldifs = ([[10, 10], [80, 20], [50, 90]], [90, 85, 75])
     _write_run(tmp_path / "sweep", _rows("finetune", *FT, split="val") + _rows("ldifs", *val_ldifs, split="val"))
     assert criterion.main([str(tmp_path / "sweep"), "--split", "val"]) == 0

@@ -881,7 +881,7 @@ def _finished_run(tmp: Path) -> Path:
 
     run = finished_folder(tmp / "results" / "run", long_frame({"finetune": 30.0}), ["finetune"])
     (run / "config.yaml").write_text("seeds: [0]\n")
-    (run / "manifest.json").write_text("{}\n")
+    (run / "manifest.json").write_text('{"git_revision": "0123abc"}\n')
     return run
 
 

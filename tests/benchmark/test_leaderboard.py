@@ -124,9 +124,11 @@ def test_spread_marks():
 def test_spread_marks_with_one_seed_say_so():
     nan = float("nan")
     means, stds = np.array([80.0, 70.0, 79.0, nan]), np.array([0.6, 1.0, 0.5, nan])
-    # the best has one seed: nothing can be said of anyone
+    # the best has one seed: it counts as a point; the others are judged by their own std
+    # (|79.5 - 80| <= 0.5 -> ≈; |70 - 80| > 1 -> <). "n/a" only for a method of one seed.
+    means[2] = 79.5
     one_seed_best = leaderboard.spread_marks(means, stds, np.array([1, 3, 3, 0]))
-    assert one_seed_best == ["best", "n/a (1 seed)", "n/a (1 seed)", "n/a"]
+    assert one_seed_best == ["best", "<", "≈", "n/a"]
     # the best has seeds; a one-seed method still cannot be judged; |79 - 80| <= 0.6 + 0.5 -> ≈
     assert leaderboard.spread_marks(means, stds, np.array([2, 1, 2, 0])) == ["best", "n/a (1 seed)", "≈", "n/a"]
     assert leaderboard.spread_marks(np.array([nan]), np.array([nan]), np.array([0])) == ["n/a"]
@@ -190,7 +192,8 @@ def test_write_leaderboard_files(tmp_path):
     manifest["runs"].append({"method": "ldifs", "seed": 7, "status": "failed", "stages": []})
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     paths = leaderboard.write_leaderboard(run_dir)
-    assert [path.name for path in paths] == ["leaderboard.csv", "leaderboard.md", "leaderboard.html"]
+    names = ["leaderboard.csv", "leaderboard.md", "leaderboard.html", "leaderboard.tex", "leaderboard_comparisons.csv"]
+    assert [path.name for path in paths] == names
     board = pd.read_csv(run_dir / "leaderboard.csv", keep_default_na=False, na_values=[""], dtype={"failed_seeds": str})
     assert list(board["method"]) == ["ldifs+replay", "finetune", "ldifs"]
     assert board_row(board, "ldifs")[["status", "failed_seeds"]].tolist() == ["failed", "7"]
@@ -251,7 +254,8 @@ def test_html_captions_figures_in_words_and_says_where_the_numbers_come_from(tmp
     (run_dir / rundir.PLOTS_DIR / "heatmap_ldifs_replay_lp.png").write_bytes(TINY_PNG)
     leaderboard.write_leaderboard(run_dir)
     page = (run_dir / "leaderboard.html").read_text(encoding="utf-8")
-    assert "<figcaption>linear-probe accuracy on every task after each stage: ldifs+replay</figcaption>" in page
+    caption = "linear-probe accuracy on every task after each stage: ldifs+replay (click to enlarge)"
+    assert f"<figcaption>{caption}</figcaption>" in page
     assert "<figcaption>heatmap_" not in page
     for text in ("2026-12-04T10:00:00+00:00", "abc123", "node7 cpu (x86_64)", "run_benchmark.py"):
         assert text in page, text

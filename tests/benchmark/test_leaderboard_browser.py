@@ -1,6 +1,8 @@
 """The HTML leaderboard in a real headless browser (Chromium, Debian's ``chromium`` package):
 it renders (a screenshot with content), its table sorts on a header click, every embedded
-figure loads. Slow (a browser start per check); CI installs Chromium and runs it."""
+figure loads; at 1400 px the headline table needs no horizontal scroll and every figure's
+text is at least 10 px on screen. Slow (a browser start per check); CI installs Chromium and
+runs it."""
 
 from __future__ import annotations
 
@@ -29,14 +31,17 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--
 PROBE = """<script>
 window.addEventListener("load", function () {
   var order = function () {
-    return Array.from(document.querySelectorAll("table.sortable tbody tr")).map(function (r) { return r.cells[0].textContent; });
+    return Array.from(document.querySelectorAll("table.headline tbody tr")).map(function (r) { return r.cells[0].textContent; });
   };
-  var header = document.querySelectorAll("table.sortable th")[4];
+  var header = document.querySelectorAll("table.headline th")[2];
   header.click(); var ascending = order();
   header.click(); var descending = order();
   var images = Array.from(document.images).map(function (i) { return i.complete && i.naturalWidth > 0; });
+  var scales = Array.from(document.images).map(function (i) { return i.getBoundingClientRect().width / i.naturalWidth; });
+  var headline = document.querySelector("table.headline").getBoundingClientRect();
   var out = document.createElement("pre"); out.id = "probe";
-  out.textContent = JSON.stringify({ascending: ascending, descending: descending, images: images});
+  out.textContent = JSON.stringify({ascending: ascending, descending: descending, images: images, scales: scales,
+    headline_right: headline.right, page_width: document.documentElement.scrollWidth, viewport: window.innerWidth});
   document.body.appendChild(out);
 });
 </script></body>"""
@@ -77,3 +82,18 @@ def test_the_table_sorts_and_every_image_loads(page, tmp_path):
     assert result["ascending"] == ["ldifs", "finetune", "ldifs+replay"]
     assert result["descending"] == ["ldifs+replay", "finetune", "ldifs"]
     assert len(result["images"]) >= 5 and all(result["images"])
+
+
+def test_at_1400_px_the_headline_fits_and_figure_text_is_readable(page, tmp_path):
+    """No horizontal scroll for the headline columns; the smallest text a figure draws
+    (plots.MIN_TEXT_PT at PNG_DPI) at least 10 px as shown."""
+    from benchmark.reporting.plots import MIN_TEXT_PT, PNG_DPI
+
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE), encoding="utf-8")
+    dom = _chromium("--dump-dom", "--virtual-time-budget=5000", probe.as_uri()).stdout
+    result = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1))
+    assert result["viewport"] == 1400
+    assert result["headline_right"] <= result["viewport"] and result["page_width"] <= result["viewport"]
+    smallest = [scale * MIN_TEXT_PT * PNG_DPI / 72 for scale in result["scales"]]
+    assert min(smallest) >= 10, smallest

@@ -48,7 +48,7 @@ def readme(tmp_path) -> Path:
 def test_run_is_published_and_spliced(tmp_path, readme):
     run = finished_folder(tmp_path / "run", long_frame({"finetune": 30.0, "ldifs": 10.0}), ["finetune", "ldifs"])
     (run / "config.yaml").write_text("seeds: [0]\n")
-    (run / "manifest.json").write_text("{}\n")
+    (run / "manifest.json").write_text('{"git_revision": "0123abc"}\n')
     dest = tmp_path / "docs" / "ref"
     publish(run, dest, readme)
     assert (dest / "accuracy_long.csv").read_bytes() == (run / "accuracy_long.csv").read_bytes()
@@ -86,7 +86,7 @@ def test_sweep_publishes_the_selected_rows_and_pooled_provenance(tmp_path, readm
     dest = tmp_path / "ref"
     run = finished_folder(tmp_path / "run", long_frame({"finetune": 30.0}), ["finetune"])
     (run / "config.yaml").write_text("seeds: [0]\n")
-    (run / "manifest.json").write_text("{}\n")
+    (run / "manifest.json").write_text('{"git_revision": "0123abc"}\n')
     publish(run, dest)  # a run published here before
     publish(sweep, dest, readme)
     assert not (dest / "config.yaml").exists()  # a stale run config must not describe the sweep
@@ -109,3 +109,14 @@ def test_an_unfinished_folder_is_refused(tmp_path, readme):
     with pytest.raises(UserError, match="no leaderboard.md"):
         publish(tmp_path / "half", tmp_path / "dest", readme)
     assert readme.read_text() == README and not (tmp_path / "dest").exists()
+
+
+@pytest.mark.parametrize("revision", ["0123abc-dirty", "unknown", ""])
+def test_a_run_no_commit_describes_is_not_published(tmp_path, readme, revision):
+    run = finished_folder(tmp_path / "run", long_frame({"finetune": 30.0}), ["finetune"])
+    (run / "config.yaml").write_text("seeds: [0]\n")
+    (run / "manifest.json").write_text(json.dumps({"git_revision": revision}) + "\n")
+    before = readme.read_text()
+    with pytest.raises(UserError, match="no commit describes"):
+        publish(run, tmp_path / "docs" / "ref", readme)
+    assert not (tmp_path / "docs").exists() and readme.read_text() == before

@@ -1,8 +1,9 @@
-"""The leaderboard's statistics against bootstraps computed by hand.
+"""The leaderboard's statistics against intervals computed by hand.
 
-Tiny matrices whose bootstrap distributions can be enumerated: with two seeds a resample
-is one of (a, a), (a, b), (b, a), (b, b), so the distribution of the mean puts 1/4 on a,
-1/2 on (a+b)/2 and 1/4 on b, and its 2.5th and 97.5th percentiles are a and b exactly.
+The mean and the differences get Student t intervals on the per-seed task averages:
+mean ± t(n-1) · s / sqrt(n), with t(1) = 12.706 for two seeds. The IQM and P(>) keep a
+percentile bootstrap, checked on matrices small enough to enumerate every resample: with
+three seeds (0, 3, 9) a resample is one of 27 equally likely triples.
 """
 
 from __future__ import annotations
@@ -16,48 +17,69 @@ import pytest
 from benchmark.reporting import statistics
 from benchmark.reporting.leaderboard import build_leaderboard
 
+T1 = 12.706204736  # the 97.5% quantile of Student's t with 1 degree of freedom
 
-def test_two_seeds_one_task_gives_the_two_values_as_the_interval():
+
+def test_two_seeds_give_the_student_t_interval():
+    """(10, 20): mean 15, s = 7.071; half-width 12.706 · 7.071 / sqrt(2) = 63.53."""
     interval = statistics.mean_interval(np.array([[10.0], [20.0]]))
-    assert (interval.value, interval.low, interval.high) == (15.0, 10.0, 20.0)
+    half = T1 * np.std([10.0, 20.0], ddof=1) / np.sqrt(2)
+    assert interval.value == 15.0
+    assert (interval.low, interval.high) == pytest.approx((15 - half, 15 + half))
+    assert half == pytest.approx(63.53, abs=0.01)
 
 
-def test_the_bootstrap_is_stratified_by_task():
-    """Task 1 seeds (10, 20), task 2 seeds (30, 30): resampling within each task, the mean of
-    task means is (10+30)/2, (15+30)/2 or (20+30)/2, so the CI is [20, 25]. Pooling the four
-    runs instead would draw (10, 10, 20, 20)-like resamples and reach below 20."""
-    X = np.array([[10.0, 30.0], [20.0, 30.0]])
-    interval = statistics.mean_interval(X)
-    assert (interval.value, interval.low, interval.high) == (22.5, 20.0, 25.0)
+def test_the_unit_is_the_seed_average_over_tasks():
+    """Tasks (10, 30) and (20, 30) per seed: seed averages 20 and 25, mean 22.5; the t
+    interval of (20, 25), which keeps what a seed does to every task together."""
+    interval = statistics.mean_interval(np.array([[10.0, 30.0], [20.0, 30.0]]))
+    half = T1 * np.std([20.0, 25.0], ddof=1) / np.sqrt(2)
+    assert interval.value == 22.5
+    assert (interval.low, interval.high) == pytest.approx((22.5 - half, 22.5 + half))
 
 
-def test_interval_matches_the_enumerated_bootstrap_distribution():
-    """Three seeds: all 27 equally likely resamples enumerated by hand; scipy's 2000 draws
-    (fixed seed) land on the same percentiles within Monte Carlo error."""
+def test_iqm_interval_matches_the_enumerated_bootstrap_distribution():
+    """Three seeds, one task: the IQM of three values trims nothing, so a resample's IQM is its
+    mean; all 27 resamples enumerated by hand, scipy's 2000 draws (fixed seed) land on the
+    same percentiles within Monte Carlo error."""
     values = np.array([0.0, 3.0, 9.0])
     exact = [np.mean(resample) for resample in itertools.product(values, repeat=3)]
     low, high = np.percentile(exact, [2.5, 97.5], method="inverted_cdf")  # the distribution's own quantiles
-    interval = statistics.mean_interval(values[:, None])
+    interval = statistics.iqm_interval(values[:, None])
     assert interval.value == 4.0
     assert interval.low == pytest.approx(low, abs=0.5) and interval.high == pytest.approx(high, abs=0.5)
 
 
+def test_the_iqm_bootstrap_resamples_whole_seeds():
+    """Seeds (0, 0) and (10, 10): a resample holds each seed's two tasks together, so its
+    four values are all 0, all 10, or two of each: the IQM is 0, 5 or 10, never 2.5."""
+    X = np.array([[0.0, 0.0], [10.0, 10.0]])
+    interval = statistics.iqm_interval(X)
+    assert (interval.low, interval.high) == (0.0, 10.0)
+
+
 def test_a_fixed_seed_gives_the_same_interval_every_time():
     X = np.random.default_rng(3).normal(size=(5, 3))
-    assert statistics.mean_interval(X) == statistics.mean_interval(X)
-    assert statistics.mean_interval(X, seed=1) != statistics.mean_interval(X, seed=2)
+    assert statistics.iqm_interval(X) == statistics.iqm_interval(X)
+    assert statistics.iqm_interval(X, seed=1) != statistics.iqm_interval(X, seed=2)
 
 
-def test_paired_difference_resamples_the_per_seed_differences():
-    """Seed differences (12-10, 25-20) = (2, 5): mean 3.5, CI [2, 5]."""
+def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
+    """Seed differences (12-10, 25-20) = (2, 5): mean 3.5, t interval of (2, 5)."""
     interval = statistics.difference_interval(np.array([[12.0], [25.0]]), np.array([[10.0], [20.0]]), paired=True)
-    assert (interval.value, interval.low, interval.high) == (3.5, 2.0, 5.0)
+    half = T1 * np.std([2.0, 5.0], ddof=1) / np.sqrt(2)
+    assert interval.value == 3.5
+    assert (interval.low, interval.high) == pytest.approx((3.5 - half, 3.5 + half))
 
 
-def test_unpaired_difference_resamples_each_method_on_its_own():
-    """X (0, 2), B (1, 1): B's resamples all mean 1, X's mean 0, 1 or 2: CI [-1, 1]."""
+def test_unpaired_difference_is_welchs_interval():
+    """X (0, 2), B (1, 1): variances of the means 1 and 0, Welch's df = 1: 0 ± 12.706.
+    Both spreads 0: the interval is the point."""
     interval = statistics.difference_interval(np.array([[0.0], [2.0]]), np.array([[1.0], [1.0]]), paired=False)
-    assert (interval.value, interval.low, interval.high) == (0.0, -1.0, 1.0)
+    assert interval.value == 0.0
+    assert (interval.low, interval.high) == pytest.approx((-T1, T1))
+    flat = statistics.difference_interval(np.array([[3.0], [3.0]]), np.array([[1.0], [1.0]]), paired=False)
+    assert (flat.value, flat.low, flat.high) == (2.0, 2.0, 2.0)
 
 
 def test_probability_of_improvement_counts_ties_half():
@@ -104,13 +126,18 @@ def _long(head: dict[str, dict[int, tuple[float, float]]]) -> pd.DataFrame:
 
 
 def test_the_leaderboard_carries_the_hand_computed_intervals():
-    """finetune (a, b) per seed: (10, 30), (20, 30); ldifs: (12, 30), (25, 30). Stratified CI
-    of finetune [20, 25]; ldifs minus finetune seed by seed: task a (2, 5), task b (0, 0):
-    difference 1.75, CI [1, 2.5]; P(ldifs > finetune): task a 3/4, task b 1/2 -> 0.625."""
+    """finetune (a, b) per seed: (10, 30), (20, 30), seed averages (20, 25); ldifs: (12, 30),
+    (25, 30), averages (21, 27.5). ldifs minus finetune seed by seed: (1, 2.5), difference
+    1.75 with the t interval of (1, 2.5); P(>) on the same seed averages: 21 > 20, 21 < 25,
+    27.5 > 20, 27.5 > 25 -> 0.75."""
     board = build_leaderboard(_long({"finetune": {0: (10, 30), 1: (20, 30)}, "ldifs": {0: (12, 30), 1: (25, 30)}}))
     finetune, ldifs = (board[board["method"] == m].iloc[0] for m in ("finetune", "ldifs"))
-    assert finetune[["last_head_acc", "last_head_acc_ci_low", "last_head_acc_ci_high"]].tolist() == [22.5, 20, 25]
+    half = T1 * np.std([20.0, 25.0], ddof=1) / np.sqrt(2)
+    got = finetune[["last_head_acc", "last_head_acc_ci_low", "last_head_acc_ci_high"]].tolist()
+    assert got == pytest.approx([22.5, 22.5 - half, 22.5 + half])
     assert finetune["baseline"] == "finetune" and np.isnan(finetune["last_head_acc_diff"])
     diff = ldifs[["last_head_acc_diff", "last_head_acc_diff_ci_low", "last_head_acc_diff_ci_high"]].tolist()
-    assert diff == [1.75, 1.0, 2.5]
-    assert ldifs["last_head_acc_p_improve"] == 0.625
+    half = T1 * np.std([1.0, 2.5], ddof=1) / np.sqrt(2)
+    assert diff == pytest.approx([1.75, 1.75 - half, 1.75 + half])
+    assert ldifs["last_head_acc_p_improve"] == 0.75
+    assert ldifs["few_seeds"] == "iqm p_improve" and finetune["few_seeds"] == "iqm"

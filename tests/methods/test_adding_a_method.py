@@ -122,3 +122,48 @@ def test_a_users_l1sp_survives_the_docs_test(tmp_path):
     finally:
         if ours:
             METHODS.unregister("l1sp")
+
+
+def test_the_docs_head_rule_is_one_file_that_the_loop_follows(tmp_path):
+    """Section 3's head rule, loaded by --plugins' loader under a fresh name: its first head
+    is the blend in both scenarios (earlier groups' rows kept), and compositions follow."""
+    block = re.search(r"## 3\. A head rule of its own.*?```python\n(.*?)```", DOC.read_text(), re.S).group(1)
+    name = f"docs_blend_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "blend_init.py"
+    path.write_text(block.replace('register_method("blend_init")', f'register_method("{name}")'))
+    try:
+        load_plugins([str(path)])
+        assert [m.name for m in build_method(f"{name}+ldifs", {})] == [name, "ldifs"]
+        with pytest.raises(UserError, match="different head inits"):
+            build_method(f"{name}+lp_ft", {})
+        for class_incremental, task in ((False, "alpha"), (True, "hues-g2")):
+            setup = micro_setup(class_incremental=class_incremental)
+            first: dict[int, torch.Tensor] = {}
+            spy = Spy(
+                before_training_exp=lambda s, f=first: f.setdefault(s.stage_index, s.model.heads["0"].weight.clone())
+            )
+            run(setup, name, spies=(spy,))
+            stage = 2 if class_incremental else 1
+            expected = blend(setup, task, setup.tracker.encoders[stage - 1])
+            torch.testing.assert_close(first[stage][-3:], expected)  # the stage's own classes
+            if class_incremental:  # group 1's rows are where stage 1 left them
+                assert torch.equal(first[2][:3], setup.tracker.heads[1]["hues-g1"].head.weight)
+    finally:
+        if name in METHODS and METHODS.get(name).__module__ == module_name_for(path.resolve()):
+            METHODS.unregister(name)
+        sys.modules.pop(module_name_for(path.resolve()), None)
+
+
+def blend(setup, task_name: str, encoder: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The doc's rule recomputed from its definition: normalise(zs/|zs| + mean/|mean|) * scale."""
+    import copy
+
+    visual = copy.deepcopy(setup.bundle.model.visual)
+    visual.load_state_dict(encoder)
+    task = setup.tasks[task_name]
+    feats = setup.tracker.features(visual, task.train.images)
+    means = torch.stack([feats[task.train.labels == c].mean(0) for c in range(task.num_classes)])
+    text = setup.tracker.sets[task_name].zeroshot
+    scale = setup.bundle.model.logit_scale.exp()
+    unit = torch.nn.functional.normalize
+    return unit(unit(text, dim=-1) + unit(means, dim=-1), dim=-1) * scale
