@@ -116,6 +116,10 @@ class EvalConfig:
     # this many test images of each task, the same every stage; 0 = off. 128 keeps its cost near 5%
     # of a stage's evaluation on the embedded default (256: 11-12%, measured).
     drift_images: Annotated[int, Range(low=0)] = 128
+    # Which tasks get a linear probe (`lp` rows) after each stage: "all"; "eval_only" (the tasks
+    # no stage trains, where dLP is measured); "auto" = eval_only in class-incremental runs (the
+    # protocol's numbers need no probe on a class group; docs/class_incremental.md), else all.
+    lp_tasks: Literal["auto", "all", "eval_only"] = "auto"
 
 
 @dataclass
@@ -414,8 +418,9 @@ def config_hash(cfg: RunConfig) -> str:
     data["sequence"] = _resolved_sequence(data["sequence"])
     if data["eval"]["splits"] == ["test"]:  # the default: hashes (run folder names) stay as they were
         data["eval"].pop("splits")
-    if data["eval"]["drift_images"] == EvalConfig.drift_images:  # likewise: earlier folder names hold
-        data["eval"].pop("drift_images")
+    for key in ("drift_images", "lp_tasks"):  # likewise: earlier folder names hold
+        if data["eval"][key] == getattr(EvalConfig, key):
+            data["eval"].pop(key)
     for key, default in (("label_smoothing", 0.0), ("loss_classes", "seen")):  # likewise
         if data["train"][key] == default:
             data["train"].pop(key)

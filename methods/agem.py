@@ -53,6 +53,13 @@ class AGEM(Method):
 
     paper = "Chaudhry et al., ICLR 2019 (Efficient Lifelong Learning with A-GEM)"
 
+    @classmethod
+    def refuse_distributed(cls) -> Optional[str]:
+        return (
+            "it projects the summed gradient with a memory gradient each process computes on its own, after "
+            "the sum: nothing keeps those equal across processes, so their weights could drift apart"
+        )
+
     @dataclass
     class Params:
         patterns_per_experience: Annotated[int, Range(low=1)] = 200  # memory samples kept from each stage

@@ -59,6 +59,14 @@ class AvalancheMethod(Method):
 
     # The Avalanche plugin: its class, or its name in avalanche.training.plugins.
     plugin_class: ClassVar[Union[str, type]] = "SupervisedPlugin"
+    # EWC's and MAS's importance passes run over the whole stage on every process (the same
+    # result everywhere), LwF's distillation is a mean over the batch and SI reads the summed
+    # gradients: they need no change on several processes. Replay says why it does.
+    distributed_refusal: ClassVar[Optional[str]] = None
+
+    @classmethod
+    def refuse_distributed(cls) -> Optional[str]:
+        return cls.distributed_refusal
 
     def setup(self) -> None:
         """Build the Avalanche plugin (imports Avalanche; see ``Method.setup``)."""
@@ -215,6 +223,7 @@ class AvalancheEntry:
     summary: str  # the one-line description --list-methods prints
     paper: str
     needs_encoder_training: bool = True  # pointless with a frozen encoder (see methods.base)
+    distributed_refusal: Optional[str] = None  # why it cannot run on several processes (Method.refuse_distributed)
 
 
 AVALANCHE_METHODS: dict[str, AvalancheEntry] = {
@@ -236,6 +245,10 @@ AVALANCHE_METHODS: dict[str, AvalancheEntry] = {
         "Experience replay: a class-agnostic buffer of past stages mixed into every batch (Avalanche's ReplayPlugin).",
         "Chaudhry et al., 2019 (tiny episodic memories); Rolnick et al., NeurIPS 2019",
         needs_encoder_training=False,
+        distributed_refusal=(
+            "Avalanche's ReplayPlugin replaces the engine's loader, which gives each process its share of "
+            "every batch, with its own, which every process would draw whole"
+        ),
     ),
     "si": AvalancheEntry(
         "SynapticIntelligencePlugin",
@@ -264,6 +277,7 @@ def register_avalanche(name: str, entry: AvalancheEntry) -> type:
             "plugin_class": entry.plugin,
             "paper": entry.paper,
             "needs_encoder_training": entry.needs_encoder_training,
+            "distributed_refusal": entry.distributed_refusal,
         },
     )
     globals()[cls.__name__] = cls  # a module attribute, so copy and pickle find the class

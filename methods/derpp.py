@@ -145,6 +145,13 @@ class DERPP(Method):
 
     paper = "Buzzega et al., NeurIPS 2020 (Dark Experience for General Continual Learning)"
 
+    @classmethod
+    def refuse_distributed(cls) -> Optional[str]:
+        return (
+            "its reservoir buffer is filled from the batches each process sees, so every process would keep "
+            "a different buffer"
+        )
+
     @dataclass
     class Params:
         mem_size: Annotated[int, Range(low=2)] = 500  # buffer slots (the paper's middle size)

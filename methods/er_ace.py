@@ -28,6 +28,13 @@ class ERACE(Method):
 
     paper = "Caccia et al., ICLR 2022 (New insights on reducing abrupt representation change in online CL)"
 
+    @classmethod
+    def refuse_distributed(cls) -> Optional[str]:
+        return (
+            "its asymmetric cross-entropy is over the classes present in the batch, which differ between a "
+            "process's share and the whole batch"
+        )
+
     @dataclass
     class Params:
         mem_size: Annotated[int, Range(low=1)] = 200  # Avalanche's default

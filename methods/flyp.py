@@ -47,6 +47,14 @@ class FLYP(Method):
     """Contrastive fine-tuning of image and text towers on class prompts; heads rebuilt from the text tower."""
 
     paper = "Goyal, Kumar, Garg, Kolter, Raghunathan, CVPR 2023 (Finetune like you pretrain)"
+
+    @classmethod
+    def refuse_distributed(cls) -> Optional[str]:
+        return (
+            "its contrastive loss pits each image against the other prompts of its batch, so the loss of a "
+            "process's share of a batch is not a part of the whole batch's"
+        )
+
     needs_encoder_training = True
 
     @classmethod

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import torch
 
@@ -31,6 +31,14 @@ class GDumb(AvalancheMethod):
     """GDumb: retrain from the pre-trained model on a class-balanced memory each stage (Avalanche's GDumbPlugin)."""
 
     paper = "Prabhu, Torr & Dokania, ECCV 2020 (GDumb)"
+
+    @classmethod
+    def refuse_distributed(cls) -> Optional[str]:
+        return (
+            "Avalanche's GDumbPlugin replaces the model object and the stage's dataset every stage; that "
+            "path was not checked under several processes"
+        )
+
     plugin_class = "GDumbPlugin"  # imported when a stage trains
 
     @dataclass

@@ -202,16 +202,16 @@ class LoRA(Method):
     @dataclass
     class Params:
         rank: Annotated[int, Range(low=1)] = 8
-        alpha: float = 16.0  # the product is scaled by alpha / rank
-        dropout: float = 0.0  # on the adapter's input (peft's lora_dropout)
+        alpha: Annotated[float, Range(low=0, open_low=True)] = 16.0  # the product is scaled by alpha / rank
+        dropout: Annotated[float, Range(low=0, high=1)] = (
+            0.0  # on the adapter's input (peft's lora_dropout); 1 refused below
+        )
         target_modules: str = "auto"  # auto | comma-separated module names | re:<regex>
 
     def validate(self) -> None:
-        """Open bounds the field types cannot say (closed ones are declared on ``Params``)."""
+        """The open upper bound the field types cannot say (the rest is declared on ``Params``)."""
         p = self.params
-        if p.alpha <= 0:
-            raise UserError(f"hparams.lora.alpha={p.alpha!r} must be > 0")
-        if not 0 <= p.dropout < 1:
+        if not p.dropout < 1:
             raise UserError(f"hparams.lora.dropout={p.dropout!r} must be in [0, 1)")
 
     def __init__(self, params: Optional[LoRA.Params] = None) -> None:

@@ -129,7 +129,7 @@ class ZSCL(Method):
         # reference images used (rendered, or drawn once from the folder); the authors stream all of ImageNet
         ref_count: Annotated[int, Range(low=1)] = 2000
         ref_batch_size: Annotated[int, Range(low=0)] = 0  # 0: the training batch size (the authors' choice)
-        temperature: float = 2.0
+        temperature: Annotated[float, Range(low=0, open_low=True)] = 2.0  # the authors' distillation temperature
         image_weight: Annotated[float, Range(low=0)] = 1.0  # image -> text term
         text_weight: Annotated[float, Range(low=0)] = 1.0  # text -> image term
         weight_ensembling: bool = True  # the authors' --we (False: distillation only)
@@ -139,8 +139,6 @@ class ZSCL(Method):
     def validate(self) -> None:
         """What the field types cannot say (ranges and choices are declared on ``Params``)."""
         p = self.params
-        if p.temperature <= 0:
-            raise UserError(f"hparams.zscl.temperature={p.temperature!r} must be > 0")
         for key in ("ref_images", "ref_texts"):
             value = getattr(p, key)
             if value != "procedural" and not Path(value).exists():

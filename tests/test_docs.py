@@ -139,3 +139,40 @@ def test_the_presets_settings_are_the_published_selections_widest_margin_on_val(
     preset = yaml.safe_load((ROOT / "benchmark/presets/embedded.yaml").read_text())
     assert float(widest["ldifs.alpha"]) == preset["hparams"]["ldifs"]["alpha"]
     assert float(widest.get("train.lr", preset["train"]["lr"])) == preset["train"]["lr"]
+
+
+def _headline_means(frame) -> dict[str, str]:
+    """'last / diagonal / dLP' of each method, as docs/reproducibility.md's table writes them."""
+    from benchmark.reporting.criterion import criterion_table
+
+    table = criterion_table(frame).set_index("method")
+    return {m: f"{r['last']:.1f} / {r['diagonal']:.1f} / {r['dlp']:.1f}" for m, r in table.iterrows()}
+
+
+def test_the_reproducibility_page_states_what_the_host_files_show():
+    """Hosts compared in docs/reproducibility.md: the second Intel host's rows equal the
+    published reference's; the AMD host's differ as the page says, and its means are the page's."""
+    from benchmark.reporting.table import load_long_csv
+
+    hosts = ROOT / "docs/reference/hosts"
+    ours = load_long_csv(ROOT / "docs/reference/embedded-default/accuracy_long.csv", "test")
+    keys = ["method", "seed", "stage", "eval_task", "kind"]
+
+    def differences(other_csv):
+        other = load_long_csv(hosts / other_csv, "test")
+        merged = ours.merge(other, on=keys, suffixes=("", "_other"))
+        assert len(merged) == len(ours) == len(other) == 600
+        gap = (merged["accuracy"] - merged["accuracy_other"]).abs()
+        return int((gap > 0).sum()), float(gap.max()), other
+
+    page = (ROOT / "docs/reproducibility.md").read_text()
+    differ, largest, _ = differences("intel-xeon-avx512-second-host-embedded-default.accuracy_long.csv")
+    assert (differ, largest) == (0, 0.0) and "all 600 rows equal" in page
+    differ, largest, amd = differences("amd-epyc-embedded-default.accuracy_long.csv")
+    assert f"{differ} of 600 rows differ, by up to {largest:.1f} points" in page
+    readme = (ROOT / "README.md").read_text()
+    assert f"{differ} of 600 rows differ, by up to {largest:.1f} points" in readme
+    for frame, host in ((ours, "| Intel (the published reference) |"), (amd, "| AMD EPYC (the earlier reference) |")):
+        row = next(line for line in page.splitlines() if line.startswith(host))
+        means = _headline_means(frame)
+        assert f"| {means['finetune']} | {means['ldifs']} |" in row, (host, means)

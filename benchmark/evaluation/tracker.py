@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -10,12 +10,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from benchmark import distributed
 from benchmark.config import EvalConfig
 from benchmark.evaluation.authors_probe import fit_authors_probe
 from benchmark.evaluation.heads import accuracy, expected_calibration_error, fit_linear_probe
 from benchmark.logs import progress
 from benchmark.models.preprocess import BatchPreprocess, run_autocast
 from benchmark.rows import Score
+from tasks import Sequence as TaskSequence
 from tasks import Task
 from tasks.cache import batches
 from tasks.loading import train_val_indices
@@ -44,6 +46,16 @@ class EvalSet:
         return {name: have[name] for name in names if name in have}
 
 
+def probed_tasks(setting: str, sequence: TaskSequence) -> Optional[frozenset[str]]:
+    """The tasks ``eval.lp_tasks`` gives a linear probe after each stage; None: every task.
+    "auto" probes only the eval-only tasks of a class-incremental run: its headline numbers
+    (Avg, Last, forgetting from the head; dLP / dZS on eval-only tasks) read no probe of a
+    class group, and the groups' probes were most of a stage's evaluation."""
+    if setting == "all" or (setting == "auto" and not sequence.class_incremental):
+        return None
+    return frozenset(sequence.eval_only)
+
+
 class Tracker:
     """Evaluates an image tower on every task; returns rows of the long accuracy table.
 
@@ -60,8 +72,10 @@ class Tracker:
         device: torch.device,
         progress: bool = True,
         amp: str = "auto",
+        probed: Optional[Collection[str]] = None,
     ) -> None:
         self.sets = eval_sets
+        self.probed = probed  # tasks with `lp` rows (``probed_tasks``); None: every task
         self.amp = amp  # the run's train.amp: features are extracted in the run's precision
         self.cfg = cfg
         self.preprocess = preprocess.to(device)
@@ -69,9 +83,18 @@ class Tracker:
         self.progress = progress
         self.probe_lrs: dict[str, float] = {}  # task -> lr the authors' probe chose last
 
-    @torch.inference_mode()
     def features(self, visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """l2-normalised embeddings [N, D] in float32."""
+        """l2-normalised embeddings [N, D] in float32. Under several processes each computes
+        a contiguous share of the images and all gather them (benchmark/distributed.py), so
+        every process holds the same features and scores, fits probes and sets heads alike."""
+        n, world = len(images), distributed.world_size()
+        if world == 1 or n < world:
+            return self._features(visual, images)
+        lo, hi = distributed.shard(n)
+        return distributed.gather_rows(self._features(visual, images[lo:hi]), n)
+
+    @torch.inference_mode()
+    def _features(self, visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
         was_training = visual.training
         visual.eval()
         out = []
@@ -107,10 +130,14 @@ class Tracker:
         """Rows for every kind on every split (test, then val when asked); the probe is fitted once."""
         probe: Optional[nn.Module] = None
         rows: list[Score] = []
+        kinds = self.cfg.kinds
+        if "lp" in kinds and self.probed is not None and es.task.name not in self.probed:
+            kinds = [kind for kind in kinds if kind != "lp"]
+            self._skip_probe(es)
         for split, (images, labels) in es.splits(self.cfg.splits).items():
             feats = self.features(visual, images)
             y = labels.to(self.device)
-            for kind in self.cfg.kinds:
+            for kind in kinds:
                 with torch.no_grad():
                     if kind == "zs" or (kind == "head" and head is None):
                         logits = zs_head(feats) if zs_head is not None else feats @ es.zeroshot.T
@@ -130,6 +157,13 @@ class Tracker:
                     )
                 )
         return rows
+
+    def _skip_probe(self, es: EvalSet) -> None:
+        """Draw from the global RNG what the probe's initialisation would have (``nn.Linear``'s,
+        in ``fit_linear_probe``), so that the randomness of later stages (a replay buffer's
+        draws) and every other number is the same whichever tasks are probed."""
+        if self.cfg.probe == "fast":  # the authors' probe draws from its own generator
+            nn.Linear(es.zeroshot.shape[1], es.task.num_classes)
 
     def fit_probe(self, visual: nn.Module, es: EvalSet, head_init: bool = False) -> nn.Linear:
         """The probe ``eval.probe`` names, on the task's train split.

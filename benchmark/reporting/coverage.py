@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Optional
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
-from benchmark.errors import OneLineParser, run_command
+from benchmark.config import Range, check_flags
+from benchmark.errors import OneLineParser, command
 from benchmark.reporting import statistics as st
 
 SEED_COUNTS = (2, 3, 5, 10)
@@ -122,20 +124,25 @@ def coverage_table(
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+@dataclass
+class Flags:
+    """The command's numeric flags and their valid values (checked as config keys are)."""
+
+    reps: Annotated[int, Range(low=1)] = DEFAULT_REPS
+
+
+@command  # the suite's one boundary: one line and exit 2, 130 for Ctrl-C, --debug for the traceback
+def main(argv: list[str]) -> int:
     """``python -m benchmark.reporting.coverage [--reps N]``: print the coverage table (markdown)."""
     parser = OneLineParser(prog="python -m benchmark.reporting.coverage", description=main.__doc__)
     parser.add_argument(
         "--reps", type=int, default=DEFAULT_REPS, help=f"simulated leaderboards per cell ({DEFAULT_REPS})"
     )
-
-    def body() -> int:
-        args = parser.parse_args(argv)
-        print(coverage_table(args.reps), end="")
-        return 0
-
-    return run_command(body)
+    args = parser.parse_args(argv)
+    check_flags(args, Flags)
+    print(coverage_table(args.reps), end="")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[call-arg]

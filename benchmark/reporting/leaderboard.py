@@ -15,11 +15,9 @@ and the names other code imports.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
-from benchmark.errors import OneLineParser, run_command
+from benchmark.errors import OneLineParser, command
 from benchmark.reporting.leaderboard_build import (  # noqa: F401  (re-exported)
     BELOW,
     BEST,
@@ -61,7 +59,8 @@ from benchmark.reporting.leaderboard_render import (  # noqa: F401  (re-exported
 from benchmark.rundir import LEADERBOARD_HTML
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+@command  # the suite's one boundary: one line and exit 2, 130 for Ctrl-C, --debug for the traceback
+def main(argv: list[str]) -> int:
     """``python -m benchmark.reporting.leaderboard RUN1 RUN2 ... [--out DIR] [--baseline M]``: merge runs into one leaderboard; 2 if refused."""
     parser = OneLineParser(prog="python -m benchmark.reporting.leaderboard", description=main.__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with accuracy_long.csv and config.yaml)")
@@ -72,16 +71,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--baseline", help="the method every other is compared with (default: finetune if present, else the first)"
     )
-
-    def body() -> int:  # one line and code 2 for bad input and OS errors, 130 for Ctrl-C
-        args = parser.parse_args(argv)
-        paths = merge_runs(args.runs, args.out, draw_plots=not args.no_plots, baseline=args.baseline)
-        print_board(args.out)
-        print(f"wrote {next(p for p in paths if p.name == LEADERBOARD_HTML)} (and leaderboard.csv, .md, .tex)")
-        return 0
-
-    return run_command(body)
+    args = parser.parse_args(argv)
+    paths = merge_runs(args.runs, args.out, draw_plots=not args.no_plots, baseline=args.baseline)
+    print_board(args.out)
+    print(f"wrote {next(p for p in paths if p.name == LEADERBOARD_HTML)} (and leaderboard.csv, .md, .tex)")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[call-arg]

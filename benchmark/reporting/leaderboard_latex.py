@@ -10,14 +10,12 @@ it again from RUN/leaderboard.csv (e.g. without the interval columns).
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import OneLineParser, UserError, run_command
+from benchmark.errors import OneLineParser, UserError, command
 from benchmark.files import atomic_text
 from benchmark.reporting.leaderboard_build import CAPTIONS, metrics_of, scenario_of
 from benchmark.rundir import LEADERBOARD_CSV, run_title
@@ -114,27 +112,24 @@ def leaderboard_latex(title: str, board: pd.DataFrame, intervals: bool = True) -
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+@command  # the suite's one boundary: one line and exit 2, 130 for Ctrl-C, --debug for the traceback
+def main(argv: list[str]) -> int:
     """``python -m benchmark.reporting.leaderboard_latex RUN [--no-intervals]``: write RUN/leaderboard.tex again."""
     parser = OneLineParser(prog="python -m benchmark.reporting.leaderboard_latex", description=main.__doc__)
     parser.add_argument("run_dir", type=Path, help=f"a folder holding {LEADERBOARD_CSV}")
     parser.add_argument("--no-intervals", action="store_true", help="leave out the 95%% interval columns")
-
-    def body() -> int:
-        args = parser.parse_args(argv)
-        path = args.run_dir / LEADERBOARD_CSV
-        try:
-            board = pd.read_csv(path, keep_default_na=True)
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-            raise UserError(f"cannot read {path}: {error}") from None
-        board["failed_seeds"] = board["failed_seeds"].fillna("").astype(str)
-        out = args.run_dir / "leaderboard.tex"
-        atomic_text(out, leaderboard_latex(run_title(args.run_dir), board, not args.no_intervals))
-        print(f"wrote {out}")
-        return 0
-
-    return run_command(body)
+    args = parser.parse_args(argv)
+    path = args.run_dir / LEADERBOARD_CSV
+    try:
+        board = pd.read_csv(path, keep_default_na=True)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise UserError(f"cannot read {path}: {error}") from error
+    board["failed_seeds"] = board["failed_seeds"].fillna("").astype(str)
+    out = args.run_dir / "leaderboard.tex"
+    atomic_text(out, leaderboard_latex(run_title(args.run_dir), board, not args.no_intervals))
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[call-arg]

@@ -26,6 +26,7 @@ import pandas as pd
 from benchmark.errors import OneLineParser, UserError, command
 from benchmark.files import COMPONENT_RULE, atomic_text, check_replaceable_file, read_text_file
 from benchmark.reporting import table
+from benchmark.reporting.leaderboard_render import COMPARISONS_CSV, LEADERBOARD_TEX
 from benchmark.rundir import FEATURE_DRIFT_CSV
 
 RUN_FILES = ["config.yaml", "manifest.json", "accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
@@ -33,7 +34,10 @@ RUN_FILES = ["config.yaml", "manifest.json", "accuracy_long.csv", "summary.csv",
 # sweep.yaml beside sweep.json) and its manifest is pooled from the cells' own.
 SWEEP_FILES = ["accuracy_long.csv", "summary.csv", "leaderboard.csv", "leaderboard.md"]
 SWEEP_OPTIONAL = ["selection.csv", "selection.md", "selected_config.yaml"]  # sweeps with select:
-RUN_OPTIONAL = [FEATURE_DRIFT_CSV]  # a run that measured feature drift (eval.drift_images > 0)
+# Copied when the source has them (runs and merged sweeps): the LaTeX table and the paired
+# comparisons (leaderboards written since they gained them), and the per-layer feature drift
+# (a run with eval.drift_images > 0).
+OPTIONAL = [LEADERBOARD_TEX, COMPARISONS_CSV, FEATURE_DRIFT_CSV]
 SWEEP_SOURCE = "sweep.yaml"  # the sweep file as run, kept in the sweep folder (benchmark/run/sweep.py)
 PLOTS = "plots"
 MARKER = "publish.json"  # marks a folder written by publish: what it holds
@@ -48,7 +52,7 @@ def publish(run_dir: Path, dest: Path, readme: Optional[Path] = None) -> None:
     _check_source(run_dir)
     status = _sweep_status(run_dir)
     names = RUN_FILES if status is None else SWEEP_FILES + [n for n in SWEEP_OPTIONAL if (run_dir / n).is_file()]
-    names = names + [n for n in RUN_OPTIONAL if (run_dir / n).is_file() and status is None]
+    names = names + [n for n in OPTIONAL if (run_dir / n).is_file()]
     sources = {name: _inside(run_dir / name, run_dir) for name in names}
     if status is not None:
         sources["sweep.yaml"] = _inside(status["folder"] / SWEEP_SOURCE, status["folder"])
@@ -240,7 +244,7 @@ def _draw_figures(run_dir: Path, plot_dir: Path) -> None:
     figure (and every setting a sweep did not select) is regenerable with
     ``python -m benchmark.reporting.reports`` and would bloat the repository."""
     from benchmark.reporting import plots
-    from benchmark.reporting.drift_plots import plot_cka_heatmaps
+    from benchmark.reporting.drift_plots import plot_cka_heatmaps, plot_last_stage_panels
     from benchmark.reporting.drift_table import load_drift_csv
 
     try:
@@ -257,7 +261,9 @@ def _draw_figures(run_dir: Path, plot_dir: Path) -> None:
         if (run_dir / FEATURE_DRIFT_CSV).is_file():  # where each method's encoder moved (docs/feature_drift.md)
             drift = load_drift_csv(run_dir / FEATURE_DRIFT_CSV)
             shown = {str(m).split("[", 1)[0] for m in board["method"]}  # a run's board labels ldifs[alpha=100]
-            drawn += plot_cka_heatmaps(drift[drift["method"].isin(shown)], Path(scratch))
+            drift = drift[drift["method"].isin(shown)]
+            if len(drift):  # the heatmap of each method, and the methods side by side after the last stage
+                drawn += plot_cka_heatmaps(drift, Path(scratch)) + plot_last_stage_panels(drift, Path(scratch))
         for path in drawn:
             if path.suffix == ".png":
                 shutil.copyfile(path, plot_dir / path.name)

@@ -24,6 +24,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from benchmark import distributed
 from benchmark.errors import ForeignCheckpoint, UserError
 from benchmark.files import atomic_write
 from benchmark.rows import AccuracyRow
@@ -128,7 +129,9 @@ def restore_stage(saved: StageState, model: torch.nn.Module, plugins: list, cont
         raise ForeignCheckpoint(f"its image tower does not fit this model: {_first_line(e)}") from e
     device = next(model.visual.parameters()).device  # type: ignore[union-attr]
     try:
-        heads = [(int(label), head["weight"].to(device), head["bias"].to(device)) for label, head in saved.heads.items()]
+        heads = [
+            (int(label), head["weight"].to(device), head["bias"].to(device)) for label, head in saved.heads.items()
+        ]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ForeignCheckpoint(f"its heads are not a stage checkpoint's ({type(e).__name__}: {e})") from e
     for label, weight, bias in heads:
@@ -222,8 +225,9 @@ class StageCheckpoints:
         return state
 
     def save(self, state: StageState) -> bool:
-        """Write the state (atomically); False when it is not plain data and was not saved."""
-        if self.path is None:
+        """Write the state (atomically); False when it is not plain data and was not saved,
+        and on every process but 0 under torchrun (one writer)."""
+        if self.path is None or not distributed.is_writer():
             return False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         state = copy.copy(state)

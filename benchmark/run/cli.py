@@ -293,6 +293,7 @@ def _main(argv: list[str]) -> int:
         return 0
     if not args.dry_run:  # importing torchvision costs a second: only where work will run
         check_torch_pair()
+    _check_launched(args)
     if args.plan:  # the cost of this config (or sweep) on this device; nothing runs
         from benchmark.run.plan import plan_command
 
@@ -307,6 +308,12 @@ def _main(argv: list[str]) -> int:
         with once_per_command():
             return sweep_command(args, multirun_sweep(cfg, args.multirun, args.select))
     sweep_flags = (args.launcher, args.shard, args.dry_run, args.merge_only, args.slurm, args.workers, args.select)
+    if args.launcher == "slurm" and not args.sweep and not any(sweep_flags[1:4] + sweep_flags[5:]):
+        from benchmark.reporting.summary import print_headline
+        from benchmark.run.launchers import submit_run
+
+        print_headline(submit_run(cfg, args.slurm, args.fresh, args.keep_checkpoints))  # one run, one job
+        return 0
     if args.sweep or any(sweep_flags):
         from benchmark.logs import once_per_command
         from benchmark.run.sweep_cli import sweep_command
@@ -318,8 +325,23 @@ def _main(argv: list[str]) -> int:
 
     command = shlex.join(["run_benchmark.py", *argv])  # for results/index.csv
     run_dir = run(cfg, not args.quiet, args.fresh, args.keep_checkpoints, command=command)
-    print_headline(run_dir)
+    from benchmark import distributed
+
+    if distributed.is_writer():  # under torchrun, one headline
+        print_headline(run_dir)
+    distributed.finish()
     return 0
+
+
+def _check_launched(args: argparse.Namespace) -> None:
+    """Under torchrun only a plain run shares its work between the processes."""
+    from benchmark import distributed
+
+    if distributed.launched() and (args.plan or args.multirun or args.sweep or args.launcher or args.dry_run):
+        raise UserError(
+            "under torchrun only a plain run is data-parallel; run --plan, --sweep, --multirun and --launcher "
+            "without torchrun"
+        )
 
 
 if __name__ == "__main__":

@@ -222,6 +222,7 @@ class CellJob:
     the same call, and the runner resumes the cell from its last stage checkpoint."""
 
     def __call__(self, cfg_data: dict[str, Any]) -> str:
+        join_slurm_tasks()
         return run_cell(cfg_data, progress=False)
 
     def checkpoint(self, cfg_data: dict[str, Any]):
@@ -230,22 +231,78 @@ class CellJob:
         return submitit.helpers.DelayedSubmission(CellJob(), cfg_data)
 
 
-def run_slurm(cells: list, options: dict[str, Any], folder: Path) -> dict[str, str]:
-    """One array task per cell; logs per cell under <sweep>/slurm/<job>_<task>/; waits for all."""
+def join_slurm_tasks() -> None:
+    """In a SLURM job of several tasks (``--slurm.tasks_per_node N``, one GPU each): the
+    variables torchrun would set (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT),
+    so that the tasks are the processes of one data-parallel run (benchmark/distributed.py)."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        import submitit
+
+        # every GPU of the node stays visible: each task takes the one of its LOCAL_RANK
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+class RunJob:
+    """A plain run as one SLURM job (``--launcher slurm`` without a sweep); checkpointable
+    as a cell: requeued, it resumes from its stage checkpoints (never ``--fresh`` again)."""
+
+    def __call__(self, cfg_data: dict[str, Any], fresh: bool, keep: bool) -> str:
+        from benchmark.config import RunConfig, from_dict
+        from benchmark.run.runner import run
+
+        join_slurm_tasks()
+        _quiet_libraries()
+        return str(run(from_dict(RunConfig, cfg_data), progress=False, fresh=fresh, keep_checkpoints=keep))
+
+    def checkpoint(self, cfg_data: dict[str, Any], fresh: bool, keep: bool):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(RunJob(), cfg_data, False, keep)
+
+
+def submit_run(cfg: Any, raw_options: dict[str, Any], fresh: bool, keep: bool) -> Path:
+    """Submit one run as a SLURM job, wait for it, return its folder (process 0's answer)."""
+    data = to_dict(cfg)
+    data["results_dir"] = str(Path(data["results_dir"]).resolve())  # the job may start elsewhere
+    folder = Path(data["results_dir"]) / "slurm"
+    executor = _executor(folder, f"ldifs-{data['name'] or data['sequence']}", slurm_options(raw_options))
+    try:
+        job = executor.submit(RunJob(), data, fresh, keep)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        raise UserError(
+            f"SLURM submission failed (is sbatch on PATH and slurmctld up?): {str(e).splitlines()[0]}"
+        ) from None
+    print(f"submitted job {job.job_id}; logs in {folder}/{job.job_id}/")
+    try:
+        return Path(job.results()[0])  # one result per task: task 0 is process 0
+    except Exception as e:  # the job died (killed, node failure, the run's error): its log says why
+        raise UserError(
+            f"SLURM job {job.job_id} failed: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
+        ) from None
+
+
+def _executor(folder: Path, name: str, options: dict[str, Any]):
+    """submitit's SLURM executor writing its logs under ``folder/<job>``; one line when SLURM is absent."""
     try:
         import submitit
     except ImportError:
         raise UserError("--launcher slurm needs submitit (pip install submitit)") from None
-    # the array tasks unpickle this suite's classes: let them import it from here
+    # the jobs unpickle this suite's classes: let them import it from here
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     try:
-        executor = submitit.AutoExecutor(folder=str(Path(folder).resolve() / "slurm" / "%j"), cluster="slurm")
+        executor = submitit.AutoExecutor(folder=str(Path(folder).resolve() / "%j"), cluster="slurm")
     except RuntimeError as e:  # submitit's "Could not detect srun, are you indeed on a slurm cluster?"
         raise UserError(f"--launcher slurm: SLURM is not available here ({str(e).splitlines()[0]})") from None
     try:
-        executor.update_parameters(**{"name": f"ldifs-{Path(folder).name}", **options})
+        executor.update_parameters(**{"name": name, **options})
     except (ValueError, TypeError) as e:
         raise UserError(f"--slurm options: {str(e).splitlines()[0]}") from None
+    return executor
+
+
+def run_slurm(cells: list, options: dict[str, Any], folder: Path) -> dict[str, str]:
+    """One array task per cell; logs per cell under <sweep>/slurm/<job>_<task>/; waits for all."""
+    executor = _executor(Path(folder) / "slurm", f"ldifs-{Path(folder).name}", options)
     configs = [to_dict(cell.cfg) for cell in cells]
     for data in configs:  # the array tasks may start elsewhere: absolute folders
         data["results_dir"] = str(Path(data["results_dir"]).resolve())

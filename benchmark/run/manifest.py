@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from benchmark import distributed
 from benchmark.determinism import cpu_kernels_in_force
 from benchmark.files import atomic_text, folder_bytes
 from benchmark.run.plan_record import manifest_record
@@ -37,6 +38,8 @@ def write_manifest(
         "smoke": cfg.smoke,  # a --smoke rehearsal (benchmark/run/smoke.py), not a result
         "device": str(setup.device),
         "device_name": device_name(setup.device),
+        # processes that trained data-parallel (torchrun) and their backend; 1 and null: one process
+        **distributed.describe(),
         "git_revision": git_revision(),
         "machine": platform.node(),  # the host name: which machine of a cluster ran it
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

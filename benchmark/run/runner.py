@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
+from benchmark import distributed
 from benchmark.config import RunConfig, config_hash, dump_yaml, validate
 from benchmark.determinism import check_cpu_capability
 from benchmark.errors import UserError
@@ -67,7 +68,20 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device {name!r} requested but MPS is not available here; valid choices: auto, cpu")
-    return device
+    return _device_of_this_process(name, device)
+
+
+def _device_of_this_process(name: str, device: torch.device) -> torch.device:
+    """Under torchrun, each process trains on the GPU of its local rank (``--device cuda``)."""
+    if not distributed.launched() or device.type == "cpu":
+        return device
+    if device.type != "cuda" or device.index is not None:
+        raise UserError(
+            f"device {name!r} under torchrun: each process takes the GPU of its LOCAL_RANK; valid choices: cuda, cpu, auto"
+        )
+    if distributed.cuda_index() >= torch.cuda.device_count():
+        raise UserError(f"LOCAL_RANK {distributed.local_rank()} has no GPU: {torch.cuda.device_count()} visible here")
+    return torch.device("cuda", distributed.cuda_index())
 
 
 def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
@@ -100,11 +114,34 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
             f"train.batch_size={cfg.train.batch_size} cannot train {cfg.model.name!r}: its ResNet image tower "
             "has BatchNorm layers, which need at least 2 images per batch"
         )
+    _check_distributed(cfg)
     if cfg.name:
         check_run_name(cfg.name)
     run_dir = RunDir(Path(cfg.results_dir), cfg.name or default_run_name(cfg, sequence.name))
     _check_writable(Path(cfg.results_dir))
     return sequence, run_dir
+
+
+def _check_distributed(cfg: RunConfig) -> None:
+    """Under torchrun: a batch the processes can share equally, and methods that may run so."""
+    world = distributed.world_size()
+    if world == 1:
+        return
+    batch = cfg.train.batch_size
+    if batch % world:
+        raise UserError(f"train.batch_size={batch} cannot be shared by {world} processes; give a multiple of {world}")
+    if batch // world < 2 and has_batch_norm_tower(cfg.model):
+        raise UserError(
+            f"train.batch_size={batch} on {world} processes leaves {batch // world} image per process, and "
+            f"{cfg.model.name!r}'s BatchNorm layers need at least 2; give at least {2 * world}"
+        )
+    from methods import METHODS
+
+    for spec in cfg.methods:
+        for part in spec.split("+"):
+            why = METHODS.get(part).refuse_distributed()
+            if why:
+                raise UserError(f"method {part!r} cannot run on {world} processes: {why}; run it on one process")
 
 
 def default_run_name(cfg: RunConfig, sequence: str) -> str:
@@ -126,7 +163,7 @@ def _check_writable(folder: Path) -> None:
 
 
 def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
-    from benchmark.evaluation.tracker import Tracker
+    from benchmark.evaluation.tracker import Tracker, probed_tasks
     from benchmark.models.loading import load_clip
     from benchmark.models.preprocess import BatchPreprocess
     from benchmark.run.class_incremental import dataset_context, split_into_groups
@@ -154,7 +191,8 @@ def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
     if sequence.class_incremental:  # the dataset's classes in groups, one task per stage
         tasks = split_into_groups(tasks, sequence)
     sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
-    tracker = Tracker(sets, cfg.eval, preprocess, device, progress, amp=cfg.train.amp)
+    probed = probed_tasks(cfg.eval.lp_tasks, sequence)
+    tracker = Tracker(sets, cfg.eval, preprocess, device, progress, amp=cfg.train.amp, probed=probed)
     return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress)
 
 
@@ -197,8 +235,14 @@ def run(
 
     ``command`` (the command line's words): the run is listed in ``results/index.csv`` with
     its status, and ``results/latest`` points at it once complete (``benchmark.run.index``)."""
+    progress = progress and distributed.is_writer()  # one progress display: process 0's
     setup_console(quiet=not progress)
     sequence, rd = check_inputs(cfg)
+    if distributed.launched():  # Avalanche makes loggers as it is imported, which it refuses on
+        import avalanche.training  # noqa: F401  # processes other than 0 once a group exists
+    distributed.init(cfg.device)  # a no-op unless torchrun (or SLURM tasks) started several processes
+    if not distributed.is_writer():
+        return _follow(cfg, sequence, keep_checkpoints)
     rd, digest = _dir_for_this_config(cfg, rd), config_hash(cfg)
     run_dir, partial = rd.path, rd.staging
     with rd.lock():
@@ -207,12 +251,14 @@ def run(
                 rd.remove(folder, digest)
         if (run_dir / LONG_CSV).is_file():
             log.info(f"run {run_dir} is already complete (same config); --fresh reruns it")
+            distributed.share((str(run_dir), True))  # the other processes have nothing to do
             return run_dir
         for spec in cfg.methods:  # what check_only left out (Avalanche's checks of its arguments)
             build_method(spec, cfg.hparams)
         resuming = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
         atomic_text(partial / CONFIG_YAML, f"{HASH_HEADER}{digest}\n{dump_yaml(cfg)}")
+        distributed.share((str(partial), False))  # where the other processes read checkpoints from
         started = time.time()
         entry = _index_entry(cfg, sequence, run_dir, started, command)
         try:
@@ -234,7 +280,18 @@ def run(
         if entry:
             wall = round(time.time() - started, 1)
             record_run(rd.root, {**entry, "status": "complete", "wall_seconds": wall}, latest=True)
+    distributed.share(str(run_dir))  # the others return once the folder is in place
     return run_dir
+
+
+def _follow(cfg: RunConfig, sequence: Sequence, keep: bool) -> Path:
+    """A process other than 0 under torchrun: the same stages on its shares of every batch,
+    in the folder process 0 chose; it writes nothing (benchmark/distributed.py)."""
+    folder, complete = distributed.share(("", False))
+    if complete:
+        return Path(folder)
+    _run_in(Path(folder), cfg, sequence, False, keep, "")
+    return Path(distributed.share(""))
 
 
 def _index_entry(
@@ -270,20 +327,27 @@ def _run_stages(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool
     from benchmark.run.scheduler import run_method
 
     started = time.time()
+    writer = distributed.is_writer()
+    if not writer:  # under torchrun, process 0 loads first: it fills the model and data caches
+        distributed.barrier()
     setup = prepare(cfg, sequence, progress)
-    log.info(announce)  # after the model and data loaded: a missing dataset never names a folder it removes
-    setup.log_dir = str(folder / AVALANCHE_LOGS)
+    if writer:
+        distributed.barrier()
+        log.info(announce)  # after the model and data loaded: a missing dataset never names a folder it removes
+        setup.log_dir = str(folder / AVALANCHE_LOGS)
     stage0_file = folder / STAGE0_JSON
-    stage0 = _read_stage0(stage0_file)
+    stage0 = distributed.share(_read_stage0(stage0_file))  # process 0's answer: it wrote the file
     if stage0 is None:
         stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")  # type: ignore[arg-type]
-        atomic_text(stage0_file, json.dumps(stage0))
+        if writer:
+            atomic_text(stage0_file, json.dumps(stage0))
     results = [
         run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep))
         for seed in cfg.seeds
         for spec in cfg.methods
     ]
-    _write_outputs(folder, setup, results, time.time() - started, keep)
+    if writer:
+        _write_outputs(folder, setup, results, time.time() - started, keep)
 
 
 def _dir_for_this_config(cfg: RunConfig, rd: RunDir) -> RunDir:

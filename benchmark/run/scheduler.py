@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 from torch.utils.data import TensorDataset
 
+from benchmark import distributed
 from benchmark.config import RunConfig
 from benchmark.errors import ForeignCheckpoint
 from benchmark.evaluation.drift import record_drift
@@ -115,6 +116,7 @@ def run_method(
     checkpointed, so a killed run resumes at the next stage."""
     cfg, seq = setup.cfg, setup.sequence
     checkpoints = checkpoints or StageCheckpoints(None, spec, seed)
+    distributed.barrier()  # under torchrun: every process reads the file process 0 wrote, none ahead of it
     saved = checkpoints.load()
     if checkpoints.ignored:
         log.warning(f"[{spec} seed {seed}] {checkpoints.ignored}; starting from stage 1")
@@ -150,10 +152,13 @@ def run_method(
         try:
             loss = _train_stage(setup, engine, heads, _parts(plugins), stage, st, exp)
         except (NonFiniteLoss, OUT_OF_MEMORY) as e:
+            if isinstance(e, OUT_OF_MEMORY) and distributed.active():
+                raise  # one process's: the others wait in a collective, so the whole run stops (resumable)
             _fail(result, engine, stage, st.task, e, cfg.train.batch_size)
             break
         _evaluate_stage(setup, engine, result, stage, st.task, loss, time.time() - started)
-        record_drift(setup, engine.model, result, stage, st.task, checkpoints)  # before the checkpoint moves on
+        if distributed.is_writer():  # no collective in it: process 0 alone measures and writes
+            record_drift(setup, engine.model, result, stage, st.task, checkpoints)  # before the checkpoint moves on
         checkpoints.save(capture_stage(stage, model, plugins, engine.clock, result))
     log_summary(engine.evaluator.loggers, f"{spec}/seed{seed}/", spec, result.rows, result.status, len(seq.stages))
     checkpoints.finish(capture_stage(len(result.stages), model, plugins, engine.clock, result))
@@ -183,7 +188,7 @@ def _make_engine(setup: RunSetup, model: ClipClassifier, plugins: list, seed: in
         setup.device,
         seed,
         setup.progress,
-        loggers=setup.cfg.loggers,
+        loggers=setup.cfg.loggers if distributed.is_writer() else (),  # process 0 alone writes
         log_dir=setup.log_dir,
         bundle=setup.bundle,
         run_name=f"{safe_name(spec)}-seed{seed}",  # one TensorBoard / wandb run per method and seed
@@ -244,7 +249,7 @@ def _evaluate_stage(
     result.rows += label_scores(rows, result.method, result.seed, stage, task)
     log_stage_accuracies(engine.evaluator.loggers, f"{result.method}/seed{result.seed}/", rows, stage)
     s = _stage_summary(stage, task, loss, rows, train_s, time.time() - t1)
-    s.update(stage_costs(engine, setup.device))  # the leaderboard's cost columns
+    s.update(stage_costs(engine, setup.device, stage))  # the leaderboard's cost columns
     result.stages.append(s)
     line = (
         f"[{result.method} seed {result.seed}] stage {stage} {task}: loss {s['final_loss']:.3f}, "
@@ -289,13 +294,14 @@ def _stage_summary(stage: int, task: str, loss: float, rows: list[Score], train_
     }
 
 
-def stage_costs(engine: Engine, device: torch.device) -> dict:
+def stage_costs(engine: Engine, device: torch.device, stage: int) -> dict:
     """What the stage cost: trainable parameters, images trained on, and peak host memory (the
     process's high-water mark) and device memory (since the last stage's, CUDA only), in MiB."""
     import resource
 
     trainable = sum(p.numel() for p in engine.model.parameters() if p.requires_grad)
-    images, engine.stage_images = getattr(engine, "stage_images", 0), 0  # a stage without steps trains none
+    # the engine counts the images of the stage it trained last; a stage without steps trains none
+    images = getattr(engine, "stage_images", 0) if engine.stage_index == stage else 0
     costs = {"trainable_params": int(trainable), "train_images": int(images)}
     costs["peak_host_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # type: ignore[assignment]  # KiB on Linux
     if device.type == "cuda":

@@ -149,7 +149,7 @@ def sequence_folders(sweep: Sweep) -> dict[str, Path]:
     return folders
 
 
-def _base_config(base: Any, sweep_path: Path, overrides: list[tuple[str, Any]]) -> RunConfig:
+def _base_config(base: Any, sweep_path: Path, overrides: Sequence[tuple[str, Any]]) -> RunConfig:
     """The base run config (a mapping or a config file's path), with the command line's overrides."""
     if isinstance(base, str):  # a config file: layered over its own base:, as --config would be
         candidate = Path(base)

@@ -123,8 +123,14 @@ def _finish(sweep: Sweep, errors: dict[str, str], merge_only: bool) -> int:
         print(f"merging {len(sweep.cells) - len(missing)} complete cells; missing: {' '.join(c.key for c in missing)}")
     if len(missing) == len(sweep.cells):
         raise UserError(f"sweep {sweep.name}: no complete cell to merge in {sweep.folder / 'cells'}")
-    from benchmark.run.sweep_merge import merge_sweep  # pandas and the reports: only when merging
+    from benchmark.reporting.leaderboard import print_board  # pandas and the reports: only when merging
+    from benchmark.run.sweep_merge import merge_sweep
 
-    for path in merge_sweep(sweep):
+    paths = merge_sweep(sweep)
+    boards = list(dict.fromkeys(p.parent for p in paths if p.name == rundir.LEADERBOARD_CSV))  # one per sequence
+    for folder in boards:  # what `python -m benchmark.reporting.leaderboard` prints for a merge
+        print(f"\n{folder}:" if len(boards) > 1 else "")
+        print_board(folder)
+    for path in paths:
         print(f"wrote {path}")
     return 1 if errors else 0

@@ -21,6 +21,7 @@ import torch.nn as nn
 from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from benchmark import distributed
 from benchmark.config import TrainConfig
 from benchmark.errors import UserError
 from benchmark.logs import progress
@@ -51,6 +52,8 @@ class DeviceBatchLoader:
         generator: torch.Generator,
         single_task: Optional[int],
         min_batch: int = 1,
+        world: int = 1,
+        rank: int = 0,
     ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
@@ -63,10 +66,22 @@ class DeviceBatchLoader:
         # A trailing batch smaller than this is dropped: BatchNorm in training mode cannot
         # normalise one image (ModifiedResNet towers), so their last batch of 1 is skipped.
         self.min_batch = min_batch
+        # Several processes (benchmark/distributed.py): every one draws the same global
+        # batches and yields its contiguous share of each; ``share`` is the last one's
+        # (lo, hi, global batch size).
+        self.world, self.rank = world, rank
+        self.share = (0, 0, 0)
 
     @classmethod
     def from_dataset(
-        cls, dataset, batch_size: int, device: torch.device, generator: torch.Generator, min_batch: int = 1
+        cls,
+        dataset,
+        batch_size: int,
+        device: torch.device,
+        generator: torch.Generator,
+        min_batch: int = 1,
+        world: int = 1,
+        rank: int = 0,
     ):
         """Materialise an Avalanche dataset once per stage (not once per epoch)."""
         tensors = _tensors_of(dataset)
@@ -76,30 +91,36 @@ class DeviceBatchLoader:
         # images mapped from the decoded-image cache stay on the host: gathered per batch
         tensors = [t if isinstance(t, MappedImages) else t.to(device, non_blocking=True) for t in tensors]
         tasks = tensors[-1].unique()
-        return cls(tensors, batch_size, generator, int(tasks[0]) if len(tasks) == 1 else None, min_batch)
+        single = int(tasks[0]) if len(tasks) == 1 else None
+        return cls(tensors, batch_size, generator, single, min_batch, world, rank)
 
     def __len__(self) -> int:
         n = len(self.tensors[0])
         full, rest = divmod(n, self.batch_size)
-        return full + int(rest >= self.min_batch)
+        return full + int(rest >= self.min_batch * self.world)
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         n = len(self.tensors[0])
         perm = torch.randperm(n, generator=self.generator)
         order = perm.to(self.tensors[-1].device)  # task labels: always on the device
         batches = [
-            (h, d)
+            self._my_share(h, d)
             for h, d in zip(perm.split(self.batch_size), order.split(self.batch_size))
-            if len(h) >= self.min_batch
+            if len(h) >= self.min_batch * self.world  # every process's share has min_batch images
         ]
         if any(isinstance(t, MappedImages) for t in self.tensors):
             yield from self._mapped_batches(batches)
             return
-        for cpu_idx, idx in batches:
-            self.last_indices, self.last_indices_device = cpu_idx, idx
+        for cpu_idx, idx, share in batches:
+            self.last_indices, self.last_indices_device, self.share = cpu_idx, idx, share
             yield [t[idx] for t in self.tensors]
 
-    def _mapped_batches(self, batches: list[tuple[torch.Tensor, torch.Tensor]]):
+    def _my_share(self, cpu_idx: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """This process's contiguous share of a global batch, and (lo, hi, global size)."""
+        lo, hi = distributed.shard(len(cpu_idx), self.world, self.rank)
+        return cpu_idx[lo:hi], idx[lo:hi], (lo, hi, len(cpu_idx))
+
+    def _mapped_batches(self, batches: list[tuple[torch.Tensor, torch.Tensor, tuple]]):
         """Batches whose images are read from disk one batch ahead, in a thread, while the
         device works on the current one; pinned host memory makes the copy asynchronous."""
         from concurrent.futures import ThreadPoolExecutor
@@ -112,11 +133,11 @@ class DeviceBatchLoader:
 
         with ThreadPoolExecutor(1) as pool:
             ahead = pool.submit(read, 0) if batches else None
-            for i, (cpu_idx, idx) in enumerate(batches):
+            for i, (cpu_idx, idx, share) in enumerate(batches):
                 host = ahead.result()
                 if i + 1 < len(batches):
                     ahead = pool.submit(read, i + 1)
-                self.last_indices, self.last_indices_device = cpu_idx, idx
+                self.last_indices, self.last_indices_device, self.share = cpu_idx, idx, share
                 yield [t[idx] if h is None else h.to(device, non_blocking=True) for t, h in zip(self.tensors, host)]
 
 
@@ -222,6 +243,9 @@ class Engine(SupervisedTemplate):
             evaluator=make_evaluator(loggers, log_dir, run_name),
             eval_every=-1,
         )
+        # Avalanche's own check of plugins under torch.distributed only warns; the runner has
+        # refused every method that cannot run on several processes (Method.refuse_distributed).
+        self._distributed_check = True
 
     def _new_optimizer(self, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -234,8 +258,10 @@ class Engine(SupervisedTemplate):
         Avalanche's ``train`` on the stage's experience (a fresh optimiser and schedule)."""
         self.stage_index, self.current_task, self.train_epochs = stage, task, epochs
         self.stage_started = time.time()
+        distributed.broadcast_module(self.model)  # one model on every process (head rules ran on each)
         try:
             self.train(experience, eval_streams=[])
+            distributed.average_batch_norm(self.model)  # each process tracked its shares' statistics
         finally:
             if getattr(self, "_bar", None) is not None:
                 self._bar.close()  # also when the stage stops on a NaN loss or out of memory
@@ -254,7 +280,13 @@ class Engine(SupervisedTemplate):
                 "need at least 2 images per batch"
             )
         self.dataloader = DeviceBatchLoader.from_dataset(
-            self.adapted_dataset, self.train_mb_size, self.device, gen, min_batch
+            self.adapted_dataset,
+            self.train_mb_size,
+            self.device,
+            gen,
+            min_batch,
+            distributed.world_size(),
+            distributed.rank(),
         )
         # crop boxes (train.augment) from their own stream: the batch order stays the same
         self.augment_generator = torch.Generator().manual_seed(
@@ -265,7 +297,8 @@ class Engine(SupervisedTemplate):
         self.mbatch = [t.to(self.device, non_blocking=True) for t in self.mbatch]  # type: ignore[has-type]
         if self.mbatch[0].dtype == torch.uint8 and self.cfg.augment == "rrc":
             images = self.mbatch[0]
-            boxes = rrc_boxes(len(images), images.shape[-2], images.shape[-1], self.augment_generator)
+            lo, hi, total = self._share()  # the global batch's boxes, this process's rows of them
+            boxes = rrc_boxes(total, images.shape[-2], images.shape[-1], self.augment_generator)[lo:hi]
             self.mbatch[0] = self.preprocess.crops(images, boxes)
         elif self.mbatch[0].dtype == torch.uint8:
             self.mbatch[0] = self.preprocess(self.mbatch[0])
@@ -318,9 +351,21 @@ class Engine(SupervisedTemplate):
     def backward(self) -> None:
         self._all_finite &= torch.isfinite(self.loss.detach()).all()  # on the device: no host sync
         super().backward()
+        if distributed.active():  # before plugins' after_backward: they see the global batch's gradient
+            lo, hi, total = self._share()
+            distributed.reduce_gradients(self.model.parameters(), (hi - lo) / total)
+
+    def _share(self) -> tuple[int, int, int]:
+        """(lo, hi, size) of this process's rows in the step's global batch; the whole batch
+        on one process, or when a loader other than the engine's feeds every process whole."""
+        share = getattr(self.dataloader, "share", None)
+        if share and share[2]:
+            return share
+        n = len(self.mb_x) if getattr(self, "mbatch", None) is not None else 1
+        return 0, n, n * distributed.world_size()
 
     def check_finite(self) -> None:
-        if not bool(self._all_finite):
+        if not distributed.all_true(self._all_finite):  # every process stops at the same step
             raise NonFiniteLoss(
                 f"non-finite loss (NaN/Inf) in stage {self.stage_index} by step {self.stage_step}; "
                 "try a lower train.lr or a smaller regulariser weight"
@@ -336,14 +381,15 @@ class Engine(SupervisedTemplate):
         self.lr_schedule.step()
         self._bar.update(1)
         self.stage_step += 1  # the bar does not count when disabled (-q)
-        self.stage_images += len(self.mb_x)
+        self.stage_images += self._share()[2] if distributed.active() else len(self.mb_x)  # the global batch
         if self.stage_step % 25 == 0 or self.stage_step == self._bar.total:  # rare host syncs only
             self.last_loss = float(self.loss.detach())
             self._bar.set_postfix(loss=f"{self.last_loss:.3f}")
             self.check_finite()
 
     def _after_training_exp(self, **kwargs) -> None:
-        self.last_loss = float(self.loss.detach())
+        lo, hi, total = self._share() if distributed.active() else (0, 1, 1)
+        self.last_loss = float(distributed.weighted_sum(self.loss.detach(), (hi - lo) / total))  # the global batch's
         self._bar.close()
         self.check_finite()
         super()._after_training_exp(**kwargs)

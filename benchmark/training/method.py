@@ -159,6 +159,13 @@ class Method(PluginHooks):
         ``"class_incremental"``), or None: the run is refused in one line before any training."""
         return None
 
+    @classmethod
+    def refuse_distributed(cls) -> Optional[str]:
+        """Why this method cannot train data-parallel on several processes (``torchrun``: each
+        takes a share of every batch, gradients summed before ``after_backward``), or None:
+        such a run is refused in one line before any work (benchmark/distributed.py)."""
+        return None
+
     def trains(self) -> bool:
         """False: the method changes nothing of the pre-trained model (zero-shot). In a
         task-incremental sequence the loop then copies the pre-trained rows to every stage

@@ -450,7 +450,7 @@ def test_a_registered_name_with_a_control_character_is_refused():
 
 
 def _mains() -> list[tuple[str, Callable]]:
-    from benchmark.reporting import leaderboard, publish, reports
+    from benchmark.reporting import coverage, leaderboard, leaderboard_latex, publish, reports
     from benchmark.run import cli, perf
 
     return [
@@ -462,15 +462,37 @@ def _mains() -> list[tuple[str, Callable]]:
         ("publish", publish.main),
         ("reports", reports.main),
         ("leaderboard", leaderboard.main),
+        ("leaderboard_latex", leaderboard_latex.main),
+        ("coverage", coverage.main),
     ]
 
 
-@pytest.mark.parametrize("index", range(8), ids=[name for name, _ in _mains()])
+@pytest.mark.parametrize("index", range(10), ids=[name for name, _ in _mains()])
 def test_every_entry_point_answers_a_bad_flag_in_one_line(index, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _, entry = _mains()[index]
     assert_one_line(entry(["a", "b", "--no-such-flag"]), capsys.readouterr().err, 2, "see --help")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "module, args, message",
+    [
+        ("leaderboard", ["{tmp}/no_run", "--out", "{tmp}/merged"], "no_run"),
+        ("leaderboard_latex", ["{tmp}/no_run"], "cannot read"),
+        ("coverage", ["--reps", "0"], "--reps=0 must be >= 1"),
+    ],
+)
+def test_reporting_commands_print_a_traceback_under_debug_only(module, args, message, capsys, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.delenv("LDIFS_BENCH_DEBUG", raising=False)
+    main = importlib.import_module(f"benchmark.reporting.{module}").main
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert_one_line(main(argv), capsys.readouterr().err, 2, message)
+    assert main([*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("error: ") and message in err
 
 
 def test_the_boundary_of_every_command(capsys, monkeypatch):

@@ -55,8 +55,8 @@ def test_a_two_cell_multirun_merges_into_one_leaderboard(tmp_path, model_cache, 
     board = pd.read_csv(out_dir / "leaderboard.csv")
     assert sorted(board["method"]) == ["l2sp[l2sp.alpha=0.01]", "l2sp[l2sp.alpha=100]"]
     assert (out_dir / "leaderboard.tex").is_file() and (out_dir / "sweep.json").is_file()
-    # resumable as a sweep: the same command runs nothing again
-    capsys.readouterr()
+    printed = capsys.readouterr().out  # the merge's headline table and paired differences, as leaderboard merges
+    assert "paired differences with l2sp[l2sp.alpha=" in printed and "l2sp[l2sp.alpha=100]" in printed
     assert main(argv) == 0
     assert "2 already complete, running 0" in capsys.readouterr().out
     # and its sweep.yaml reruns it with --sweep

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import UserError
+from benchmark.reporting.drift_table import DRIFT_COLUMNS
 from benchmark.reporting.leaderboard import write_leaderboard_files
 from benchmark.reporting.publish import publish
-from benchmark.rundir import safe_name
+from benchmark.rundir import FEATURE_DRIFT_CSV, safe_name
 
 README = "# Project\n\nintro\n\n<!-- leaderboard:start -->\nold table\n<!-- leaderboard:end -->\n\nafter\n"
 
@@ -28,6 +29,20 @@ def long_frame(methods: dict[str, float]) -> pd.DataFrame:
             rows.append((method, 0, stage, trained, "colours", "lp", 80.0 - drop * stage / 2, "test"))
     columns = ["method", "seed", "stage", "trained_task", "eval_task", "kind", "accuracy", "split"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def drift_frame(methods: list[str]) -> pd.DataFrame:
+    """feature_drift.csv of one seed per method: two layers, stage 0 pre-trained measures only."""
+    rows = []
+    for method in methods:
+        for stage, trained in ((0, "pretrained"), (1, "shapes"), (2, "quadrants")):
+            measures = ("dist_pretrained", "cka_pretrained") + ("dist_previous", "cka_previous") * (stage > 0)
+            for task in ("shapes", "quadrants", "colours"):
+                for layer in ("layer1", "layer2"):
+                    for measure in measures:
+                        value = (1.0 - 0.1 * stage) if measure.startswith("cka") else 0.01 * stage
+                        rows.append((method, 0, stage, trained, task, layer, measure, value))
+    return pd.DataFrame(rows, columns=list(DRIFT_COLUMNS))
 
 
 def finished_folder(folder: Path, frame: pd.DataFrame, board_methods: list[str]) -> Path:
@@ -51,7 +66,8 @@ def test_run_is_published_and_spliced(tmp_path, readme):
     (run / "manifest.json").write_text('{"git_revision": "0123abc"}\n')
     dest = tmp_path / "docs" / "ref"
     publish(run, dest, readme)
-    assert (dest / "accuracy_long.csv").read_bytes() == (run / "accuracy_long.csv").read_bytes()
+    for name in ("accuracy_long.csv", "leaderboard.tex", "leaderboard_comparisons.csv"):
+        assert (dest / name).read_bytes() == (run / name).read_bytes(), name
     assert (dest / "config.yaml").is_file() and not (dest / "sweep.yaml").exists()
     assert sorted(p.name for p in (dest / "plots").iterdir()) == [
         "dlp_finetune.png",
@@ -61,6 +77,25 @@ def test_run_is_published_and_spliced(tmp_path, readme):
     text = readme.read_text()
     assert "old table" not in text and "| ldifs |" in text and text.endswith("after\n")
     assert f"from {dest}/leaderboard.md" in text
+
+
+def test_feature_drift_is_published_with_its_figures_of_the_boards_methods(tmp_path):
+    run = finished_folder(tmp_path / "run", long_frame({"finetune": 30.0}), ["finetune"])
+    (run / "config.yaml").write_text("seeds: [0]\n")
+    (run / "manifest.json").write_text('{"git_revision": "0123abc"}\n')
+    drift_frame(["finetune", "l2sp"]).to_csv(run / FEATURE_DRIFT_CSV, index=False)  # l2sp: not on the board
+    dest = tmp_path / "ref"
+    publish(run, dest)
+    assert (dest / FEATURE_DRIFT_CSV).read_bytes() == (run / FEATURE_DRIFT_CSV).read_bytes()
+    assert sorted(p.name for p in (dest / "plots").iterdir()) == [
+        "dlp_finetune.png",
+        "drift_cka_finetune.png",
+        "drift_last_stage.png",
+        "forgetting_curve.png",
+    ]
+    assert set(json.loads((dest / "publish.json").read_text())["files"]) == {
+        str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.name != "publish.json"
+    }
 
 
 def test_sweep_publishes_the_selected_rows_and_pooled_provenance(tmp_path, readme):
@@ -91,6 +126,7 @@ def test_sweep_publishes_the_selected_rows_and_pooled_provenance(tmp_path, readm
     publish(sweep, dest, readme)
     assert not (dest / "config.yaml").exists()  # a stale run config must not describe the sweep
     assert (dest / "sweep.yaml").read_text() == "name: grid\n" and (dest / "selection.csv").is_file()
+    assert (dest / "leaderboard.tex").is_file() and (dest / "leaderboard_comparisons.csv").is_file()
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["cells"] == 3 and manifest["cells_complete"] == 2
     assert manifest["cell_wall_seconds_total"] == 30.5 and manifest["git_revisions"] == ["r1"]

@@ -61,6 +61,7 @@ def test_smoke_transform_keeps_the_protocol_and_marks_the_config():
     assert config_hash(RunConfig()) == config_hash(RunConfig(smoke=False))
 
 
+@pytest.mark.slow  # about 2 min on 2 cores; .ci/run also runs this smoke as the README's command
 def test_smoke_of_the_paper_preset_on_tiny_standins(tmp_path):
     """The paper preset end to end: 12 datasets through their real loaders, 3 stages, 2 methods."""
     _check_rows(_smoke(tmp_path, "paper_continual"), "paper_continual")

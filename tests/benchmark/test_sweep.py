@@ -3,6 +3,7 @@ cell, selection on val that test numbers cannot move, and bad input."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmark.reporting.leaderboard_build import CAPTIONS
 from benchmark.run.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -241,7 +243,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, model_cache, cap
     assert not results.exists()
 
 
-def test_a_plain_merge_removes_the_last_selection_and_publish_copies_the_sweep_as_run(grid, tmp_path):
+def test_a_plain_merge_removes_the_last_selection_and_publish_copies_the_sweep_as_run(grid, tmp_path, capsys):
     from benchmark.reporting.publish import main as publish_main
 
     path, out = grid
@@ -253,10 +255,19 @@ def test_a_plain_merge_removes_the_last_selection_and_publish_copies_the_sweep_a
     doc = yaml.safe_load(path.read_text())
     doc.pop("select")
     plain.write_text(yaml.safe_dump(doc))
+    capsys.readouterr()
     assert sweep(plain, "--results-dir", str(copy), "--merge-only") == 0
+    # the merge prints what `python -m benchmark.reporting.leaderboard` prints: the table, then the differences
+    out = capsys.readouterr().out
+    assert CAPTIONS["task_incremental"] in out and "paired differences with l2sp[l2sp.alpha=" in out, out
+    assert out.index("paired differences") < out.index("wrote ") and out.count("l2sp[l2sp.alpha=100]") >= 2
     left = {p.name for p in (copy / "grid").iterdir()}
     assert not left & {"selection.csv", "selection.md", "selected_sweep.yaml", "selected_config.yaml"}, left
     assert (copy / "grid" / "sweep.yaml").read_text() == plain.read_text()  # the sweep file as run, kept
+    # publish refuses work no commit describes; a developer's checkout may hold uncommitted changes
+    for manifest in (copy / "grid" / "cells").glob("*/manifest.json"):
+        doc = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**doc, "git_revision": "0123abc"}))
     assert publish_main([str(copy / "grid"), str(tmp_path / "pub")]) == 0
     assert (tmp_path / "pub" / "sweep.yaml").read_text() == plain.read_text()
 
