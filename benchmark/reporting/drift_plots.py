@@ -96,7 +96,7 @@ def plot_cka_heatmaps(df: pd.DataFrame, out_dir: Path) -> list[Path]:
             f"(* = eval-only, never trained; mean of {seeds} seed(s); 1 = unchanged)",
             fontsize=9,
         )
-        paths += _save(fig, out_dir, f"drift_cka_{safe_name(str(method))}")
+        paths += _save(fig, out_dir, f"drift_cka_{safe_name(str(method))}", tight=False)  # laid out in inches
     return paths
 
 
@@ -142,7 +142,7 @@ def plot_last_stage_panels(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         "band = mean ± std over seeds",
         fontsize=9,
     )
-    return _save(fig, out_dir, "drift_last_stage")
+    return _save(fig, out_dir, "drift_last_stage", tight=False)
 
 
 def plot_feature_drift(run_dir: Path) -> list[Path]:

@@ -169,11 +169,14 @@ def _labels(df: pd.DataFrame) -> tuple[list[str], list[str], list[str], int]:
 # ---------------------------------------------------------------- drawing helpers
 
 
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Save the figure as PNG and SVG (atomically), close it, and return both paths."""
+def _save(fig: Figure, out_dir: Path, stem: str, tight: bool = True) -> list[Path]:
+    """Save the figure as PNG and SVG (atomically), close it, and return both paths.
+    ``tight``: crop to the drawn content, which draws the figure twice per file; a figure
+    laid out in fixed inches (the drift figures) is saved as laid out, in about 2/3 of the time."""
     png, svg = Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.svg"
-    _save_as(fig, png, dpi=PNG_DPI)
-    _save_as(fig, svg, metadata={"Date": None})  # no date: a redraw of the same CSV gives the same file
+    crop = {"bbox_inches": "tight"} if tight else {}
+    _save_as(fig, png, dpi=PNG_DPI, **crop)
+    _save_as(fig, svg, metadata={"Date": None}, **crop)  # no date: a redraw of the same CSV gives the same file
     return [png, svg]
 
 
@@ -184,7 +187,7 @@ def _save_as(fig: Figure, path: Path, **options: object) -> None:
     with matplotlib.rc_context({"svg.hashsalt": "ldifs-bench"}):
         atomic_write(
             path,
-            lambda stream: fig.savefig(stream, format=path.suffix[1:], bbox_inches="tight", **options),  # type: ignore[arg-type]
+            lambda stream: fig.savefig(stream, format=path.suffix[1:], **options),  # type: ignore[arg-type]
             binary=True,
         )
 

@@ -61,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--loggers", help="Avalanche loggers (training loss, per-stage accuracies, summary): tensorboard,csv,wandb,text"
     )
     p.add_argument("--sweep", help="a sweep file (base + grid): run every cell, merge, select (docs/sweeps.md)")
-    p.add_argument("--launcher", help="where sweep cells run: local (default) or slurm (--slurm.partition P ...)")
+    p.add_argument(
+        "--launcher",
+        help="where sweep cells (or, without a sweep, the run) run: local (default) or slurm (--slurm.partition P ...)",
+    )
     p.add_argument("--workers", type=int, help="sweep: parallel local workers (default: one per GPU, else 1)")
     p.add_argument("--shard", help="sweep: run only shard i of n (i/n, cells in config-hash order)")
     p.add_argument(

@@ -173,15 +173,31 @@ def test_two_processes_equal_one(one_process, tmp_path):
     assert len(index) == 1 and index.status[0] == "complete"
 
 
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (Linux /proc)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                pids.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            pass  # a process that ended while we looked
+    return pids
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_two_processes_resume_after_a_kill(one_process, tmp_path):
     one, cache = one_process
-    proc = subprocess.Popen(_command(tmp_path, cache, 2), cwd=REPO, start_new_session=True, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_command(tmp_path, cache, 2), cwd=REPO, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not glob.glob(str(tmp_path / ".micro-*.partial/checkpoints/finetune__seed0.pt")) and proc.poll() is None:
         assert time.time() < deadline, "no stage checkpoint appeared"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both processes, one stage in
+    workers = _children(proc.pid)  # torchrun starts each in a session of its own: killed one by one
+    assert len(workers) == 2
+    for pid in [*workers, proc.pid]:
+        os.kill(pid, signal.SIGKILL)  # one stage in, as a node failure would
     proc.wait()
     two = _run(tmp_path, cache, 2)
     assert "resuming after stage" in (two / "run.log").read_text()

@@ -66,4 +66,6 @@ def test_auto_drops_the_groups_probes_and_changes_no_other_number():
     summary = summarise(auto.assign(status="ok")).set_index(["method", "kind"])
     assert {"inc_avg", "inc_last", "delta_final_untrained"} <= set(summary.columns)
     assert not pd.isna(summary.loc[("replay", "head"), "inc_last"])
-    assert not pd.isna(summary.loc[("replay", "lp"), "delta_final_untrained"])
+    assert not pd.isna(summary.loc[("replay", "lp"), "delta_final_untrained"])  # dLP, on the eval-only task
+    lp = summary.loc[("replay", "lp")]  # what reads a group's probe is empty (docs/class_incremental.md)
+    assert lp[["avg_acc_final", "inc_avg", "inc_last", "forgetting_if", "delta_mean_untrained"]].isna().all()
