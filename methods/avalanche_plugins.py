@@ -21,7 +21,7 @@ ViT and ResNet towers, on the CPU and on CUDA (bf16 autocast, fused AdamW):
 | plugin | status | notes |
 | --- | --- | --- |
 | EWCPlugin | registered ``ewc`` | Fisher pass over the stage's raw data after each stage (through the pre-hook, in fp32); penalty from stage 2 |
-| LwFPlugin | registered ``lwf`` | distils every previous head (all-heads forward of the model and of a frozen copy); needs task-aware experience datasets (``task_set``), which ``benchmark.run.scheduler.make_stream`` builds |
+| LwFPlugin | registered ``lwf`` | distils every previous head (all-heads forward of the model and of a frozen copy); needs task-aware experience datasets (``task_set``), which ``benchmark.loop.scheduler.make_stream`` builds |
 | ReplayPlugin | registered ``replay`` | swaps the engine's loader for its ReplayDataLoader (per-sample Python collation, CPU tensors moved by the engine); mixed-task batches padded |
 | SynapticIntelligencePlugin | registered ``si`` | path integral over every step; keeps CPU copies of every parameter and refreshes them twice a step, so slow on large towers |
 | MASPlugin | registered ``mas`` | importance pass like EWC's |

@@ -84,7 +84,7 @@ class TaskContext:
     image_size: Optional[int] = None
     # Limits draw per class, keeping each class's share of the split (where the source knows
     # its labels before decoding): a class-incremental dataset's groups then hold the split's
-    # proportions (benchmark/run/class_incremental.py). Off: one uniform draw, as always.
+    # proportions (benchmark/loop/seen_classes.py). Off: one uniform draw, as always.
     stratified: bool = False
 
 

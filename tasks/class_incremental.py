@@ -98,7 +98,7 @@ class ClassGroup(Task):
     offset: int = 0  # position of the group's first class in the head over all seen classes
     classes: list[int] = field(default_factory=list)  # the dataset's class indices, in group order
     # split -> how many times a per-group limit the group may use: steps x the group's share
-    # of the loaded split (benchmark/run/class_incremental.py, group_limit); empty: the limit
+    # of the loaded split (benchmark/loop/seen_classes.py, group_limit); empty: the limit
     limit_scale: dict[str, float] = field(default_factory=dict)
 
 

@@ -176,3 +176,21 @@ def test_the_reproducibility_page_states_what_the_host_files_show():
         row = next(line for line in page.splitlines() if line.startswith(host))
         means = _headline_means(frame)
         assert f"| {means['finetune']} | {means['ldifs']} |" in row, (host, means)
+
+
+def test_the_readme_drift_sentence_is_the_published_runs():
+    """README's per-layer CKA numbers are those of docs/reference/embedded-default's feature_drift.csv."""
+    import pandas as pd
+
+    drift = pd.read_csv(ROOT / "docs/reference/embedded-default/feature_drift.csv")
+    cka = drift[(drift.measure == "cka_pretrained") & drift.eval_task.isin(["textures", "colours"])]
+    by_stage = cka.groupby(["method", "stage", "layer"]).value.mean()
+    last = int(cka.stage.max())
+    text = " ".join((ROOT / "README.md").read_text().split())
+    ft, ld = (lambda layer, m="finetune": by_stage[(m, last, layer)]), (lambda layer: by_stage[("ldifs", last, layer)])
+    expected = (
+        f"fine-tuning's features keep a CKA of {ft('stem'):.2f} to the pre-trained ones at the stem and "
+        f"{ft('layer4'):.2f} at the last block; LDIFS keeps {ld('stem'):.2f} and {ld('layer4'):.2f}. "
+        f"Fine-tuning moves the last block first ({by_stage[('finetune', 1, 'layer4')]:.2f} after stage 1)"
+    )
+    assert expected in text

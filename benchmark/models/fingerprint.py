@@ -1,5 +1,5 @@
 """Bit-level hashes of a model's first computations (weights, preprocessing, a forward,
-three AdamW steps): the part of ``python -m benchmark.run.fingerprint`` that every CPU run
+three AdamW steps): the part of ``python -m benchmark.tools.fingerprint`` that every CPU run
 also records in its manifest (``cpu_fingerprint``). Two hosts whose lines agree computed
 those steps bit for bit alike."""
 

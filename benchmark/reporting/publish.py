@@ -250,7 +250,9 @@ def _draw_figures(run_dir: Path, plot_dir: Path) -> None:
     try:
         board = pd.read_csv(run_dir / "leaderboard.csv")
         df = table.load_long_csv(run_dir / "accuracy_long.csv")
-        df = df[df["method"].isin(set(board["method"]))]
+        labels = {str(m) for m in board["method"]}
+        # a run's board labels a method by the setting it ran (ldifs[alpha=100]); its CSV by name
+        df = df[df["method"].isin(labels | {m.split("[", 1)[0] for m in labels})]
     except (ValueError, KeyError) as e:
         raise UserError(f"{run_dir}: cannot read its leaderboard.csv or accuracy_long.csv ({e})") from None
     plot_dir.mkdir()

@@ -19,10 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("benchmark.reporting.leaderboard", "merge run folders into one leaderboard"),
     "publish": ("benchmark.reporting.publish", "publish a run or merged sweep as the committed reference results"),
     "criterion": ("benchmark.reporting.criterion", "the embedded default's headline criterion, on a run"),
-    "gpu-check": ("benchmark.run.gpu_check", "the suite's GPU self-check on this card"),
-    "perf": ("benchmark.run.perf", "step time: a bare PyTorch loop against the suite's engine"),
+    "gpu-check": ("benchmark.tools.gpu_check", "the suite's GPU self-check on this card"),
+    "perf": ("benchmark.tools.perf", "step time: a bare PyTorch loop against the suite's engine"),
     "pretrain": ("benchmark.models.pretrain", "contrastive pretraining of the embedded tiny CLIP"),
-    "fingerprint": ("benchmark.run.fingerprint", "bit-level hashes of the first computations, to diff two hosts"),
+    "fingerprint": ("benchmark.tools.fingerprint", "bit-level hashes of the first computations, to diff two hosts"),
 }
 
 

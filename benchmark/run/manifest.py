@@ -12,10 +12,10 @@ from typing import Optional
 from benchmark import distributed
 from benchmark.determinism import cpu_kernels_in_force
 from benchmark.files import atomic_text, folder_bytes
+from benchmark.loop.scheduler import MethodResult, RunSetup
+from benchmark.provenance import device_name, git_revision, versions
 from benchmark.run.plan_record import manifest_record
 from benchmark.run.plugins import plugin_records
-from benchmark.run.provenance import device_name, git_revision, versions
-from benchmark.run.scheduler import MethodResult, RunSetup
 
 
 def cpu_fingerprint(setup: RunSetup) -> Optional[str]:
@@ -45,11 +45,11 @@ def write_manifest(
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "cpu_kernels": cpu_kernels_in_force(),  # the instruction set torch's CPU kernels ran (docs/reproducibility.md)
-        # sha of `python -m benchmark.run.fingerprint`'s quick lines for this model: equal on two
+        # sha of `python -m benchmark.tools.fingerprint`'s quick lines for this model: equal on two
         # hosts when their first computations are bit-equal (CPU runs only)
         "cpu_fingerprint": cpu_fingerprint(setup),
         "model": setup.bundle.source,
-        # sha256 of the state_dict the run started from (benchmark.models.loading.weights_digest)
+        # sha256 of the state_dict the run started from (benchmark.models.clip_loading.weights_digest)
         "model_weights_sha256": setup.bundle.weights_sha256,
         "tasks": {
             n: {"source": t.source, "train": len(t.train), "test": len(t.test), "classes": t.num_classes}

@@ -243,7 +243,7 @@ def _architecture(cfg: RunConfig, device: torch.device) -> tuple[torch.nn.Module
 
         arch = suite_model_config(cfg.model.name)
         return CLIP(**arch).visual.to(device), int(arch["vision_cfg"]["image_size"])
-    from benchmark.models.loading import load_clip
+    from benchmark.models.clip_loading import load_clip
 
     bundle = load_clip(replace(cfg.model, pretrained="none"), device, progress=False)
     return bundle.model.visual, bundle.image_size  # type: ignore[return-value]

@@ -23,7 +23,7 @@ from benchmark.errors import UserError
 from benchmark.files import atomic_text, atomic_write
 from benchmark.logs import run_log, setup_console
 from benchmark.models.architectures import has_batch_norm_tower
-from benchmark.models.loading import check_model_config
+from benchmark.models.clip_loading import check_model_config
 from benchmark.rows import COLUMNS, WrittenRow
 from benchmark.run.index import forget_run, record_run
 from benchmark.run.plugins import load_plugins, normalise
@@ -49,8 +49,8 @@ from tasks.declared import declarations, task_factory
 
 if TYPE_CHECKING:
     from benchmark.evaluation.tracker import EvalSet
-    from benchmark.models.loading import ClipBundle
-    from benchmark.run.scheduler import MethodResult, RunSetup
+    from benchmark.loop.scheduler import MethodResult, RunSetup
+    from benchmark.models.clip_loading import ClipBundle
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
     declared = declarations(sequence.declared, sequence.path, cfg.tasks)
     for task in sequence.loaded_tasks:
         task_factory(task, declared)
-    from benchmark.run.class_incremental import check_scenario
+    from benchmark.loop.seen_classes import check_scenario
 
     for spec in cfg.methods:  # before any model or data: a method that cannot run this scenario
         check_scenario(spec, sequence)
@@ -164,10 +164,10 @@ def _check_writable(folder: Path) -> None:
 
 def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
     from benchmark.evaluation.tracker import Tracker, probed_tasks
-    from benchmark.models.loading import load_clip
+    from benchmark.loop.scheduler import RunSetup
+    from benchmark.loop.seen_classes import dataset_context, split_into_groups
+    from benchmark.models.clip_loading import load_clip
     from benchmark.models.preprocess import BatchPreprocess
-    from benchmark.run.class_incremental import dataset_context, split_into_groups
-    from benchmark.run.scheduler import RunSetup
     from tasks.base import with_prompts
 
     if cfg.threads:
@@ -205,7 +205,7 @@ def _load_limit(cfg: RunConfig):
 def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.device) -> EvalSet:
     from benchmark.evaluation.heads import zeroshot_weights
     from benchmark.evaluation.tracker import EvalSet
-    from benchmark.run.class_incremental import group_limit
+    from benchmark.loop.seen_classes import group_limit
 
     probe = task.train.subset(group_limit(cfg.eval.lp_train_limit, task, "train"), seed=1)
     test = task.test.subset(group_limit(cfg.eval.test_limit, task, "test"), seed=2)
@@ -323,8 +323,8 @@ def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, ke
 
 
 def _run_stages(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool, announce: str) -> None:
-    from benchmark.run.checkpoints import StageCheckpoints
-    from benchmark.run.scheduler import run_method
+    from benchmark.loop.checkpoints import StageCheckpoints
+    from benchmark.loop.scheduler import run_method
 
     started = time.time()
     writer = distributed.is_writer()

@@ -248,8 +248,8 @@ def _is_list_key(key: str) -> bool:
 
 def _check_cell(cfg: RunConfig) -> None:
     """What runner.check_inputs checks, without creating the results folder."""
-    from benchmark.models.loading import check_model_config
-    from benchmark.run.class_incremental import check_scenario
+    from benchmark.loop.seen_classes import check_scenario
+    from benchmark.models.clip_loading import check_model_config
     from methods import build_method
     from tasks import TASKS, load_sequence
 

@@ -27,7 +27,7 @@ from benchmark.errors import UserError
 from benchmark.logs import progress
 from benchmark.models.augment import rrc_boxes
 from benchmark.models.classifier import ClipClassifier
-from benchmark.models.loading import ClipBundle
+from benchmark.models.clip_loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess, bf16_autocast, resolve_precision
 from benchmark.training.losses import task_cross_entropy
 from tasks import Task

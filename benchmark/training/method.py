@@ -23,7 +23,7 @@ from benchmark.registry import Registry
 if TYPE_CHECKING:  # these import Avalanche: only type checkers follow them
     from benchmark.config import TrainConfig
     from benchmark.models.classifier import ClipClassifier
-    from benchmark.models.loading import ClipBundle
+    from benchmark.models.clip_loading import ClipBundle
     from benchmark.models.preprocess import BatchPreprocess
     from tasks import Split, Task
 
@@ -152,7 +152,7 @@ class Method(PluginHooks):
     # ``compose_check`` refuses that composition.
     needs_encoder_training: ClassVar[bool] = False
 
-    # ---- what the continual loop asks (benchmark/run/scheduler.py)
+    # ---- what the continual loop asks (benchmark/loop/scheduler.py)
     @classmethod
     def refuse(cls, scenario: str) -> Optional[str]:
         """Why this method cannot run ``scenario`` (``"task_incremental"`` or

@@ -8,10 +8,10 @@ import torch
 
 from benchmark.errors import UserError
 from benchmark.evaluation.heads import ShiftedHead, accuracy
+from benchmark.loop.seen_classes import check_scenario, set_group_rows
 from benchmark.models.classifier import ClipClassifier
 from benchmark.reporting import metrics
 from benchmark.reporting.reports import summarise
-from benchmark.run.class_incremental import check_scenario, set_group_rows
 from tasks import Split, load_sequence
 from tasks.class_incremental import ClassGroup
 

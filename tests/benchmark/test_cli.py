@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from benchmark.config import dump_yaml
-from benchmark.models.loading import load_clip, weights_digest
+from benchmark.models.clip_loading import load_clip, weights_digest
 from benchmark.run.index import read_index
 from run_benchmark import main
 
@@ -133,9 +133,9 @@ def test_end_to_end_micro_run(micro_cfg, tmp_path, capsys):
     started_from = load_clip(micro_cfg.model, torch.device("cpu")).model  # the cached suite model
     assert manifest["model_weights_sha256"] == weights_digest(started_from)
     assert manifest["cpu_kernels"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    # the fingerprint of the model the run started from, as `python -m benchmark.run.fingerprint` digests it
+    # the fingerprint of the model the run started from, as `python -m benchmark.tools.fingerprint` digests it
     from benchmark.models.preprocess import BatchPreprocess
-    from benchmark.run.fingerprint import digest, header, quick_lines
+    from benchmark.tools.fingerprint import digest, header, quick_lines
 
     with torch.no_grad():
         prep = BatchPreprocess(32, (0.5,) * 3, (0.25,) * 3)

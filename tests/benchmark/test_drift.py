@@ -23,8 +23,8 @@ from benchmark.rundir import FEATURE_DRIFT_CSV, PLOTS_DIR
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "methods"))
 from methods_testkit import Spy, micro_setup, run, single_thread  # noqa: E402
 
-from benchmark.run import scheduler  # noqa: E402
-from benchmark.run.checkpoints import StageCheckpoints  # noqa: E402
+from benchmark.loop import scheduler  # noqa: E402
+from benchmark.loop.checkpoints import StageCheckpoints  # noqa: E402
 from methods import METHODS  # noqa: E402
 
 # ---------------------------------------------------------------- linear CKA

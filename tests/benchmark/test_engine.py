@@ -3,7 +3,7 @@
 import torch
 from avalanche.logging import CSVLogger
 
-from benchmark.run.scheduler import make_stream
+from benchmark.loop.scheduler import make_stream
 from benchmark.training.engine import DeviceBatchLoader, _tensors_of, make_evaluator
 from tasks.base import Split, Task
 

@@ -1,4 +1,4 @@
-"""python -m benchmark.run.fingerprint: bit-level hashes that are the same for the same
+"""python -m benchmark.tools.fingerprint: bit-level hashes that are the same for the same
 computation, change when a bit changes, and a command with the suite's discipline."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmark.models.preprocess import BatchPreprocess
-from benchmark.run import fingerprint
+from benchmark.tools import fingerprint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "methods"))
 from methods_testkit import tiny_clip  # noqa: E402

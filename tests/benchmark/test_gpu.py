@@ -20,7 +20,7 @@ def test_micro_run_on_cuda(micro_cfg):
 
 
 def test_perf_runs_on_cuda(capsys):
-    from benchmark.run.perf import main
+    from benchmark.tools.perf import main
 
     assert main(["--device", "cuda", "--steps", "4", "--repeats", "1", "--batch-size", "32"]) == 0
     assert "ldifs_vs_finetune_time" in capsys.readouterr().out

@@ -4,7 +4,7 @@ and the precision-floor measurement on a tiny tower."""
 import pytest
 import torch
 
-from benchmark.run import gpu_check
+from benchmark.tools import gpu_check
 
 
 def test_dry_run_prints_the_plan(capsys):

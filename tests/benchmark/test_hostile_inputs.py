@@ -243,7 +243,7 @@ def _disk_full(*_args, **_kwargs):
 
 
 def _hub_unreachable(monkeypatch, tmp_path):
-    import benchmark.models.loading as loading
+    import benchmark.models.clip_loading as loading
 
     monkeypatch.setattr(loading, "_reachable", lambda *a, **k: False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))

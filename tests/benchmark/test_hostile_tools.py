@@ -21,8 +21,8 @@ from test_hostile_inputs import assert_one_line, changed_outside, snapshot
 from benchmark.errors import UserError, command
 from benchmark.models import pretrain
 from benchmark.reporting import criterion
-from benchmark.run import gpu_check
 from benchmark.run.index import INDEX_CSV, read_index, record_run
+from benchmark.tools import gpu_check
 
 
 def _file(path: Path, text: str = "mine\n") -> Path:
@@ -229,7 +229,7 @@ def test_gpu_check_rewrites_its_own_reports_and_nothing_else(tmp_path, capsys, m
 
 
 def test_gpu_check_precisions_are_perfs_amp_choices():
-    from benchmark.run.perf import AMP_CHOICES
+    from benchmark.tools.perf import AMP_CHOICES
 
     assert gpu_check.PRECISIONS == AMP_CHOICES
 
@@ -451,7 +451,8 @@ def test_a_registered_name_with_a_control_character_is_refused():
 
 def _mains() -> list[tuple[str, Callable]]:
     from benchmark.reporting import coverage, leaderboard, leaderboard_latex, publish, reports
-    from benchmark.run import cli, perf
+    from benchmark.run import cli
+    from benchmark.tools import perf
 
     return [
         ("run_benchmark", cli.main),

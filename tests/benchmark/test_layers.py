@@ -26,8 +26,10 @@ ALLOWED = {
     "training": {"kernel", "tasks", "models", "training"},
     "evaluation": {"kernel", "tasks", "models", "evaluation"},
     "methods": {"kernel", "tasks", "models", "training", "evaluation", "methods"},
-    "run": {"kernel", "tasks", "models", "training", "evaluation", "methods", "reporting", "run"},
-    "api": {"kernel", "tasks", "models", "training", "evaluation", "methods", "reporting", "run"},
+    "loop": {"kernel", "tasks", "models", "training", "evaluation", "methods", "reporting", "loop"},
+    "run": {"kernel", "tasks", "models", "training", "evaluation", "methods", "reporting", "loop", "run"},
+    "tools": {"kernel", "tasks", "models", "training", "evaluation", "methods", "reporting", "loop", "run", "tools"},
+    "api": {"kernel", "tasks", "models", "training", "evaluation", "methods", "reporting", "loop", "run"},
 }
 
 
@@ -37,7 +39,7 @@ def layer_of(module: str) -> str:
         return parts[0]
     if module == "benchmark":
         return "api"
-    if parts[1] in ("models", "training", "evaluation", "run", "reporting"):
+    if parts[1] in ("models", "training", "evaluation", "loop", "run", "tools", "reporting"):
         return parts[1]
     return "kernel"
 

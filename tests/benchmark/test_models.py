@@ -8,7 +8,7 @@ import torch
 
 from benchmark.config import ModelConfig
 from benchmark.errors import UserError
-from benchmark.models.loading import load_clip
+from benchmark.models.clip_loading import load_clip
 from benchmark.models.preprocess import BatchPreprocess
 
 TINY = {
@@ -82,7 +82,7 @@ ACTIVATION_PAIRS = [
 def test_the_activation_a_tag_was_trained_with_is_the_one_built(name, tag):
     from open_clip.pretrained import get_pretrained_cfg
 
-    from benchmark.models.loading import activation_kwargs, tag_activation
+    from benchmark.models.clip_loading import activation_kwargs, tag_activation
 
     wanted = bool(get_pretrained_cfg(name, tag).get("quick_gelu", False))
     assert tag_activation(name, tag) is wanted
@@ -95,7 +95,7 @@ def test_the_activation_a_tag_was_trained_with_is_the_one_built(name, tag):
 def test_every_registered_tag_resolves_to_its_own_activation():
     from open_clip.pretrained import get_pretrained_cfg
 
-    from benchmark.models.loading import tag_activation
+    from benchmark.models.clip_loading import tag_activation
 
     for name, tag in open_clip.list_pretrained():
         if name.endswith("-quickgelu") and not get_pretrained_cfg(name, tag).get("quick_gelu", False):
@@ -111,7 +111,7 @@ def test_an_explicit_activation_the_weights_were_not_trained_with_is_refused():
 
 
 def test_files_and_random_weights_keep_the_architecture_activation(tmp_path):
-    from benchmark.models.loading import tag_activation
+    from benchmark.models.clip_loading import tag_activation
 
     assert tag_activation("ViT-B-32", None) is None
     assert tag_activation("ViT-B-32", str(tmp_path / "ckpt.pt")) is None
@@ -119,7 +119,7 @@ def test_files_and_random_weights_keep_the_architecture_activation(tmp_path):
 
 
 def test_weights_digest_names_the_weights_not_their_layout():
-    from benchmark.models.loading import weights_digest
+    from benchmark.models.clip_loading import weights_digest
 
     model = open_clip.CLIP(**TINY)
     digest = weights_digest(model)
@@ -130,7 +130,7 @@ def test_weights_digest_names_the_weights_not_their_layout():
 
 
 def test_the_bundle_records_the_digest_of_what_it_loaded(tmp_path):
-    from benchmark.models.loading import weights_digest
+    from benchmark.models.clip_loading import weights_digest
 
     model = open_clip.CLIP(**TINY)
     (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY}))

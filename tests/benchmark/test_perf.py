@@ -2,7 +2,7 @@
 
 import json
 
-from benchmark.run.perf import main
+from benchmark.tools.perf import main
 
 
 def test_perf_times_ldifs_with_and_without_reused_taps(capsys):

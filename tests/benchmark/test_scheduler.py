@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from benchmark.loop.scheduler import make_stream, run_method
 from benchmark.run.runner import check_inputs, prepare
-from benchmark.run.scheduler import make_stream, run_method
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import types
 
 from test_leaderboard import seed_rows
 
-from benchmark.run.tracking import log_accuracy_matrices
+from benchmark.loop.tracking import log_accuracy_matrices
 from benchmark.training.wandb_logger import OfflineWandBLogger
 
 

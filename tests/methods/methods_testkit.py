@@ -1,6 +1,6 @@
 """A seconds-long world for method tests: a tiny random open_clip CLIP (ViT or ResNet image
 tower), two random uint8 tasks, and a RunSetup around them, so that methods run through the real scheduler and
-engine (benchmark.run.scheduler.run_method) without loading weights or data.
+engine (benchmark.loop.scheduler.run_method) without loading weights or data.
 
 Not a conftest: tests import what they use from here.
 """
@@ -19,9 +19,9 @@ import torch.nn as nn
 from benchmark.config import EvalConfig, RunConfig, TrainConfig
 from benchmark.evaluation.heads import zeroshot_weights
 from benchmark.evaluation.tracker import EvalSet, Tracker
-from benchmark.models.loading import ClipBundle
+from benchmark.loop.scheduler import MethodResult, RunSetup, run_method
+from benchmark.models.clip_loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
-from benchmark.run.scheduler import MethodResult, RunSetup, run_method
 from methods import Method, build_method
 from tasks import Split, Task
 from tasks.class_incremental import ClassIncremental, group_tasks

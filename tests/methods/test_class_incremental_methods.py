@@ -8,7 +8,7 @@ from methods_testkit import Spy, micro_setup, run
 
 from benchmark.errors import UserError
 from benchmark.evaluation.heads import accuracy
-from benchmark.run.class_incremental import check_scenario
+from benchmark.loop.seen_classes import check_scenario
 from methods import METHODS
 
 

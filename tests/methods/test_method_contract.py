@@ -36,7 +36,7 @@ class Recording(Method):
 def test_the_loop_calls_hooks_and_reads_no_data_of_a_method(class_incremental):
     recording = Recording()
     setup = micro_setup(class_incremental=class_incremental)
-    from benchmark.run.scheduler import run_method
+    from benchmark.loop.scheduler import run_method
 
     stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0)
     result = run_method(setup, "finetune", 0, stage0, plugins=[recording])

@@ -8,8 +8,8 @@ import shutil
 import pytest
 from methods_testkit import micro_setup, single_thread
 
-from benchmark.run import scheduler
-from benchmark.run.checkpoints import StageCheckpoints
+from benchmark.loop import scheduler
+from benchmark.loop.checkpoints import StageCheckpoints
 from methods import METHODS
 
 TRAINING_METHODS = [n for n in METHODS.names() if METHODS.get(n)().trains()]

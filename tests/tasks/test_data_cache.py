@@ -192,7 +192,7 @@ import resource, sys, numpy as np, torch
 from pathlib import Path
 from tasks.base import Split, Task
 from tasks.cache import cached_arrays
-from benchmark.run.scheduler import make_stream
+from benchmark.loop.scheduler import make_stream
 from benchmark.training.engine import DeviceBatchLoader
 torch.set_num_threads(1)
 cache, n, size = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])

@@ -552,7 +552,7 @@ def test_disk_full_while_saving_a_checkpoint_is_one_line_and_the_resume_is_exact
 ):
     """torch.save reports a full disk as a RuntimeError: one line, exit 2; the previous stage's
     checkpoint is intact and the rerun gives the numbers of an undisturbed run."""
-    import benchmark.run.checkpoints as checkpoints
+    import benchmark.loop.checkpoints as checkpoints
 
     seq = tmp_path / "seq.yaml"
     seq.write_text("stages: [shapes, digits]\n")
@@ -584,7 +584,7 @@ def test_disk_full_while_saving_a_checkpoint_is_one_line_and_the_resume_is_exact
 
 
 def test_checkpoint_write_failure_keeps_the_previous_file(tmp_path, monkeypatch):
-    import benchmark.run.checkpoints as checkpoints
+    import benchmark.loop.checkpoints as checkpoints
 
     store = checkpoints.StageCheckpoints(tmp_path, "finetune", 0)
     assert store.save(checkpoints.StageState(stage=1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.run.class_incremental import dataset_context, group_limit, split_into_groups
+from benchmark.loop.seen_classes import dataset_context, group_limit, split_into_groups
 from tasks import TaskContext
 from tasks.class_incremental import ClassIncremental
 from tasks.loading import ArraySource, TaskSpec, build_task, stratified_indices

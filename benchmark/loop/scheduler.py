@@ -17,13 +17,13 @@ from benchmark.errors import ForeignCheckpoint
 from benchmark.evaluation.drift import record_drift
 from benchmark.evaluation.stage_heads import StageHeads
 from benchmark.evaluation.tracker import Tracker
+from benchmark.loop import seen_classes as cil
+from benchmark.loop.checkpoints import StageCheckpoints, capture_stage, restore_stage, set_rng_state
+from benchmark.loop.tracking import log_stage_accuracies, log_summary
 from benchmark.models.classifier import ClipClassifier
-from benchmark.models.loading import ClipBundle
+from benchmark.models.clip_loading import ClipBundle
 from benchmark.models.preprocess import BatchPreprocess
 from benchmark.rows import AccuracyRow, Score, label_scores
-from benchmark.run import class_incremental as cil
-from benchmark.run.checkpoints import StageCheckpoints, capture_stage, restore_stage, set_rng_state
-from benchmark.run.tracking import log_stage_accuracies, log_summary
 from benchmark.rundir import safe_name
 from benchmark.training.engine import Engine, NonFiniteLoss
 from benchmark.training.method import HeadRows, RestoreContext

@@ -27,8 +27,8 @@ import torch
 from benchmark import distributed
 from benchmark.errors import ForeignCheckpoint, UserError
 from benchmark.files import atomic_write
+from benchmark.provenance import git_revision
 from benchmark.rows import AccuracyRow
-from benchmark.run.provenance import git_revision
 from benchmark.rundir import CHECKPOINTS_DIR
 from benchmark.training.method import RestoreContext
 
