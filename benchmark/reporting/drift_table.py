@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import UserError
+from benchmark.reporting.table import read_csv_with
 from benchmark.rundir import FEATURE_DRIFT_CSV, PLOTS_DIR
 
 DRIFT_COLUMNS = ("method", "seed", "stage", "trained_task", "eval_task", "layer", "measure", "value")
@@ -30,13 +31,7 @@ MEASURE_NAMES = {
 
 def load_drift_csv(path: Path) -> pd.DataFrame:
     """Read and check feature_drift.csv; every problem is a one-line UserError."""
-    try:
-        df = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
-    missing = [column for column in DRIFT_COLUMNS if column not in df.columns]
-    if missing:
-        raise UserError(f"{path} lacks columns {missing}; expected {list(DRIFT_COLUMNS)}")
+    df = read_csv_with(path, DRIFT_COLUMNS)
     unknown = sorted({str(m) for m in df["measure"]} - set(MEASURES))
     if unknown:
         raise UserError(f"{path} has unknown measures {unknown}; valid: {list(MEASURES)}")

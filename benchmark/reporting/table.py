@@ -120,16 +120,23 @@ def seeds_of(df: pd.DataFrame, method: str, kind: str) -> list[int]:
     return sorted(int(seed) for seed in pd.unique(rows["seed"]))
 
 
-def load_long_csv(csv_path: Path, split: str = "test") -> pd.DataFrame:
-    """Read and check the long CSV's rows of one split; every problem becomes a one-line
-    UserError. Reports read test (the default); only tuning tools ask for val."""
+def read_csv_with(csv_path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """A results CSV that holds ``columns``; an unreadable file or a missing column is a
+    one-line UserError naming the file."""
     try:
         df = pd.read_csv(csv_path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read {csv_path}: {error}") from None
-    missing = [column for column in LONG_COLUMNS if column not in df.columns]
+    missing = [column for column in columns if column not in df.columns]
     if missing:
-        raise UserError(f"{csv_path} lacks columns {missing}; expected {list(LONG_COLUMNS)}")
+        raise UserError(f"{csv_path} lacks columns {missing}; expected {list(columns)}")
+    return df
+
+
+def load_long_csv(csv_path: Path, split: str = "test") -> pd.DataFrame:
+    """Read and check the long CSV's rows of one split; every problem becomes a one-line
+    UserError. Reports read test (the default); only tuning tools ask for val."""
+    df = read_csv_with(csv_path, LONG_COLUMNS)
     if "split" in df.columns:
         unknown_splits = sorted({str(split) for split in df["split"].dropna()} - set(SPLITS))
         if unknown_splits:

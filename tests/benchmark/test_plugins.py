@@ -157,6 +157,7 @@ def test_entry_point_group_is_discovered(tmp_path, monkeypatch, registered_here)
     assert record["path"] == str(tmp_path / f"{module}.py") and len(record["sha256"]) == 64
 
 
+@pytest.mark.slow  # kills and restarts worker processes: run by .ci/run's slow line
 def test_plugin_method_through_the_cli_composes_and_resumes_after_sigkill(micro_cfg, tmp_path):
     """The user's route end to end: a method in a file of their own folder, run with
     --plugins on the micro sequence, alone and with replay, SIGKILLed in stage 2 and resumed

@@ -28,6 +28,7 @@ def micro_finetune(cfg, results: Path):
     return cfg
 
 
+@pytest.mark.slow  # kills and restarts worker processes: run by .ci/run's slow line
 def test_sigkill_in_stage_2_then_rerun_matches_uninterrupted(micro_cfg, tmp_path):
     cfg = micro_finetune(micro_cfg, tmp_path / "killed")
     cfg_file = tmp_path / "cfg.yaml"

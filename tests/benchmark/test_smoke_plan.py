@@ -41,9 +41,13 @@ def _check_rows(run: Path, sequence: str) -> None:
     for method in ("finetune", "ldifs"):
         mine = rows[rows["method"] == method]
         assert sorted(set(mine["stage"])) == list(range(len(seq.stages) + 1))
+        # eval.lp_tasks=auto: class-incremental runs probe only their eval-only tasks (no CIL number reads a group's probe)
+        probed = set(seq.eval_only) if seq.class_incremental else evaluated
         for stage in range(len(seq.stages) + 1):
             at = mine[mine["stage"] == stage]
-            assert set(at["eval_task"]) == evaluated and set(at["kind"]) == {"head", "lp", "zs"}
+            assert set(at["eval_task"]) == evaluated
+            assert set(at[at["kind"] == "lp"]["eval_task"]) == probed
+            assert set(at["kind"]) == {"head", "zs"} | ({"lp"} if probed else set())
         assert mine["accuracy"].notna().all()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["smoke"] is True and manifest["runs"] and all(r["status"] == "ok" for r in manifest["runs"])

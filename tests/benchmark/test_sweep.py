@@ -76,6 +76,7 @@ def test_grid_runs_every_cell_and_merges(grid, capsys):
     assert chosen["methods"] == ["l2sp"] and chosen["hparams"]["l2sp"]["alpha"] in (0.01, 100.0)
 
 
+@pytest.mark.slow  # over 10 s: run by .ci/run's slow line
 def test_rerun_runs_only_missing_cells(grid, capsys):
     path, out = grid
     before = (out / "accuracy_long.csv").read_bytes()
@@ -92,6 +93,7 @@ def test_rerun_runs_only_missing_cells(grid, capsys):
     assert all(run["wall_seconds"] >= 0 and run["cells_failed"] == 0 for run in invocations)
 
 
+@pytest.mark.slow  # over 10 s: run by .ci/run's slow line
 def test_shards_merge_to_the_unsharded_csv(grid, tmp_path, capsys):
     path, out = grid
     results = tmp_path / "sharded"
@@ -119,6 +121,7 @@ def _checkpoint_written(results: Path):
     return lambda: bool(list((results / "grid" / "cells").glob(".*.partial/checkpoints/*.pt")))
 
 
+@pytest.mark.slow  # kills and restarts worker processes: run by .ci/run's slow line
 def test_killed_cell_resumes_from_its_stage_checkpoint(grid, tmp_path):
     path, out = grid
     results = tmp_path / "killed"
@@ -146,6 +149,7 @@ def _worker_pids(parent: int) -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # kills and restarts worker processes: run by .ci/run's slow line
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
 def test_workers_leave_with_a_killed_sweep(grid, tmp_path):
     path, _ = grid
@@ -166,6 +170,7 @@ def test_workers_leave_with_a_killed_sweep(grid, tmp_path):
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # kills and restarts worker processes: run by .ci/run's slow line
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_killed_worker_costs_no_cell(grid, tmp_path):
     """SIGKILL one pool worker mid-stage (as the out-of-memory killer would): the sweep starts

@@ -223,6 +223,7 @@ print(seen, len(feats), grown // 1024)
 """
 
 
+@pytest.mark.slow  # over 10 s: run by .ci/run's slow line
 def test_training_from_a_cache_larger_than_the_memory_allowance(tmp_path):
     """A 330 MB cache is built, trained on and evaluated with under 150 MB of resident growth."""
     n, size, allowance_mb = 2200, 224, 150
