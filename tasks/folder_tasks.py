@@ -255,7 +255,3 @@ def make_imagenet(ctx: TaskContext) -> Task:
     return folder_task(
         "imagenet", templates=prompts.templates, classnames=prompts.classnames, description=make_imagenet.__doc__
     )(ctx)
-
-
-# The former private names, still imported by tasks/tinyimagenet.py (to move to the public ones).
-_images_in, _source = images_in, decode_source

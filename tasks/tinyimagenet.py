@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmark.errors import UserError
 from tasks.base import Task, TaskContext, register_task
-from tasks.folder_tasks import _images_in, _source, class_folders
+from tasks.folder_tasks import class_folders, decode_source, images_in
 from tasks.loading import TaskSpec, build_task
 
 FOLDER = "tiny-imagenet-200"
@@ -89,7 +89,7 @@ def make_tinyimagenet(ctx: TaskContext) -> Task:
     if not (root / "train").is_dir():
         raise _missing(root, "no train folder")
     wnids = read_wnids(root)
-    train = [(p, i) for i, w in enumerate(wnids) for p in _images_in(root / "train" / w / "images", "tinyimagenet")]
+    train = [(p, i) for i, w in enumerate(wnids) for p in images_in(root / "train" / w / "images", "tinyimagenet")]
     spec = TaskSpec(
         "tinyimagenet",
         _names(root, wnids),
@@ -98,4 +98,4 @@ def make_tinyimagenet(ctx: TaskContext) -> Task:
         source=f"image folders at {root}",
     )
     test = _val_items(root, wnids)
-    return build_task(spec, ctx, _source(train, IMAGE_SIZE), _source(test, IMAGE_SIZE))
+    return build_task(spec, ctx, decode_source(train, IMAGE_SIZE), decode_source(test, IMAGE_SIZE))
