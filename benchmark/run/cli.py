@@ -65,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--launcher",
         help="where sweep cells (or, without a sweep, the run) run: local (default) or slurm (--slurm.partition P ...)",
     )
-    p.add_argument("--workers", type=int, help="sweep: parallel local workers (default: one per GPU, else 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="local processes: a sweep's cells (default: one per GPU, else 1), or a run's (method, seed) pairs "
+        "(default 1; the same rows when the config sets threads)",
+    )
     p.add_argument("--shard", help="sweep: run only shard i of n (i/n, cells in config-hash order)")
     p.add_argument(
         "--multirun",
@@ -310,14 +315,14 @@ def _main(argv: list[str]) -> int:
             raise UserError("--multirun and --sweep do not mix: put the grid in the sweep file's grid:")
         with once_per_command():
             return sweep_command(args, multirun_sweep(cfg, args.multirun, args.select))
-    sweep_flags = (args.launcher, args.shard, args.dry_run, args.merge_only, args.slurm, args.workers, args.select)
-    if args.launcher == "slurm" and not args.sweep and not any(sweep_flags[1:4] + sweep_flags[5:]):
+    sweep_flags = (args.launcher, args.shard, args.dry_run, args.merge_only, args.slurm, args.select)
+    if args.launcher == "slurm" and not args.sweep and not any(sweep_flags[1:4] + (args.workers, args.select)):
         from benchmark.reporting.summary import print_headline
         from benchmark.run.launchers import submit_run
 
         print_headline(submit_run(cfg, args.slurm, args.fresh, args.keep_checkpoints))  # one run, one job
         return 0
-    if args.sweep or any(sweep_flags):
+    if args.sweep or any(sweep_flags):  # --workers alone shares a plain run's pairs
         from benchmark.logs import once_per_command
         from benchmark.run.sweep_cli import sweep_command
 
@@ -327,7 +332,9 @@ def _main(argv: list[str]) -> int:
     from benchmark.run.runner import run
 
     command = shlex.join(["run_benchmark.py", *argv])  # for results/index.csv
-    run_dir = run(cfg, not args.quiet, args.fresh, args.keep_checkpoints, command=command)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers} must be >= 1")
+    run_dir = run(cfg, not args.quiet, args.fresh, args.keep_checkpoints, command=command, workers=args.workers or 1)
     from benchmark import distributed
 
     if distributed.is_writer():  # under torchrun, one headline

@@ -14,7 +14,6 @@ import os
 import queue
 import subprocess
 import threading
-import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -24,7 +23,7 @@ from typing import Any, Optional
 from benchmark.config import parse_scalar, to_dict
 from benchmark.errors import UserError
 from benchmark.logs import progress as progress_bar
-from benchmark.logs import quiet_warnings
+from benchmark.run.worker_process import exit_with_parent, quiet_libraries
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def run_cell(cfg_data: dict[str, Any], progress: bool = False) -> str:
     from benchmark.config import RunConfig, from_dict
     from benchmark.run.runner import run
 
-    _quiet_libraries()
+    quiet_libraries()
     try:
         run(from_dict(RunConfig, cfg_data), progress=progress)
         return ""
@@ -47,12 +46,6 @@ def run_cell(cfg_data: dict[str, Any], progress: bool = False) -> str:
     except Exception as e:  # a crashed cell must not take the others down; its traceback goes to stderr
         traceback.print_exc()
         return f"{type(e).__name__}: {e}"
-
-
-def _quiet_libraries() -> None:
-    """In a fresh worker, the library noise cli.main silences in the parent."""
-    quiet_warnings()
-    logging.getLogger().setLevel(logging.ERROR)
 
 
 def run_cells(
@@ -173,25 +166,17 @@ def _start_worker(gpu_queue, started) -> None:
     """Worker start: take one GPU for good (before CUDA initialises in this process), keep the
     queue that reports started cells, and leave with the sweep's process."""
     global _STARTED
-    _quiet_libraries()  # before anything a cell imports can warn
+    quiet_libraries()  # before anything a cell imports can warn
     gpu = gpu_queue.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     _STARTED = started
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
 def _run_pooled_cell(key: str, data: dict[str, Any]) -> str:
     _STARTED.put(key)
     return run_cell(data)
-
-
-def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
-    """A worker whose sweep process was killed (SIGTERM, SIGKILL, a job's end) would otherwise
-    run on, and keep its GPU, as an orphan; its cell resumes from its last stage checkpoint."""
-    while os.getppid() == parent:
-        time.sleep(every_s)
-    os._exit(1)
 
 
 def _drain(started) -> set[str]:
@@ -251,7 +236,7 @@ class RunJob:
         from benchmark.run.runner import run
 
         join_slurm_tasks()
-        _quiet_libraries()
+        quiet_libraries()
         return str(run(from_dict(RunConfig, cfg_data), progress=False, fresh=fresh, keep_checkpoints=keep))
 
     def checkpoint(self, cfg_data: dict[str, Any], fresh: bool, keep: bool):

@@ -29,7 +29,12 @@ def cpu_fingerprint(setup: RunSetup) -> Optional[str]:
 
 
 def write_manifest(
-    path: Path, setup: RunSetup, results: list[MethodResult], seconds: float, keep_checkpoints: bool = False
+    path: Path,
+    setup: RunSetup,
+    results: list[MethodResult],
+    seconds: float,
+    keep_checkpoints: bool = False,
+    workers: int = 1,
 ) -> None:
     cfg = setup.cfg
     manifest = {
@@ -59,6 +64,7 @@ def write_manifest(
         "scenario": "class_incremental" if setup.sequence.class_incremental else "task_incremental",
         "plugins": plugin_records(cfg.plugins),  # user code the run imported: path and sha256
         "wall_seconds": round(seconds, 2),
+        "workers": workers,  # local processes the (method, seed) pairs trained on (--workers)
         "plan": manifest_record(cfg, seconds),  # --plan's estimate of this config and how far off it was
         "runs": [
             {"method": r.method, "seed": r.seed, "status": r.status, "error": r.error, "stages": r.stages}

@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-import torch
-
 from benchmark import distributed
 from benchmark.config import RunConfig, config_hash, dump_yaml, validate
 from benchmark.determinism import check_cpu_capability
@@ -27,6 +25,7 @@ from benchmark.models.clip_loading import check_model_config
 from benchmark.rows import COLUMNS, WrittenRow
 from benchmark.run.index import forget_run, record_run
 from benchmark.run.plugins import load_plugins, normalise
+from benchmark.run.run_setup import prepare, read_stage0, resolve_device
 from benchmark.rundir import (
     AVALANCHE_LOGS,
     CHECKPOINTS_DIR,
@@ -43,45 +42,14 @@ from benchmark.rundir import (
 )
 from benchmark.training.loggers import check_logger_packages
 from methods import build_method
-from tasks import Sequence, Task, TaskContext, load_sequence
+from tasks import Sequence, load_sequence
 from tasks.cache import check_cache_dir, resolve_cache_dir
 from tasks.declared import declarations, task_factory
 
 if TYPE_CHECKING:
-    from benchmark.evaluation.tracker import EvalSet
     from benchmark.loop.scheduler import MethodResult, RunSetup
-    from benchmark.models.clip_loading import ClipBundle
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; valid choices: auto, cpu, cuda, cuda:N, mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available here; valid choices: auto, cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"device {name!r} requested but MPS is not available here; valid choices: auto, cpu")
-    return _device_of_this_process(name, device)
-
-
-def _device_of_this_process(name: str, device: torch.device) -> torch.device:
-    """Under torchrun, each process trains on the GPU of its local rank (``--device cuda``)."""
-    if not distributed.launched() or device.type == "cpu":
-        return device
-    if device.type != "cuda" or device.index is not None:
-        raise UserError(
-            f"device {name!r} under torchrun: each process takes the GPU of its LOCAL_RANK; valid choices: cuda, cpu, auto"
-        )
-    if distributed.cuda_index() >= torch.cuda.device_count():
-        raise UserError(f"LOCAL_RANK {distributed.local_rank()} has no GPU: {torch.cuda.device_count()} visible here")
-    return torch.device("cuda", distributed.cuda_index())
 
 
 def check_inputs(cfg: RunConfig) -> tuple[Sequence, RunDir]:
@@ -162,69 +130,13 @@ def _check_writable(folder: Path) -> None:
         raise UserError(f"results directory {str(folder)!r} cannot be written: {e.strerror}") from None
 
 
-def prepare(cfg: RunConfig, sequence: Sequence, progress: bool) -> RunSetup:
-    from benchmark.evaluation.tracker import Tracker, probed_tasks
-    from benchmark.loop.scheduler import RunSetup
-    from benchmark.loop.seen_classes import dataset_context, split_into_groups
-    from benchmark.models.clip_loading import load_clip
-    from benchmark.models.preprocess import BatchPreprocess
-    from tasks.base import with_prompts
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    bundle = load_clip(cfg.model, device, progress)
-    preprocess = BatchPreprocess(bundle.image_size, bundle.mean, bundle.std, cfg.train.resize)
-    ctx = TaskContext(
-        data_root=Path(cfg.data_root),
-        seed=0,
-        train_limit=_load_limit(cfg),
-        test_limit=cfg.eval.test_limit,
-        download=cfg.download,
-        data_cache=resolve_cache_dir(cfg.data_cache, cfg.model.cache_dir),
-        val="val" in cfg.eval.splits,
-        image_size=bundle.image_size,  # image-file tasks decode at the model's size
-    )
-    declared = declarations(sequence.declared, sequence.path, cfg.tasks)
-    tasks = {name: task_factory(name, declared)(dataset_context(ctx, sequence, name)) for name in sequence.loaded_tasks}
-    tasks = {name: with_prompts(task, cfg.prompts.templates, cfg.prompts.classnames) for name, task in tasks.items()}
-    if sequence.class_incremental:  # the dataset's classes in groups, one task per stage
-        tasks = split_into_groups(tasks, sequence)
-    sets = {name: _eval_set(task, bundle, cfg, device) for name, task in tasks.items()}
-    probed = probed_tasks(cfg.eval.lp_tasks, sequence)
-    tracker = Tracker(sets, cfg.eval, preprocess, device, progress, amp=cfg.train.amp, probed=probed)
-    return RunSetup(cfg, sequence, tasks, bundle, device, preprocess, tracker, progress)
-
-
-def _load_limit(cfg: RunConfig):
-    """Images per train split worth decoding: what fine-tuning or the probe will use."""
-    limits = (cfg.train.train_limit, cfg.eval.lp_train_limit)
-    return None if None in limits else max(limits)
-
-
-def _eval_set(task: Task, bundle: ClipBundle, cfg: RunConfig, device: torch.device) -> EvalSet:
-    from benchmark.evaluation.heads import zeroshot_weights
-    from benchmark.evaluation.tracker import EvalSet
-    from benchmark.loop.seen_classes import group_limit
-
-    probe = task.train.subset(group_limit(cfg.eval.lp_train_limit, task, "train"), seed=1)
-    test = task.test.subset(group_limit(cfg.eval.test_limit, task, "test"), seed=2)
-    zs = zeroshot_weights(bundle.model, bundle.tokenizer, task.prompts(), device)
-    es = EvalSet(task, probe.images, probe.labels, test.images, test.labels, zs)
-    # The validation split is scored when eval.splits asks, and picks the authors' probe's lr
-    # (eval.probe=authors) either way.
-    if ("val" in cfg.eval.splits or cfg.eval.probe == "authors") and task.val is not None:
-        val = task.val.subset(group_limit(cfg.eval.test_limit, task, "val"), seed=3)
-        es.val_images, es.val_labels = val.images, val.labels
-    return es
-
-
 def run(
     cfg: RunConfig,
     progress: bool = True,
     fresh: bool = False,
     keep_checkpoints: bool = False,
     command: Optional[str] = None,
+    workers: int = 1,
 ) -> Path:
     """Run the benchmark the config describes; return the finished results directory.
 
@@ -234,10 +146,14 @@ def run(
     that hold a run of this very config are ever replaced or removed (``RunDir.remove``).
 
     ``command`` (the command line's words): the run is listed in ``results/index.csv`` with
-    its status, and ``results/latest`` points at it once complete (``benchmark.run.index``)."""
+    its status, and ``results/latest`` points at it once complete (``benchmark.run.index``).
+
+    ``workers`` > 1: the (method, seed) pairs train in that many local processes, with the
+    numbers one process gives (``benchmark.run.pair_workers``)."""
     progress = progress and distributed.is_writer()  # one progress display: process 0's
     setup_console(quiet=not progress)
     sequence, rd = check_inputs(cfg)
+    _check_workers(workers, cfg)
     if distributed.launched():  # Avalanche makes loggers as it is imported, which it refuses on
         import avalanche.training  # noqa: F401  # processes other than 0 once a group exists
     distributed.init(cfg.device)  # a no-op unless torchrun (or SLURM tasks) started several processes
@@ -264,7 +180,7 @@ def run(
         try:
             with run_log(partial / RUN_LOG):
                 announce = f"{'resuming' if resuming else 'starting'} run {run_dir}"
-                _run_in(partial, cfg, sequence, progress, keep_checkpoints, announce)
+                _run_in(partial, cfg, sequence, progress, keep_checkpoints, announce, workers)
         except BaseException as error:
             if isinstance(error, UserError) and not any((partial / CHECKPOINTS_DIR).glob("*.pt")):
                 rd.remove(partial, digest)  # nothing worth resuming: leave no trace
@@ -290,7 +206,7 @@ def _follow(cfg: RunConfig, sequence: Sequence, keep: bool) -> Path:
     folder, complete = distributed.share(("", False))
     if complete:
         return Path(folder)
-    _run_in(Path(folder), cfg, sequence, False, keep, "")
+    _run_in(Path(folder), cfg, sequence, False, keep, "", 1)
     return Path(distributed.share(""))
 
 
@@ -315,14 +231,27 @@ def _index_entry(
     return entry
 
 
-def _run_in(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool, announce: str) -> None:
+def _check_workers(workers: int, cfg: RunConfig) -> None:
+    if workers < 1:
+        raise UserError(f"--workers {workers} must be >= 1")
+    if workers > 1 and distributed.launched():
+        raise UserError(
+            "--workers and torchrun do not mix: torchrun already shares each (method, seed) between processes"
+        )
+
+
+def _run_in(
+    folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool, announce: str, workers: int
+) -> None:
     from benchmark.models.preprocess import matmul_precision
 
     with matmul_precision(cfg.train.amp, resolve_device(cfg.device)):  # TF32 on or off for the run (train.amp)
-        _run_stages(folder, cfg, sequence, progress, keep, announce)
+        _run_stages(folder, cfg, sequence, progress, keep, announce, workers)
 
 
-def _run_stages(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool, announce: str) -> None:
+def _run_stages(
+    folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool, keep: bool, announce: str, workers: int
+) -> None:
     from benchmark.loop.checkpoints import StageCheckpoints
     from benchmark.loop.scheduler import run_method
 
@@ -336,18 +265,31 @@ def _run_stages(folder: Path, cfg: RunConfig, sequence: Sequence, progress: bool
         log.info(announce)  # after the model and data loaded: a missing dataset never names a folder it removes
         setup.log_dir = str(folder / AVALANCHE_LOGS)
     stage0_file = folder / STAGE0_JSON
-    stage0 = distributed.share(_read_stage0(stage0_file))  # process 0's answer: it wrote the file
+    stage0 = distributed.share(read_stage0(stage0_file))  # process 0's answer: it wrote the file
     if stage0 is None:
         stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")  # type: ignore[arg-type]
         if writer:
             atomic_text(stage0_file, json.dumps(stage0))
+    pairs = [(spec, seed) for seed in cfg.seeds for spec in cfg.methods]
+    if workers > 1 and len(pairs) > 1:  # the pairs train elsewhere; the loop below reads them back
+        _train_in_workers(folder, cfg, pairs, workers, keep, progress)
     results = [
         run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep))
         for seed in cfg.seeds
         for spec in cfg.methods
     ]
     if writer:
-        _write_outputs(folder, setup, results, time.time() - started, keep)
+        _write_outputs(folder, setup, results, time.time() - started, keep, workers)
+
+
+def _train_in_workers(folder: Path, cfg: RunConfig, pairs: list, workers: int, keep: bool, progress: bool) -> None:
+    from benchmark.config import to_dict
+    from benchmark.run.pair_workers import train_pairs, worker_threads
+
+    data = to_dict(cfg)
+    if resolve_device(cfg.device).type == "cpu":  # the cores split between the workers
+        data["threads"] = worker_threads(cfg.threads, workers)
+    train_pairs(folder, data, pairs, min(workers, len(pairs)), keep, progress)
 
 
 def _dir_for_this_config(cfg: RunConfig, rd: RunDir) -> RunDir:
@@ -369,18 +311,8 @@ def _dir_for_this_config(cfg: RunConfig, rd: RunDir) -> RunDir:
     return rd
 
 
-def _read_stage0(path: Path):
-    """The pretrained model's rows saved by an earlier attempt (deterministic, but not free:
-    a resumed run reuses them); None when absent or unreadable, so they are recomputed."""
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
-
-
 def _write_outputs(
-    folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float, keep_checkpoints: bool
+    folder: Path, setup: RunSetup, results: list[MethodResult], seconds: float, keep_checkpoints: bool, workers: int
 ) -> None:
     import pandas as pd
 
@@ -395,5 +327,5 @@ def _write_outputs(
     write_feature_drift(folder, setup, results)  # before the report, which draws it
     write_report(folder)
     # the manifest first: the leaderboard reads its scenario, failed runs and stage costs
-    write_manifest(folder / MANIFEST_JSON, setup, results, seconds, keep_checkpoints)
+    write_manifest(folder / MANIFEST_JSON, setup, results, seconds, keep_checkpoints, workers)
     write_leaderboard(folder)

@@ -25,7 +25,7 @@ def sweep_command(args: Any, sweep: Optional[Sweep] = None) -> int:
     ``sweep``: one built already (``--multirun``, benchmark/run/multirun.py)."""
     if not args.sweep and sweep is None:
         raise UserError(
-            "--launcher, --workers, --shard, --dry-run, --merge-only, --select and --slurm.* need --sweep FILE "
+            "--launcher, --shard, --dry-run, --merge-only, --select and --slurm.* need --sweep FILE "
             "(or --multirun KEY=V1,V2)"
         )
     launcher = args.launcher or "local"

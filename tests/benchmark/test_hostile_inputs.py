@@ -138,6 +138,8 @@ CASES = [
     ("pretrain-wd-neg", ["--model.pretrain.weight_decay", "-1"], 2, "model.pretrain.weight_decay=-1.0"),
     ("pretrain-seed-neg", ["--model.pretrain.seed", "-1"], 2, "model.pretrain.seed=-1 must be in"),
     ("seed-neg", ["--seeds", "-1"], 2, "seeds=-1 must be in [0, 2**32)"),
+    ("workers-0", ["--workers", "0"], 2, "--workers 0 must be >= 1"),
+    ("workers-word", ["--workers", "two"], 2, "--workers"),
     ("seed-2-32", ["--seeds", "4294967296"], 2, "seeds=4294967296 must be in"),
     ("seed-flag-neg", ["--seed", "-3"], 2, "seeds=-3 must be in"),
     ("threads-huge", ["--threads", "100000"], 2, "threads=100000 must be <= 1024"),

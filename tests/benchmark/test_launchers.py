@@ -30,7 +30,7 @@ def worker_state_restored():
 def worker_start_in_this_process(monkeypatch):
     """A worker start in this process, undone after the test, and with no thread left
     watching for the exit of its parent (pytest itself)."""
-    monkeypatch.setattr(launchers, "_exit_with_parent", lambda parent, every_s=1.0: None)
+    monkeypatch.setattr(launchers, "exit_with_parent", lambda parent, every_s=1.0: None)
     with worker_state_restored():
         yield
 

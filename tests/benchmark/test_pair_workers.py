@@ -1,0 +1,82 @@
+"""A run's (method, seed) pairs on worker processes (benchmark/run/pair_workers.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark.errors import UserError
+from benchmark.run.pair_workers import worker_threads
+from benchmark.run.runner import run
+from benchmark.rundir import FEATURE_DRIFT_CSV, LONG_CSV, MANIFEST_JSON
+
+
+def _rows(folder) -> pd.DataFrame:
+    return pd.read_csv(folder / LONG_CSV)
+
+
+@pytest.mark.slow  # two spawned interpreters and two runs: ~30 s; .ci/run's slow line runs it
+def test_two_workers_give_the_rows_one_process_gives(micro_cfg, tmp_path):
+    micro_cfg.methods = ["zeroshot", "replay"]  # one that does not train, one with Avalanche state
+    micro_cfg.seeds = [0, 1]
+    micro_cfg.eval.drift_images = 16
+    one = run(micro_cfg, progress=False)
+    micro_cfg.results_dir = str(tmp_path / "two")
+    two = run(micro_cfg, progress=False, workers=2)
+    pd.testing.assert_frame_equal(_rows(one), _rows(two))  # every accuracy, bit for bit, in the same order
+    pd.testing.assert_frame_equal(pd.read_csv(one / FEATURE_DRIFT_CSV), pd.read_csv(two / FEATURE_DRIFT_CSV))
+    manifest = json.loads((two / MANIFEST_JSON).read_text())
+    assert manifest["workers"] == 2
+    runs = [(r["method"], r["seed"]) for r in manifest["runs"]]
+    assert runs == [(m, s) for s in (0, 1) for m in micro_cfg.methods]  # the run's order, not the finishing order
+    assert all(len(r["stages"]) == 2 for r in manifest["runs"] if r["method"] != "zeroshot")
+    assert "train_seconds" in manifest["runs"][1]["stages"][0]  # the workers' own timings came back
+    assert not (two / "checkpoints").exists()
+
+
+# A user's method (a --plugins file): the workers import it too; this one stops at stage 2.
+FAILING_METHOD = """
+from benchmark.errors import UserError
+from methods import Method, register_method
+
+
+@register_method("stops_at_stage_2")
+class StopsAtStage2(Method):
+    needs_encoder_training = True
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.clock.train_exp_counter == 1:
+            raise UserError("stand-in: this method refuses stage 2")
+"""
+
+
+def test_a_plugin_method_runs_in_the_workers_and_its_user_error_stops_the_run(micro_cfg, tmp_path):
+    plugin = tmp_path / "user" / "stops.py"
+    plugin.parent.mkdir()
+    plugin.write_text(FAILING_METHOD)
+    micro_cfg.plugins = [str(plugin)]
+    micro_cfg.methods = ["stops_at_stage_2"]
+    micro_cfg.seeds = [0, 1]
+    with pytest.raises(UserError, match=r"\[stops_at_stage_2 seed [01]\] stand-in: this method refuses stage 2"):
+        run(micro_cfg, progress=False, workers=2)
+    finished = [p for p in Path(micro_cfg.results_dir).iterdir() if (p / LONG_CSV).exists()]
+    assert not finished  # no results folder claims a complete run
+    log = next(Path(micro_cfg.results_dir).glob(".*.partial/run.log")).read_text()
+    for seed in (0, 1):  # both workers wrote their lines into the run's log
+        assert f"[stops_at_stage_2 seed {seed}] stage 1 " in log
+
+
+@pytest.mark.parametrize("workers", [0, -1])
+def test_workers_below_one_are_refused(micro_cfg, workers):
+    with pytest.raises(UserError, match=f"--workers {workers} must be >= 1"):
+        run(micro_cfg, progress=False, workers=workers)
+
+
+def test_worker_threads_split_the_cores_unless_the_config_sets_them(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert worker_threads(0, 2) == 4
+    assert worker_threads(0, 16) == 1
+    assert worker_threads(3, 2) == 3
