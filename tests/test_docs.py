@@ -141,6 +141,18 @@ def test_the_presets_settings_are_the_published_selections_widest_margin_on_val(
     assert float(widest.get("train.lr", preset["train"]["lr"])) == preset["train"]["lr"]
 
 
+def test_the_choice_table_is_criterions_output_on_the_published_selection():
+    """docs/embedded_default.md's choice table is `criterion --split val` on the committed sweep, line for line."""
+    from benchmark.reporting.criterion import criterion_table, load_runs, render
+
+    selection = ROOT / "docs/reference/embedded-default-selection"
+    printed = render(criterion_table(load_runs([selection], "val"), split="val")).strip().splitlines()
+    page = (ROOT / "docs/embedded_default.md").read_text(encoding="utf-8")
+    section = page[page.index("*The choice, seeds 0-4, 6 epochs*") :]
+    start = section.index(printed[0])
+    assert section[start:].splitlines()[: len(printed)] == printed
+
+
 def _headline_means(frame) -> dict[str, str]:
     """'last / diagonal / dLP' of each method, as docs/reproducibility.md's table writes them."""
     from benchmark.reporting.criterion import criterion_table

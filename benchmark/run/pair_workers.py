@@ -3,7 +3,7 @@
 Every pair of a run is independent of the others once the pre-trained model's stage-0 rows
 are known: ``run_method`` seeds the RNG with the pair's seed and builds its own model and
 methods. So the pairs can train in separate processes and give the numbers one process
-gives (tests/benchmark/run/test_pair_workers.py compares the rows). The mechanism is the
+gives when the config sets ``threads`` (tests/benchmark/test_pair_workers.py compares the rows). The mechanism is the
 resume one: each worker trains its pairs into the run's staging folder, whose stage
 checkpoints end with the pair's rows, per-stage summaries and feature-drift rows; the
 parent process then walks the pairs in the run's order and reads each finished one back
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from benchmark.errors import UserError
+from benchmark.logs import once_per_command, run_log, setup_console
 from benchmark.logs import progress as progress_bar
-from benchmark.logs import run_log
 from benchmark.rundir import RUN_LOG
 
 log = logging.getLogger(__name__)
@@ -51,17 +51,33 @@ def train_pairs(
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked OpenMP or CUDA state
     bar = progress_bar(len(pairs), f"(method, seed) pairs on {workers} workers", enabled=progress, unit="pair")
     try:
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_start, initargs=(str(folder), cfg_data, keep, os.getpid())
-        ) as pool:
+        with (
+            once_per_command(),
+            ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_start, initargs=(str(folder), cfg_data, keep, os.getpid())
+            ) as pool,
+        ):
             futures = {pool.submit(_train_pair, spec, seed): (spec, seed) for spec, seed in pairs}
-            for future in as_completed(futures):
-                _raise_user_error(future.result(), futures[future])
-                bar.update()
+            try:
+                for future in as_completed(futures):
+                    _raise_user_error(future.result(), futures[future])
+                    bar.update()
+            except BaseException:
+                _stop(pool)
+                raise
     except BrokenProcessPool:
         log.warning("a worker process died; this process trains the pairs left, each from its last finished stage")
     finally:
         bar.close()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop now, as one process would: drop the pairs not started and end those in flight
+    (their last stage checkpoint, written atomically, lets the same command resume them).
+    The pool has no public way to end its workers before Python 3.14's terminate_workers."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _raise_user_error(error: Optional[str], pair: Pair) -> None:
@@ -81,6 +97,7 @@ def _start(folder: str, cfg_data: dict[str, Any], keep: bool, parent: int) -> No
     from benchmark.run.worker_process import exit_with_parent, quiet_libraries
 
     quiet_libraries()
+    setup_console(quiet=True)  # warnings once per command (the parent's bar owns the terminal); run.log has every line
     threading.Thread(target=exit_with_parent, args=(parent,), daemon=True).start()
     cfg = from_dict(RunConfig, cfg_data)
     load_plugins(cfg.plugins)  # a user's methods register in this interpreter too

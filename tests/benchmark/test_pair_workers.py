@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -37,10 +38,17 @@ def test_two_workers_give_the_rows_one_process_gives(micro_cfg, tmp_path):
     assert not (two / "checkpoints").exists()
 
 
-# A user's method (a --plugins file): the workers import it too; this one stops at stage 2.
+# A user's method (a --plugins file): the workers import it too. At stage 2, seed 1 says
+# so in a file and then would take minutes; seed 0 waits for that file and stops with a user
+# error: the run must stop at once, seed 1's worker ended rather than waited for.
 FAILING_METHOD = """
+import time
+from pathlib import Path
+
 from benchmark.errors import UserError
 from methods import Method, register_method
+
+MARK = Path(MARK_PATH)
 
 
 @register_method("stops_at_stage_2")
@@ -48,25 +56,35 @@ class StopsAtStage2(Method):
     needs_encoder_training = True
 
     def before_training_exp(self, strategy, **kwargs):
-        if strategy.clock.train_exp_counter == 1:
-            raise UserError("stand-in: this method refuses stage 2")
+        if strategy.clock.train_exp_counter != 1:
+            return
+        if strategy.seed == 1:
+            MARK.write_text("seed 1 is in stage 2")
+            time.sleep(300)
+        for _ in range(600):
+            if MARK.exists():
+                break
+            time.sleep(0.1)
+        raise UserError("stand-in: this method refuses stage 2")
 """
 
 
-def test_a_plugin_method_runs_in_the_workers_and_its_user_error_stops_the_run(micro_cfg, tmp_path):
+def test_a_user_error_in_one_worker_stops_the_whole_run_at_once(micro_cfg, tmp_path):
     plugin = tmp_path / "user" / "stops.py"
     plugin.parent.mkdir()
-    plugin.write_text(FAILING_METHOD)
+    plugin.write_text(FAILING_METHOD.replace("MARK_PATH", repr(str(tmp_path / "mark"))))
     micro_cfg.plugins = [str(plugin)]
     micro_cfg.methods = ["stops_at_stage_2"]
-    micro_cfg.seeds = [0, 1]
-    with pytest.raises(UserError, match=r"\[stops_at_stage_2 seed [01]\] stand-in: this method refuses stage 2"):
+    micro_cfg.seeds = [0, 1, 2]
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"\[stops_at_stage_2 seed 0\] stand-in: this method refuses stage 2"):
         run(micro_cfg, progress=False, workers=2)
-    finished = [p for p in Path(micro_cfg.results_dir).iterdir() if (p / LONG_CSV).exists()]
-    assert not finished  # no results folder claims a complete run
+    assert time.monotonic() - started < 120  # seed 1's worker was ended, not waited for
+    assert not [p for p in Path(micro_cfg.results_dir).iterdir() if (p / LONG_CSV).exists()]  # no complete run
     log = next(Path(micro_cfg.results_dir).glob(".*.partial/run.log")).read_text()
-    for seed in (0, 1):  # both workers wrote their lines into the run's log
+    for seed in (0, 1):  # both workers wrote their lines into the run's log (the plugin loaded in each)
         assert f"[stops_at_stage_2 seed {seed}] stage 1 " in log
+    assert "seed 2]" not in log  # the pair not started was dropped
 
 
 @pytest.mark.parametrize("workers", [0, -1])
