@@ -10,6 +10,7 @@ are skipped. Each ``python -m MODULE`` line must name a module of the suite with
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shlex
 from pathlib import Path
@@ -206,3 +207,21 @@ def test_the_readme_drift_sentence_is_the_published_runs():
         f"Fine-tuning moves the last block first ({by_stage[('finetune', 1, 'layer4')]:.2f} after stage 1)"
     )
     assert expected in text
+
+
+def test_the_publications_said_traceable_name_their_commit_and_no_local_path():
+    """docs/reference/README.md's table: a folder it calls traceable records exactly the revision
+    it names, with no uncommitted changes, and names the model and sweep file relative to the suite."""
+    reference = ROOT / "docs/reference"
+    rows = _table_rows(reference / "README.md", "| folder | made on")
+    assert {folder.strip("`/") for folder in rows} == {
+        p.name for p in reference.iterdir() if p.is_dir() and p.name not in ("hosts", "fingerprints")
+    }
+    traceable = {folder.strip("`/"): cells[1] for folder, cells in rows.items() if cells[2] == "yes"}
+    assert len(traceable) >= 3
+    for folder, revision in traceable.items():
+        manifest = json.loads((reference / folder / "manifest.json").read_text(encoding="utf-8"))
+        revisions = manifest.get("git_revisions") or [manifest["git_revision"]]
+        assert all(r.startswith(revision) and not r.endswith("-dirty") for r in revisions), (folder, revisions)
+        for key in ("model", "sweep_file"):  # the shipped model "at benchmark/models/...", the sweep's file
+            assert not re.search(r"(^|\s)/", str(manifest.get(key, ""))), (folder, key, manifest.get(key))

@@ -98,3 +98,43 @@ def test_worker_threads_split_the_cores_unless_the_config_sets_them(monkeypatch)
     assert worker_threads(0, 2) == 4
     assert worker_threads(0, 16) == 1
     assert worker_threads(3, 2) == 3
+
+
+# Fine-tuning that kills its own process once, at the start of seed 1's stage 2 (the marker
+# file says it happened): a worker dying as under the out-of-memory killer.
+DIES_ONCE = """
+import os
+import signal
+from pathlib import Path
+
+from methods import Method, register_method
+
+MARK = Path(MARK_PATH)
+
+
+@register_method("dies_once")
+class DiesOnce(Method):
+    needs_encoder_training = True
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.clock.train_exp_counter == 1 and strategy.seed == 1 and not MARK.exists():
+            MARK.write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow  # a worker killed and the run finished in this process: ~40 s; .ci/run's slow line
+def test_a_dead_worker_leaves_its_pairs_to_this_process_which_resumes_them(micro_cfg, tmp_path):
+    mark = tmp_path / "mark"
+    plugin = tmp_path / "user" / "dies.py"
+    plugin.parent.mkdir()
+    plugin.write_text(DIES_ONCE.replace("MARK_PATH", repr(str(mark))))
+    micro_cfg.plugins, micro_cfg.methods, micro_cfg.seeds = [str(plugin)], ["dies_once"], [0, 1]
+    micro_cfg.results_dir = str(tmp_path / "two")
+    recovered = run(micro_cfg, progress=False, workers=2)
+    assert mark.exists()  # the worker did die
+    log = (recovered / "run.log").read_text()
+    assert "[dies_once seed 1] resuming after stage 1" in log  # this process took its pair over
+    micro_cfg.results_dir = str(tmp_path / "one")
+    straight = run(micro_cfg, progress=False)  # the marker is there: nothing dies
+    assert (recovered / LONG_CSV).read_bytes() == (straight / LONG_CSV).read_bytes()
