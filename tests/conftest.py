@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 import pytest
@@ -40,3 +41,18 @@ def micro_cfg(tmp_path, model_cache) -> RunConfig:
     cfg = from_dict(RunConfig, {**MICRO, "results_dir": str(tmp_path / "results"), "device": "cpu"})
     cfg.model.cache_dir = model_cache
     return cfg
+
+
+@pytest.fixture
+def registered_here():
+    """Unregister only the methods the test registered (a --plugins file run in this process),
+    and forget the plugin modules it imported: later tests see the suite's registry."""
+    from methods import METHODS
+
+    before_names, before_modules = set(METHODS.names()), set(sys.modules)
+    yield
+    for name in set(METHODS.names()) - before_names:
+        METHODS.unregister(name)
+    for module in set(sys.modules) - before_modules:
+        if module.startswith("ldifs_bench_plugin_") or module.startswith("plugin_test_"):
+            del sys.modules[module]

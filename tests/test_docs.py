@@ -225,3 +225,36 @@ def test_the_publications_said_traceable_name_their_commit_and_no_local_path():
         assert all(r.startswith(revision) and not r.endswith("-dirty") for r in revisions), (folder, revisions)
         for key in ("model", "sweep_file"):  # the shipped model "at benchmark/models/...", the sweep's file
             assert not re.search(r"(^|\s)/", str(manifest.get(key, ""))), (folder, key, manifest.get(key))
+
+
+TUNED_NAMES = {
+    "ewc": "EWC",
+    "lwf": "LwF",
+    "si": "SI",
+    "mas": "MAS",
+    "l2sp": "L2-SP",
+    "ldifs": "LDIFS",
+    "wise_ft": "WiSE-FT",
+    "replay": "replay",
+    "lora": "LoRA rank",
+}
+
+
+def test_the_tuned_choices_said_in_prose_are_the_published_selection():
+    """'Chosen: EWC 300, ...' (embedded_default.md) and protocol.md's list are selection.csv's picks."""
+    import pandas as pd
+
+    selection = pd.read_csv(ROOT / "docs/reference/embedded-tuned/selection.csv")
+    chosen = selection[selection["selected"] & selection["setting"].notna()]
+    said = {
+        base: f"{TUNED_NAMES[base]} {float(setting.split('=')[1]):g}"
+        for base, setting in zip(chosen["base_method"], chosen["setting"])
+    }
+    assert set(said) == set(TUNED_NAMES)
+    page = (ROOT / "docs/embedded_default.md").read_text(encoding="utf-8")
+    sentence = " ".join(page[page.index("Chosen: ") :].split(". ")[0].split())
+    assert all(text in sentence for text in said.values()), (sentence, said)
+    protocol = (ROOT / "docs/protocol.md").read_text(encoding="utf-8")
+    listed = " ".join(protocol[protocol.index("0-2, chosen on the validation split") :].split()[:40])
+    for base in ("ewc", "si", "mas", "lwf"):
+        assert said[base] in listed, (said[base], listed)

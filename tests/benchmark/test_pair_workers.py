@@ -69,7 +69,7 @@ class StopsAtStage2(Method):
 """
 
 
-def test_a_user_error_in_one_worker_stops_the_whole_run_at_once(micro_cfg, tmp_path):
+def test_a_user_error_in_one_worker_stops_the_whole_run_at_once(micro_cfg, tmp_path, registered_here):
     plugin = tmp_path / "user" / "stops.py"
     plugin.parent.mkdir()
     plugin.write_text(FAILING_METHOD.replace("MARK_PATH", repr(str(tmp_path / "mark"))))
@@ -124,7 +124,7 @@ class DiesOnce(Method):
 
 
 @pytest.mark.slow  # a worker killed and the run finished in this process: ~40 s; .ci/run's slow line
-def test_a_dead_worker_leaves_its_pairs_to_this_process_which_resumes_them(micro_cfg, tmp_path):
+def test_a_dead_worker_leaves_its_pairs_to_this_process_which_resumes_them(micro_cfg, tmp_path, registered_here):
     mark = tmp_path / "mark"
     plugin = tmp_path / "user" / "dies.py"
     plugin.parent.mkdir()

@@ -58,18 +58,6 @@ class Mine(Method):
 '''
 
 
-@pytest.fixture
-def registered_here():
-    """Unregister only what the test registered, and forget the plugin modules it imported."""
-    before_names, before_modules = set(METHODS.names()), set(sys.modules)
-    yield
-    for name in set(METHODS.names()) - before_names:
-        METHODS.unregister(name)
-    for module in set(sys.modules) - before_modules:
-        if module.startswith("ldifs_bench_plugin_") or module.startswith("plugin_test_"):
-            del sys.modules[module]
-
-
 def method_file(folder: Path, name: str, stem: str = "mine") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}.py"
