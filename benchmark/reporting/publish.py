@@ -65,6 +65,8 @@ def publish(run_dir: Path, dest: Path, readme: Optional[Path] = None) -> None:
     try:
         for name, source in sources.items():
             shutil.copyfile(source, staging / name)
+        if "config.yaml" in sources:
+            _default_results_dir(staging / "config.yaml")
         if status is not None:
             atomic_text(staging / "manifest.json", json.dumps(_pooled_manifest(status), indent=2) + "\n")
         _draw_figures(run_dir, staging / PLOTS)
@@ -81,6 +83,20 @@ def publish(run_dir: Path, dest: Path, readme: Optional[Path] = None) -> None:
         raise
     if readme is not None:
         _splice(Path(readme), board, dest)
+
+
+RESULTS_DIR_LINE = re.compile(r"^results_dir: .*$", re.MULTILINE)
+
+
+def _default_results_dir(config: Path) -> None:
+    """The published config names the default results folder, not the publisher's own (a local
+    path; rerunning the published config would write there). ``results_dir`` is not part of
+    the config hash, so the file's hash line still describes it."""
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        RESULTS_DIR_LINE.sub("results_dir: results  # the default; where the publisher ran it is not kept", text),
+        encoding="utf-8",
+    )
 
 
 # ----------------------------------------------------------------------------- checks

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from benchmark.errors import UserError
 from benchmark.reporting.drift_table import DRIFT_COLUMNS
@@ -62,13 +63,18 @@ def readme(tmp_path) -> Path:
 
 def test_run_is_published_and_spliced(tmp_path, readme):
     run = finished_folder(tmp_path / "run", long_frame({"finetune": 30.0, "ldifs": 10.0}), ["finetune", "ldifs"])
-    (run / "config.yaml").write_text("seeds: [0]\n")
+    (run / "config.yaml").write_text(
+        f"# config hash: 0123456789\nseeds: [0]\nresults_dir: {tmp_path}/mine\ntrain:\n  lr: 0.001\n"
+    )
     (run / "manifest.json").write_text('{"git_revision": "0123abc"}\n')
     dest = tmp_path / "docs" / "ref"
     publish(run, dest, readme)
     for name in ("accuracy_long.csv", "leaderboard.tex", "leaderboard_comparisons.csv"):
         assert (dest / name).read_bytes() == (run / name).read_bytes(), name
-    assert (dest / "config.yaml").is_file() and not (dest / "sweep.yaml").exists()
+    config = (dest / "config.yaml").read_text()
+    assert str(tmp_path) not in config and yaml.safe_load(config)["results_dir"] == "results"  # not the publisher's
+    assert config.startswith("# config hash: 0123456789\nseeds: [0]\n") and config.endswith("train:\n  lr: 0.001\n")
+    assert not (dest / "sweep.yaml").exists()
     assert sorted(p.name for p in (dest / "plots").iterdir()) == [
         "dlp_finetune.png",
         "dlp_ldifs.png",
