@@ -212,6 +212,8 @@ def test_the_readme_drift_sentence_is_the_published_runs():
 def test_the_publications_said_traceable_name_their_commit_and_no_local_path():
     """docs/reference/README.md's table: a folder it calls traceable records exactly the revision
     it names, with no uncommitted changes, and names the model and sweep file relative to the suite."""
+    import yaml
+
     reference = ROOT / "docs/reference"
     rows = _table_rows(reference / "README.md", "| folder | made on")
     assert {folder.strip("`/") for folder in rows} == {
@@ -223,6 +225,9 @@ def test_the_publications_said_traceable_name_their_commit_and_no_local_path():
         manifest = json.loads((reference / folder / "manifest.json").read_text(encoding="utf-8"))
         revisions = manifest.get("git_revisions") or [manifest["git_revision"]]
         assert all(r.startswith(revision) and not r.endswith("-dirty") for r in revisions), (folder, revisions)
+        config = reference / folder / "config.yaml"
+        if config.is_file():  # a run's (a sweep keeps its sweep.yaml): rerunnable without the publisher's folders
+            assert yaml.safe_load(config.read_text(encoding="utf-8"))["results_dir"] == "results", folder
         for key in ("model", "sweep_file"):  # the shipped model "at benchmark/models/...", the sweep's file
             assert not re.search(r"(^|\s)/", str(manifest.get(key, ""))), (folder, key, manifest.get(key))
 
