@@ -264,22 +264,26 @@ def _run_stages(
         distributed.barrier()
         log.info(announce)  # after the model and data loaded: a missing dataset never names a folder it removes
         setup.log_dir = str(folder / AVALANCHE_LOGS)
+    stage0 = _stage0_rows(folder, setup, writer)  # every pair starts from them: computed once
+    pairs = [(spec, seed) for seed in cfg.seeds for spec in cfg.methods]
+    if workers > 1 and len(pairs) > 1:  # the pairs train elsewhere; the loop below reads them back
+        _train_in_workers(folder, cfg, pairs, workers, keep, progress)
+    results = [
+        run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep)) for spec, seed in pairs
+    ]
+    if writer:
+        _write_outputs(folder, setup, results, time.time() - started, keep, workers)
+
+
+def _stage0_rows(folder: Path, setup: RunSetup, writer: bool) -> list:
+    """The pre-trained model's rows: those an earlier attempt saved, else evaluated now and saved."""
     stage0_file = folder / STAGE0_JSON
     stage0 = distributed.share(read_stage0(stage0_file))  # process 0's answer: it wrote the file
     if stage0 is None:
         stage0 = setup.tracker.evaluate(setup.bundle.model.visual, {}, 0, "pretrained ")  # type: ignore[arg-type]
         if writer:
             atomic_text(stage0_file, json.dumps(stage0))
-    pairs = [(spec, seed) for seed in cfg.seeds for spec in cfg.methods]
-    if workers > 1 and len(pairs) > 1:  # the pairs train elsewhere; the loop below reads them back
-        _train_in_workers(folder, cfg, pairs, workers, keep, progress)
-    results = [
-        run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep))
-        for seed in cfg.seeds
-        for spec in cfg.methods
-    ]
-    if writer:
-        _write_outputs(folder, setup, results, time.time() - started, keep, workers)
+    return stage0
 
 
 def _train_in_workers(folder: Path, cfg: RunConfig, pairs: list, workers: int, keep: bool, progress: bool) -> None:
