@@ -65,7 +65,7 @@ def write_manifest(
         "plugins": plugin_records(cfg.plugins),  # user code the run imported: path and sha256
         "wall_seconds": round(seconds, 2),
         "workers": workers,  # local processes the (method, seed) pairs trained on (--workers)
-        "plan": manifest_record(cfg, seconds),  # --plan's estimate of this config and how far off it was
+        "plan": manifest_record(cfg, seconds, workers),  # --plan's estimate of this config and how far off it was
         "runs": [
             {"method": r.method, "seed": r.seed, "status": r.status, "error": r.error, "stages": r.stages}
             for r in results

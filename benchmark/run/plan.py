@@ -342,6 +342,11 @@ def plan_command(cfg: RunConfig, args: Any = None) -> int:
         return _sweep_plan(args)
     plan = planned(cfg, {})
     print(render(plan, cfg))
+    workers = min(getattr(args, "workers", None) or 1, max(1, len(plan.training_runs)))
+    if workers > 1:  # --workers N: the (method, seed) runs shared between N processes
+        print(
+            f"  {'on ' + str(workers) + ' workers':22s} {plan.total_seconds / workers / 3600:.2f} h, the runs shared evenly"
+        )
     print(f"saved to {save(plan, cfg)}; the run of this config records it in manifest.json (plan)")
     return 0
 

@@ -17,8 +17,9 @@ def plan_file(cfg: RunConfig) -> Path:
     return Path(cfg.results_dir) / PLANS_DIR / f"{config_hash(cfg)}.json"
 
 
-def manifest_record(cfg: RunConfig, wall_seconds: float) -> Optional[dict]:
-    """The plan's estimate of this config (when --plan made one) against the run's wall time."""
+def manifest_record(cfg: RunConfig, wall_seconds: float, workers: int = 1) -> Optional[dict]:
+    """The plan's estimate of this config (when --plan made one) against the run's wall time;
+    with ``workers`` processes the estimate is shared evenly between them (``on_workers``)."""
     try:
         saved = json.loads(plan_file(cfg).read_text(encoding="utf-8"))
         estimated = float(saved["estimated_seconds"])
@@ -29,5 +30,6 @@ def manifest_record(cfg: RunConfig, wall_seconds: float) -> Optional[dict]:
         "parts": saved.get("seconds", {}),
         "device": saved.get("probe", {}).get("device", ""),
         "wall_seconds": round(wall_seconds, 1),
-        "wall_over_estimate": round(wall_seconds / estimated, 3) if estimated > 0 else None,
+        "workers": workers,
+        "wall_over_estimate": round(wall_seconds * workers / estimated, 3) if estimated > 0 else None,
     }

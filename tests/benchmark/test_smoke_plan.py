@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -81,8 +82,13 @@ def test_plan_of_the_paper_preset_without_its_data(tmp_path, capsys):
     """Counts from the registered split sizes (no data on disk); timed on the smoke model to stay fast."""
     results = tmp_path / "results"
     argv = ["--config", PAPER, "--plan", "--data-root", str(tmp_path / "nothing"), "--results-dir", str(results)]
-    assert main(argv + ["--model.name", "tiny-rn", "--model.pretrained", "suite", "--threads", "1"]) == 0
+    assert (
+        main(argv + ["--model.name", "tiny-rn", "--model.pretrained", "suite", "--threads", "1", "--workers", "2"]) == 0
+    )
     out = capsys.readouterr().out
+    total = float(re.search(r"total\s+([0-9.]+) h on this device", out).group(1))
+    shared = float(re.search(r"on 2 workers\s+([0-9.]+) h, the runs shared evenly", out).group(1))
+    assert abs(shared - total / 2) <= 0.01  # the paper preset trains several runs: they share the two processes
     assert "registered split sizes" in out
     assert "1. svhn: 65,932 images x 10 epochs = 5,160 steps" in out  # 73,257 less the 10% validation split
     assert "3. resisc45: 22,680 images x 15 epochs = 2,670 steps" in out  # 31,500 less 20% test, less 10%
