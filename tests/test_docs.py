@@ -263,3 +263,17 @@ def test_the_tuned_choices_said_in_prose_are_the_published_selection():
     listed = " ".join(protocol[protocol.index("0-2, chosen on the validation split") :].split()[:40])
     for base in ("ewc", "si", "mas", "lwf"):
         assert said[base] in listed, (said[base], listed)
+
+
+def test_the_tuned_sweeps_finetune_cells_are_the_headline_runs_seeds_0_to_2():
+    """'Sweep cells train on exactly the images a plain run does' (embedded_default.md): the
+    tuned sweep's fine-tuning rows on test equal seeds 0-2 of the published 5-seed run's."""
+    from benchmark.reporting.table import load_long_csv
+
+    keys = ["seed", "stage", "eval_task", "kind"]
+    tuned = load_long_csv(ROOT / "docs/reference/embedded-tuned/accuracy_long.csv", "test")
+    headline = load_long_csv(ROOT / "docs/reference/embedded-default/accuracy_long.csv", "test")
+    cells = tuned[tuned["method"] == "finetune"].sort_values(keys)[keys + ["accuracy"]].reset_index(drop=True)
+    plain = headline[(headline["method"] == "finetune") & headline["seed"].isin([0, 1, 2])]
+    plain = plain.sort_values(keys)[keys + ["accuracy"]].reset_index(drop=True)
+    assert len(cells) > 0 and cells.equals(plain)
