@@ -332,9 +332,8 @@ def _main(argv: list[str]) -> int:
     from benchmark.run.runner import run
 
     command = shlex.join(["run_benchmark.py", *argv])  # for results/index.csv
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers {args.workers} must be >= 1")
-    run_dir = run(cfg, not args.quiet, args.fresh, args.keep_checkpoints, command=command, workers=args.workers or 1)
+    workers = 1 if args.workers is None else args.workers  # the runner refuses < 1
+    run_dir = run(cfg, not args.quiet, args.fresh, args.keep_checkpoints, command=command, workers=workers)
     from benchmark import distributed
 
     if distributed.is_writer():  # under torchrun, one headline

@@ -353,7 +353,8 @@ def plan_command(cfg: RunConfig, args: Any = None) -> int:
 
 def planned(cfg: RunConfig, probes: dict[tuple, dict]) -> Plan:
     """The plan of one config, timed (one probe per model, batch and device, kept in ``probes``)."""
-    from benchmark.run.runner import check_inputs, resolve_device
+    from benchmark.run.run_setup import resolve_device
+    from benchmark.run.runner import check_inputs
 
     sequence, _ = check_inputs(cfg)
     plan = build_plan(cfg, sequence)

@@ -19,7 +19,7 @@ def plan_file(cfg: RunConfig) -> Path:
 
 def manifest_record(cfg: RunConfig, wall_seconds: float, workers: int = 1) -> Optional[dict]:
     """The plan's estimate of this config (when --plan made one) against the run's wall time;
-    with ``workers`` processes the estimate is shared evenly between them (``on_workers``)."""
+    with ``workers`` processes the estimate is taken as shared evenly between them."""
     try:
         saved = json.loads(plan_file(cfg).read_text(encoding="utf-8"))
         estimated = float(saved["estimated_seconds"])

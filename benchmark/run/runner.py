@@ -266,7 +266,8 @@ def _run_stages(
         setup.log_dir = str(folder / AVALANCHE_LOGS)
     stage0 = _stage0_rows(folder, setup, writer)  # every pair starts from them: computed once
     pairs = [(spec, seed) for seed in cfg.seeds for spec in cfg.methods]
-    if workers > 1 and len(pairs) > 1:  # the pairs train elsewhere; the loop below reads them back
+    workers = min(workers, len(pairs))  # the processes that train: no more than the pairs
+    if workers > 1:  # the pairs train elsewhere; the loop below reads them back
         _train_in_workers(folder, cfg, pairs, workers, keep, progress)
     results = [
         run_method(setup, spec, seed, stage0, StageCheckpoints(folder, spec, seed, keep)) for spec, seed in pairs
@@ -293,7 +294,7 @@ def _train_in_workers(folder: Path, cfg: RunConfig, pairs: list, workers: int, k
     data = to_dict(cfg)
     if resolve_device(cfg.device).type == "cpu":  # the cores split between the workers
         data["threads"] = worker_threads(cfg.threads, workers)
-    train_pairs(folder, data, pairs, min(workers, len(pairs)), keep, progress)
+    train_pairs(folder, data, pairs, workers, keep, progress)
 
 
 def _dir_for_this_config(cfg: RunConfig, rd: RunDir) -> RunDir:

@@ -47,7 +47,8 @@ def task_lines(setup) -> Iterator[str]:
 def run_fingerprint(full: bool) -> list[str]:
     """The embedded default's fingerprint lines on this host (the shipped model, one thread)."""
     from benchmark.run.cli import parse_config
-    from benchmark.run.runner import check_inputs, prepare
+    from benchmark.run.run_setup import prepare
+    from benchmark.run.runner import check_inputs
 
     _, cfg = parse_config(["--methods", "finetune", "--seeds", "0", "--device", "cpu"])
     torch.set_num_threads(max(1, cfg.threads or 1))

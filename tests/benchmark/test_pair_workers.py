@@ -38,10 +38,11 @@ def test_two_workers_give_the_rows_one_process_gives(micro_cfg, tmp_path):
     assert not (two / "checkpoints").exists()
 
 
-# A user's method (a --plugins file): the workers import it too. At stage 2, seed 1 says
-# so in a file and then would take minutes; seed 0 waits for that file and stops with a user
-# error: the run must stop at once, seed 1's worker ended rather than waited for.
-FAILING_METHOD = """
+# What a user's method file (a --plugins file, which the workers import too) begins with:
+# MARK is a file in the test's folder through which the method's processes signal each other.
+PLUGIN_HEADER = """
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -49,8 +50,21 @@ from benchmark.errors import UserError
 from methods import Method, register_method
 
 MARK = Path(MARK_PATH)
+"""
 
 
+def user_method(tmp_path: Path, body: str) -> tuple[Path, Path]:
+    """(the plugin file, its marker file) for a method whose class is ``body``."""
+    plugin, mark = tmp_path / "user" / "method.py", tmp_path / "mark"
+    plugin.parent.mkdir()
+    plugin.write_text(PLUGIN_HEADER.replace("MARK_PATH", repr(str(mark))) + body)
+    return plugin, mark
+
+
+# At stage 2, seed 1 says so in the marker file and then would take minutes; seed 0 waits
+# for that file and stops with a user error: the run must stop at once, seed 1's worker
+# ended rather than waited for.
+FAILING_METHOD = """
 @register_method("stops_at_stage_2")
 class StopsAtStage2(Method):
     needs_encoder_training = True
@@ -70,9 +84,7 @@ class StopsAtStage2(Method):
 
 
 def test_a_user_error_in_one_worker_stops_the_whole_run_at_once(micro_cfg, tmp_path, registered_here):
-    plugin = tmp_path / "user" / "stops.py"
-    plugin.parent.mkdir()
-    plugin.write_text(FAILING_METHOD.replace("MARK_PATH", repr(str(tmp_path / "mark"))))
+    plugin, _ = user_method(tmp_path, FAILING_METHOD)
     micro_cfg.plugins = [str(plugin)]
     micro_cfg.methods = ["stops_at_stage_2"]
     micro_cfg.seeds = [0, 1, 2]
@@ -103,15 +115,6 @@ def test_worker_threads_split_the_cores_unless_the_config_sets_them(monkeypatch)
 # Fine-tuning that kills its own process once, at the start of seed 1's stage 2 (the marker
 # file says it happened): a worker dying as under the out-of-memory killer.
 DIES_ONCE = """
-import os
-import signal
-from pathlib import Path
-
-from methods import Method, register_method
-
-MARK = Path(MARK_PATH)
-
-
 @register_method("dies_once")
 class DiesOnce(Method):
     needs_encoder_training = True
@@ -125,10 +128,7 @@ class DiesOnce(Method):
 
 @pytest.mark.slow  # a worker killed and the run finished in this process: ~40 s; .ci/run's slow line
 def test_a_dead_worker_leaves_its_pairs_to_this_process_which_resumes_them(micro_cfg, tmp_path, registered_here):
-    mark = tmp_path / "mark"
-    plugin = tmp_path / "user" / "dies.py"
-    plugin.parent.mkdir()
-    plugin.write_text(DIES_ONCE.replace("MARK_PATH", repr(str(mark))))
+    plugin, mark = user_method(tmp_path, DIES_ONCE)
     micro_cfg.plugins, micro_cfg.methods, micro_cfg.seeds = [str(plugin)], ["dies_once"], [0, 1]
     micro_cfg.results_dir = str(tmp_path / "two")
     recovered = run(micro_cfg, progress=False, workers=2)
